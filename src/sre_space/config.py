@@ -1,0 +1,78 @@
+"""Settings: flag > environment (``SRE_SPACE_*``) > config file > default.
+
+The config file is ``$SRE_SPACE_HOME/config.toml``. Commands build one
+``Settings`` and pass it down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+LOOPBACK = "127.0.0.1"
+
+
+def default_home() -> Path:
+    """The XDG state dir, unless ``SRE_SPACE_HOME`` says otherwise."""
+    explicit = os.environ.get("SRE_SPACE_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "sre-space"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SRE_SPACE_", extra="ignore")
+
+    home: Path = Field(default_factory=default_home)
+
+    # The mind's OTLP/HTTP receiver; the lab's services export here.
+    otlp_host: str = LOOPBACK
+    otlp_http_port: int = 4318
+    max_body_bytes: int = 8 * 1024 * 1024
+    store_max_spans: int = 200_000
+
+    # Scout's static rules (DESIGN: error status, latency over 800 ms).
+    latency_threshold_ms: float = 800.0
+    error_rate_threshold: float = 0.05
+    detect_window_s: float = 10.0
+    min_requests: int = 10
+
+    # Fixer: how long a remediation has to show recovery.
+    verify_timeout_s: float = 60.0
+    verify_window_s: float = 5.0
+    policy: str = "auto"
+
+    # Memory: embedded Chroma unless a server URL is given.
+    chroma_url: str | None = None
+    memory_min_confidence: float = 0.6
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        return (init_settings, env_settings, toml)
+
+    @property
+    def otlp_endpoint(self) -> str:
+        return f"http://{self.otlp_host}:{self.otlp_http_port}/v1/traces"
+
+
+def load(**overrides: Any) -> Settings:
+    """Settings with the flags a command was given (``None`` means not given)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

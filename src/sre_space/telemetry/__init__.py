@@ -1,0 +1,1 @@
+"""Senses: the span model, decoding, receivers and the bounded trace store."""
