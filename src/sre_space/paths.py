@@ -47,6 +47,11 @@ class Paths:
         return self.home / "mind.json"
 
     @property
+    def mind_token(self) -> Path:
+        """Bearer token for the running mind's loopback API (mode 0600)."""
+        return self.home / "mind.token"
+
+    @property
     def mind_lock(self) -> Path:
         return self.home / "mind.lock"
 

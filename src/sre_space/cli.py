@@ -1,0 +1,353 @@
+"""The `sre-space` command. Thin: parse, call the core, format.
+
+Heavy modules (chromadb, langgraph, textual, the OTel SDK) are imported inside
+the commands that need them so `sre-space --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from sre_space.config import Settings, load
+from sre_space.errors import ExitCode, SreSpaceError, UsageError
+
+app = typer.Typer(
+    name="sre-space",
+    help="Autonomous incident response on OpenTelemetry.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+memory_app = typer.Typer(help="Query the squad's memory of past incidents.", no_args_is_help=True)
+app.add_typer(memory_app, name="memory")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _out(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
+def _settings(**flags: Any) -> Settings:
+    return load(**flags)
+
+
+# --- lab ---------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the lab to be healthy.")
+    ] = 60.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Start the lab in the background; return once every service is healthy."""
+    from sre_space.lab.launcher import docker_engine_reason, start_lab
+
+    settings = _settings()
+    if not json_out:
+        _err(f"using the embedded lab: {docker_engine_reason()}")
+    state = start_lab(settings, timeout_s=timeout)
+    doc = {
+        "mode": state.mode,
+        "already_running": state.already_running,
+        "supervisor_pid": state.supervisor_pid,
+        "services": state.services,
+        "otlp_endpoint": settings.otlp_endpoint,
+    }
+    if json_out:
+        _out(doc)
+        return
+    if state.already_running:
+        _err(f"the lab is already up (supervisor pid {state.supervisor_pid})")
+    names = ", ".join(f"{n}:{s.get('port')}" for n, s in state.services.items())
+    print(f"lab up: {names}; exporting OTLP to {settings.otlp_endpoint}")
+
+
+@app.command()
+def down(json_out: JsonOpt = False) -> None:
+    """Stop the lab and every process it started."""
+    from sre_space.lab.launcher import stop_lab
+
+    stopped = stop_lab(_settings())
+    if json_out:
+        _out({"stopped": stopped})
+    else:
+        print("lab stopped" if stopped else "no lab was running")
+
+
+@app.command()
+def status(json_out: JsonOpt = False) -> None:
+    """Say what is running: the lab, its services, the mind and its intake."""
+    from sre_space import localapi
+    from sre_space.lab.control import LabClient
+    from sre_space.lab.launcher import read_lab_state
+    from sre_space.paths import Paths
+
+    settings = _settings()
+    paths = Paths(settings.home)
+    doc: dict[str, Any] = {"home": str(settings.home), "lab": None, "mind": None}
+    state = read_lab_state(settings)
+    if state is not None:
+        try:
+            doc["lab"] = LabClient.from_settings(settings).status()
+        except SreSpaceError as exc:
+            doc["lab"] = {"error": str(exc)}
+    mind = _mind_port(paths)
+    if mind is not None:
+        try:
+            doc["mind"] = localapi.get(mind, paths.mind_token, "/status")
+        except SreSpaceError as exc:
+            doc["mind"] = {"error": str(exc)}
+    if json_out:
+        _out(doc)
+        return
+    lab = doc["lab"]
+    if lab is None:
+        print("lab: down")
+    else:
+        print(f"lab: {lab.get('mode', 'embedded')} up")
+        for name, svc in (lab.get("services") or {}).items():
+            health = "healthy" if svc.get("healthy") else "UNHEALTHY"
+            print(f"  {name:<10} pid {svc.get('pid')}  port {svc.get('port')}  {health}")
+    m = doc["mind"]
+    if m is None:
+        print("mind: not running")
+    elif "error" in m:
+        print(f"mind: {m['error']}")
+    else:
+        st = m["store"]
+        print(
+            f"mind: pid {m['pid']} policy {m['policy']}  intake {st['spans_per_s']:.0f} spans/s, "
+            f"{st['spans_in']} in, {st['rejected']} rejected, {st['evicted_spans']} evicted, "
+            f"{st['traces_held']} traces held; active incidents: {len(m['active_incidents'])}"
+        )
+
+
+def _mind_port(paths: Any) -> int | None:
+    try:
+        doc = json.loads(paths.mind_state.read_text())
+        os.kill(int(doc["pid"]), 0)
+        return int(doc["api_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@app.command()
+def chaos(
+    fault: Annotated[str, typer.Argument(help="A fault name, or: list, status, revert.")],
+    name: Annotated[str | None, typer.Argument(help="With revert: the fault to revert.")] = None,
+    target: Annotated[str | None, typer.Option(help="Service to break.")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds until it reverts itself.")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="With revert: every fault.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Break the lab for real: `chaos db-timeout`, `chaos list`, `chaos revert --all`."""
+    from sre_space.lab.faults import FAULTS
+
+    if fault == "list":
+        if json_out:
+            _out([{"name": f.name, "description": f.description} for f in FAULTS.values()])
+        else:
+            for f in FAULTS.values():
+                print(f"{f.name:<16} {f.description}")
+        return
+    if fault not in ("status", "revert") and fault not in FAULTS:
+        raise UsageError(f"unknown fault {fault!r}; known faults: {', '.join(FAULTS)}")
+    from sre_space.lab.control import LabClient
+
+    client = LabClient.from_settings(_settings())
+    if fault == "status":
+        active = client.chaos_status()
+        if json_out:
+            _out(active)
+        else:
+            print("\n".join(json.dumps(a) for a in active) or "no fault active")
+        return
+    if fault == "revert":
+        reverted = client.revert(None if all_ else name)
+        _out({"reverted": reverted}) if json_out else print(
+            f"reverted: {', '.join(reverted) or 'nothing was active'}"
+        )
+        return
+    params: dict[str, Any] = {}
+    for item in param or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--param takes KEY=VALUE, got {item!r}")
+        params[key] = _number(value)
+    result = client.inject(fault, target=target, params=params, duration_s=duration)
+    if json_out:
+        _out(result)
+    else:
+        until = f" for {duration:.0f} s" if duration else " until reverted"
+        print(f"injected {fault}{until}: {json.dumps(result)}")
+
+
+def _number(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+# --- the mind ------------------------------------------------------------------
+
+
+@app.command()
+def run(
+    policy: Annotated[str | None, typer.Option(help="auto | dry-run")] = None,
+    otlp_port: Annotated[int | None, typer.Option(help="OTLP/HTTP receiver port.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
+) -> None:
+    """Run the squad headless: receive spans, detect, diagnose, fix, verify, remember."""
+    from sre_space.mind import Mind
+
+    if policy is not None and policy not in ("auto", "dry-run"):
+        raise UsageError(f"unknown policy {policy!r}; use auto or dry-run")
+    settings = _settings(policy=policy, otlp_http_port=otlp_port)
+    mind = Mind(settings).start()
+    stop = _stop_on_signals(mind)
+    after = 0
+    try:
+        while not stop():
+            for event in mind.log.events(after):
+                after = event.seq
+                if json_out:
+                    sys.stdout.write(json.dumps(event.to_json()) + "\n")
+                else:
+                    sys.stdout.write(event.line() + "\n")
+                sys.stdout.flush()
+            time.sleep(0.2)
+    finally:
+        mind.stop()
+
+
+def _stop_on_signals(mind: Any) -> Any:
+    flag = {"stop": False}
+
+    def handler(signum: int, _frame: Any) -> None:
+        flag["stop"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: flag["stop"]
+
+
+@app.command()
+def watch(
+    readonly: Annotated[bool, typer.Option(help="Observe only: take no action.")] = False,
+    policy: Annotated[str | None, typer.Option(help="auto | dry-run")] = None,
+) -> None:
+    """The live cockpit: squad terminal and incidents (hosts the mind unless one runs)."""
+    from sre_space.tui.app import run_app
+
+    run_app(_settings(policy=policy), readonly=readonly)
+
+
+@app.command()
+def incidents(
+    incident_id: Annotated[str | None, typer.Argument(help="Show one incident.")] = None,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    json_out: JsonOpt = False,
+) -> None:
+    """List incidents: detected, diagnosed, mitigated, verified."""
+    from sre_space.incidents import IncidentLog
+    from sre_space.paths import Paths
+
+    paths = Paths(_settings().home)
+    if not paths.incidents_db.exists():
+        _out([]) if json_out else print("no incidents")
+        return
+    log = IncidentLog(paths.incidents_db)
+    if incident_id:
+        found = log.get(incident_id)
+        if found is None:
+            raise UsageError(f"no incident {incident_id!r}")
+        _out(found.to_json()) if json_out else print(json.dumps(found.to_json(), indent=2))
+        return
+    items = log.list(limit)
+    if json_out:
+        _out([i.to_json() for i in items])
+        return
+    if not items:
+        print("no incidents")
+    for i in items:
+        rc = i.root_cause
+        rem = i.remediation
+        print(
+            f"{i.id}  {i.status:<10} {rc.get('service', '?')} {rc.get('operation', '')} "
+            f"[{rc.get('fault_class', '?')}]  fix: {rem.get('action', '-')} {rem.get('params', '')} "
+            f"({rem.get('source', '-')}, {rem.get('outcome', '-')})  "
+            f"TTD {_secs(i.ttd_s)}  TTM {_secs(i.ttm_s)}"
+        )
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+@memory_app.command("search")
+def memory_search(
+    query: Annotated[str, typer.Argument(help="What happened, in your words.")],
+    k: Annotated[int, typer.Option("--k", help="How many hits.")] = 3,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search memory: similar past incidents, their fix and whether it worked."""
+    from sre_space import localapi
+    from sre_space.paths import Paths
+
+    settings = _settings()
+    paths = Paths(settings.home)
+    port = _mind_port(paths)
+    if port is not None:
+        # A running mind owns the embedded store: ask it, never open it twice.
+        params = {"q": query, "k": k, **({"service": service} if service else {})}
+        hits: list[dict[str, Any]] = localapi.get(port, paths.mind_token, "/memory/search", params)
+    else:
+        from sre_space.memory.store import MemoryStore
+
+        store = MemoryStore(settings)
+        hits = [h.to_json() for h in store.search(query, k=k, service=service)]
+    if json_out:
+        _out(hits)
+        return
+    if not hits:
+        print("no memories yet")
+    for n, h in enumerate(hits, 1):
+        rem = h.get("remediation", {})
+        print(
+            f"{n}. {h['id']}  score {h['score']:.2f}  {h['service']}  "
+            f"fix: {rem.get('action')} {rem.get('params', '')} -> {h['outcome']}"
+        )
+        print(f"   {h['summary']}")
+        if h.get("why"):
+            print(f"   why: {h['why']}")
+
+
+def main() -> NoReturn:
+    """Entry point: typer handles usage errors (exit 2); ours become one line and a code."""
+    try:
+        app(prog_name="sre-space")
+    except SreSpaceError as exc:
+        _err(f"sre-space: {exc}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.INTERRUPTED)
+    sys.exit(ExitCode.OK)

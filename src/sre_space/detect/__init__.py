@@ -1,0 +1,1 @@
+"""Detectors: the live signals Scout reads."""

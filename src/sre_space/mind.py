@@ -1,0 +1,225 @@
+"""The mind: senses, Scout's detectors and the squad, hosted in one process.
+
+`run` hosts it headless and `watch` hosts it under the TUI. At most one mind
+acts on a home at a time (an flock on ``mind.lock``); the others observe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict
+from typing import IO, Any
+
+from sre_space.config import Settings
+from sre_space.detect.window import WindowDetector
+from sre_space.errors import Unavailable
+from sre_space.incidents import Incident, IncidentLog
+from sre_space.paths import Paths
+from sre_space.telemetry.receiver import OtlpHttpReceiver
+from sre_space.telemetry.store import TraceStore
+
+log = logging.getLogger(__name__)
+
+RESOLVE_QUIET_S = 30.0
+
+
+class MindLock:
+    """An exclusive, non-blocking flock; released by the kernel if the mind dies."""
+
+    def __init__(self, paths: Paths) -> None:
+        self._path = paths.mind_lock
+        self._fh: IO[str] | None = None
+
+    def acquire(self) -> None:
+        fh = open(self._path, "a+")  # noqa: SIM115 - held for the mind's lifetime
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "?"
+            fh.close()
+            raise Unavailable(
+                f"another mind is already acting on this home (pid {holder})"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+
+    def release(self) -> None:
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+class Mind:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.paths = Paths(settings.home).ensure()
+        self.store = TraceStore(settings.store_max_spans)
+        self.detector = WindowDetector(settings.detect_window_s, settings.latency_threshold_ms)
+        self.store.subscribe(self.detector.observe)
+        self.log = IncidentLog(self.paths.incidents_db)
+        self._lock = MindLock(self.paths)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._receiver: OtlpHttpReceiver | None = None
+        self._api: Any = None
+        self._memory: Any = None
+        self._graph: Any = None
+        self.started_at = time.time()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> Mind:
+        self._lock.acquire()
+        try:
+            self._receiver = OtlpHttpReceiver(
+                self.store,
+                self.settings.otlp_host,
+                self.settings.otlp_http_port,
+                self.settings.max_body_bytes,
+            ).start()
+        except OSError as exc:
+            self._lock.release()
+            raise Unavailable(
+                f"cannot listen on {self.settings.otlp_host}:{self.settings.otlp_http_port}: "
+                f"{exc.strerror or exc}"
+            ) from None
+        # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
+        from sre_space.actuators.lab import LabActuator
+        from sre_space.localapi import LocalApi
+        from sre_space.memory.store import MemoryStore
+        from sre_space.squad.agents import SquadContext
+        from sre_space.squad.graph import build
+
+        self._memory = MemoryStore(self.settings)
+        ctx = SquadContext(
+            self.settings, self.store, self.log, self._memory, LabActuator(self.settings)
+        )
+        self._graph = build(ctx, self.paths.checkpoints_db)
+        self._api = LocalApi(
+            {"/status": lambda _: self.status(), "/memory/search": self._memory_search},
+            self.paths.mind_token,
+        ).start()
+        self._write_state()
+        self.log.emit("mind", f"listening for OTLP/HTTP on {self.settings.otlp_endpoint}")
+        loop = threading.Thread(target=self._loop, name="squad", daemon=True)
+        loop.start()
+        self._threads.append(loop)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=5)
+        if self._receiver:
+            self._receiver.stop()
+        if self._api:
+            self._api.stop()
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.mind_state.unlink()
+        self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stop.wait(timeout)
+
+    def _write_state(self) -> None:
+        doc = {
+            "pid": os.getpid(),
+            "otlp_endpoint": self.settings.otlp_endpoint,
+            "api_port": self._api.port if self._api else None,
+            "policy": self.settings.policy,
+            "started_at": self.started_at,
+        }
+        tmp = self.paths.mind_state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc))
+        os.replace(tmp, self.paths.mind_state)
+
+    # --- API ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "otlp_endpoint": self.settings.otlp_endpoint,
+            "policy": self.settings.policy,
+            "store": asdict(self.store.stats()),
+            "active_incidents": [i.id for i in self.log.active()],
+            "uptime_s": round(time.time() - self.started_at, 1),
+        }
+
+    def _memory_search(self, params: dict[str, str]) -> list[dict[str, Any]]:
+        hits = self._memory.search(
+            params["q"], k=int(params.get("k", "3")), service=params.get("service") or None
+        )
+        return [h.to_json() for h in hits]
+
+    # --- the squad loop ---------------------------------------------------------
+
+    def _loop(self) -> None:
+        quiet_since = time.time()
+        while not self._stop.wait(0.5):
+            try:
+                anomalies = self.detector.anomalous(
+                    self.settings.error_rate_threshold, self.settings.min_requests
+                )
+                if anomalies:
+                    quiet_since = time.time()
+                    self._handle(anomalies)
+                    quiet_since = time.time()
+                elif time.time() - quiet_since > RESOLVE_QUIET_S:
+                    self._resolve_quiet()
+            except Exception as exc:  # the loop must survive one bad incident
+                log.exception("squad loop")
+                self.log.emit("mind", f"squad error: {type(exc).__name__}: {exc}", kind="error")
+
+    def _handle(self, anomalies: list[Any]) -> None:
+        from sre_space.squad.graph import run_incident
+
+        now = time.time()
+        firsts = [a.first_bad_at for a in anomalies if a.first_bad_at is not None]
+        incident = Incident(
+            id=self.log.new_id(now),
+            status="open",
+            detected_at=now,
+            first_error_at=min(firsts) if firsts else None,
+        )
+        self.log.save(incident)
+        signals = [
+            {
+                "service": a.service,
+                "operation": a.operation,
+                "count": a.count,
+                "errors": a.errors,
+                "slow": a.slow,
+                "error_rate": round(a.error_rate, 4),
+                "p95_ms": round(a.p95_ms, 1),
+            }
+            for a in anomalies
+        ]
+        window_start_ns = int((now - self.settings.detect_window_s) * 1e9)
+        run_incident(
+            self._graph,
+            {"incident_id": incident.id, "window_start_ns": window_start_ns, "signals": signals},
+        )
+        # Errors from before the fix must not reopen what was just handled.
+        self.detector.reset()
+
+    def _resolve_quiet(self) -> None:
+        for incident in self.log.list(limit=20, status="mitigated"):
+            incident.status = "resolved"
+            incident.resolved_at = time.time()
+            self.log.save(incident)
+            self.log.emit(
+                "scout",
+                f"resolved after {RESOLVE_QUIET_S:.0f} s without anomalies",
+                incident_id=incident.id,
+            )

@@ -1,0 +1,1 @@
+"""Root-cause localisation from trace structure (one Brain for live and offline use)."""

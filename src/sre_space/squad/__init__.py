@@ -1,0 +1,1 @@
+"""The squad: Scout, Brain, Fixer and Jules as nodes of one LangGraph graph."""

@@ -1,0 +1,276 @@
+"""The four agents. Each reads the incident state and returns its update.
+
+Every step is written to the incident log as an event, which is how `run`,
+`watch` and the drill journal see the squad work.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sre_space.actuators import Actuator
+from sre_space.config import Settings
+from sre_space.detect.window import percentile
+from sre_space.incidents import Incident, IncidentLog
+from sre_space.rca.localize import localize
+from sre_space.squad import runbook
+from sre_space.squad.state import SquadState
+from sre_space.telemetry.model import Span, SpanKind
+from sre_space.telemetry.store import TraceStore
+
+
+class Memory(Protocol):
+    def search(
+        self, query: str, *, k: int = 3, service: str | None = None, signature: str | None = None
+    ) -> list[Any]: ...
+
+    def archive(self, entry: Any) -> None: ...
+
+
+@dataclass
+class SquadContext:
+    settings: Settings
+    store: TraceStore
+    log: IncidentLog
+    memory: Memory
+    actuator: Actuator
+
+    def incident(self, state: SquadState) -> Incident:
+        incident = self.log.get(state["incident_id"])
+        if incident is None:
+            raise KeyError(state["incident_id"])
+        return incident
+
+    def say(self, agent: str, state: SquadState, message: str, **data: Any) -> None:
+        self.log.emit(agent, message, incident_id=state.get("incident_id"), data=data)
+
+
+def _slo(spans: list[Span], threshold_ms: float) -> dict[str, Any]:
+    durations = [s.duration_ms for s in spans]
+    errors = sum(s.error for s in spans)
+    return {
+        "requests": len(spans),
+        "error_rate": round(errors / len(spans), 4) if spans else 0.0,
+        "p95_ms": round(percentile(durations, 0.95), 1),
+        "slow_rate": round(sum(d > threshold_ms for d in durations) / len(spans), 4)
+        if spans
+        else 0.0,
+    }
+
+
+def scout(ctx: SquadContext, state: SquadState) -> SquadState:
+    incident = ctx.incident(state)
+    worst = max(state.get("signals", []), key=lambda s: s["errors"] + s["slow"], default=None)
+    if worst:
+        ctx.say(
+            "scout",
+            state,
+            f"incident opened: {len(state['signals'])} anomalous operation(s); worst "
+            f"{worst['service']} {worst['operation']}: {worst['error_rate']:.0%} errors, "
+            f"p95 {worst['p95_ms']:.0f} ms over {worst['count']} requests",
+            signals=state["signals"],
+        )
+    incident.status = "diagnosing"
+    ctx.log.save(incident)
+    return {}
+
+
+def brain(ctx: SquadContext, state: SquadState) -> SquadState:
+    incident = ctx.incident(state)
+    traces = ctx.store.traces_since(state["window_start_ns"])
+    candidates = localize(traces, ctx.settings.latency_threshold_ms)
+    if not candidates:
+        ctx.say("brain", state, "no trace explains the anomaly; handing over to a human")
+        return {"diagnosis": {}}
+    top = candidates[0]
+    diagnosis = {**top.to_json(), "exception": top.exception, "signature": top.signature}
+    diagnosis["confidence"] = round(top.score, 3)
+    query = f"{top.service} {top.operation} {top.fault_class} {top.exception}"
+    hits = ctx.memory.search(query, k=3, signature=top.signature)
+    recall = [h.to_json() for h in hits]
+    incident.signature = top.signature
+    incident.root_cause = {
+        "service": top.service,
+        "operation": top.operation,
+        "fault_class": top.fault_class,
+        "confidence": diagnosis["confidence"],
+        "evidence": top.evidence,
+        "candidates": [c.to_json() for c in candidates[:3]],
+    }
+    incident.memory_hits = recall
+    ctx.log.save(incident)
+    ctx.say(
+        "brain",
+        state,
+        f"root cause {top.service} {top.operation} ({top.fault_class}, "
+        f"confidence {top.score:.2f}): {top.exception or 'see evidence'}; "
+        f"{len(recall)} similar past incident(s)",
+        diagnosis=diagnosis,
+    )
+    return {"diagnosis": diagnosis, "recall": recall}
+
+
+def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
+    """A remembered fix for the same signature that verifiably worked, if confident enough."""
+    signature = state["diagnosis"].get("signature")
+    failed = {
+        str(h.get("remediation"))
+        for h in state.get("recall", [])
+        if h.get("outcome") != "recovered"
+    }
+    for hit in state.get("recall", []):
+        if (
+            hit.get("outcome") == "recovered"
+            and hit.get("signature") == signature
+            and float(hit.get("score", 0)) >= ctx.settings.memory_min_confidence
+            and str(hit.get("remediation")) not in failed
+        ):
+            rem = dict(hit["remediation"])
+            return {
+                "action": rem["action"],
+                "service": rem.get("service", state["diagnosis"]["service"]),
+                "params": rem.get("params", {}),
+                "reason": f"worked before in {hit['id']} (score {float(hit['score']):.2f})",
+                "source": "memory",
+                "memory_ref": hit["id"],
+            }
+    return None
+
+
+def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
+    incident = ctx.incident(state)
+    diagnosis = state.get("diagnosis") or {}
+    if not diagnosis:
+        return {"plan": {}}
+    plan = _from_memory(ctx, state)
+    if plan is None:
+        config = ctx.actuator.config(diagnosis["service"])
+        found = runbook.plan_for(diagnosis, config)
+        plan = {**found, "source": "runbook"} if found else {}
+    if not plan:
+        ctx.say("fixer", state, "no safe remediation in memory or the runbook; escalating")
+        return {"plan": {}}
+    incident.remediation = {
+        "action": plan["action"],
+        "service": plan["service"],
+        "params": plan["params"],
+        "source": plan["source"],
+        "memory_ref": plan.get("memory_ref"),
+        "outcome": "pending",
+    }
+    if ctx.settings.policy == "dry-run":
+        incident.remediation["outcome"] = "dry-run"
+        incident.audit.append({"ts": time.time(), "step": "planned", **plan})
+        ctx.log.save(incident)
+        ctx.say(
+            "fixer", state, f"dry-run: would {plan['action']} {plan['service']} {plan['params']}"
+        )
+        return {"plan": plan}
+    incident.status = "mitigating"
+    ctx.log.save(incident)
+    ctx.say(
+        "fixer",
+        state,
+        f"{plan['action']} {plan['service']} {plan['params']} ({plan['source']}: {plan['reason']})",
+        plan=plan,
+    )
+    applied = ctx.actuator.apply(plan["action"], plan["service"], plan["params"])
+    applied["ts"] = time.time()
+    incident.audit.append({"ts": applied["ts"], "step": "applied", **plan, "result": applied})
+    ctx.log.save(incident)
+    return {"plan": plan, "applied": applied}
+
+
+def verify(ctx: SquadContext, state: SquadState) -> SquadState:
+    """Wait for fresh telemetry from the diagnosed service; judge it against the SLO."""
+    incident = ctx.incident(state)
+    diagnosis = state["diagnosis"]
+    service, operation = diagnosis["service"], diagnosis["operation"]
+    settings = ctx.settings
+    since_ns = int((state["applied"]["ts"] + 1.0) * 1e9)
+
+    def fresh() -> list[Span]:
+        return ctx.store.spans_since(
+            since_ns,
+            lambda s: s.service == service and s.name == operation and s.kind == SpanKind.SERVER,
+        )
+
+    before = _slo(
+        [
+            s
+            for s in ctx.store.spans_since(state["window_start_ns"])
+            if s.service == service
+            and s.name == operation
+            and s.kind == SpanKind.SERVER
+            and s.start_ns < since_ns
+        ],
+        settings.latency_threshold_ms,
+    )
+    deadline = time.time() + settings.verify_timeout_s
+    after = _slo([], settings.latency_threshold_ms)
+    recovered = False
+    while time.time() < deadline:
+        spans = fresh()
+        window_ns = int(settings.verify_window_s * 1e9)
+        if spans and max(s.start_ns for s in spans) - since_ns >= window_ns:
+            after = _slo(spans, settings.latency_threshold_ms)
+            if after["requests"] >= settings.min_requests:
+                recovered = (
+                    after["error_rate"] <= settings.error_rate_threshold
+                    and after["slow_rate"] <= settings.error_rate_threshold
+                )
+                if recovered:
+                    break
+                # Keep only the newest window: recovery may take a moment to show.
+                since_ns = max(s.start_ns for s in spans) - window_ns
+        time.sleep(0.25)
+    verification = {"recovered": recovered, "before": before, "after": after}
+    incident.audit.append({"ts": time.time(), "step": "verified", **verification})
+    if recovered:
+        incident.status = "mitigated"
+        incident.mitigated_at = time.time()
+        incident.remediation["outcome"] = "recovered"
+        ctx.say(
+            "fixer",
+            state,
+            f"verified: {service} error rate {before['error_rate']:.0%} -> {after['error_rate']:.0%}, "
+            f"p95 {before['p95_ms']:.0f} -> {after['p95_ms']:.0f} ms",
+            verification=verification,
+        )
+    else:
+        plan = state["plan"]
+        ctx.actuator.undo(plan["action"], plan["service"], state["applied"])
+        incident.status = "escalated"
+        incident.remediation["outcome"] = "undone"
+        incident.audit.append({"ts": time.time(), "step": "undone", **plan})
+        ctx.say(
+            "fixer",
+            state,
+            f"not recovered within {settings.verify_timeout_s:.0f} s "
+            f"(error rate {after['error_rate']:.0%}); action undone, escalating",
+            verification=verification,
+        )
+    ctx.log.save(incident)
+    return {"verification": verification, "outcome": incident.remediation["outcome"]}
+
+
+def jules(ctx: SquadContext, state: SquadState, entry_factory: Any) -> SquadState:
+    incident = ctx.incident(state)
+    diagnosis = state.get("diagnosis") or {}
+    if not diagnosis or not state.get("applied"):
+        # Nothing was applied (no diagnosis, no safe action, or dry-run): a human takes over.
+        incident.status = "escalated"
+        ctx.log.save(incident)
+        ctx.say("jules", state, f"nothing to archive; incident is {incident.status}")
+        return {}
+    entry = entry_factory(incident, state)
+    ctx.memory.archive(entry)
+    ctx.say(
+        "jules",
+        state,
+        f"archived {incident.id} to memory: {incident.remediation['action']} -> "
+        f"{incident.remediation['outcome']}",
+    )
+    return {}

@@ -1,0 +1,83 @@
+"""The squad as a LangGraph StateGraph, checkpointed in SQLite per incident.
+
+scout -> brain -> fixer -> verify -> jules
+                    \\_____________/   (no action: straight to jules)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+
+from sre_space.incidents import Incident
+from sre_space.memory.store import KnowledgeEntry
+from sre_space.rca.localize import message_template
+from sre_space.squad import agents
+from sre_space.squad.agents import SquadContext
+from sre_space.squad.state import SquadState
+
+
+def knowledge_entry(incident: Incident, state: SquadState) -> KnowledgeEntry:
+    diagnosis = state["diagnosis"]
+    rem = incident.remediation
+    verification = state.get("verification", {})
+    outcome = str(rem.get("outcome", "failed"))
+    params = rem.get("params", {})
+    summary = (
+        f"{diagnosis['service']} {diagnosis['operation']} {diagnosis['fault_class']}: "
+        f"{diagnosis.get('exception') or 'anomaly'}. Fixed by {rem['action']} on "
+        f"{rem['service']} {params} -> {outcome}."
+    )
+    return KnowledgeEntry(
+        id=incident.id,
+        signature=str(diagnosis["signature"]),
+        service=str(diagnosis["service"]),
+        operation=str(diagnosis["operation"]),
+        fault_class=str(diagnosis["fault_class"]),
+        exception=message_template(str(diagnosis.get("exception", ""))),
+        summary=summary,
+        remediation={"action": rem["action"], "service": rem["service"], "params": params},
+        outcome=outcome,
+        evidence={
+            "before": verification.get("before"),
+            "after": verification.get("after"),
+            "exemplar_trace_ids": diagnosis.get("evidence", {}).get("exemplar_trace_ids", []),
+            "source": rem.get("source"),
+            "memory_ref": rem.get("memory_ref"),
+        },
+        ttm_s=incident.ttm_s,
+        created_at=time.time(),
+    )
+
+
+def _after_fixer(state: SquadState) -> str:
+    return "verify" if state.get("applied") else "jules"
+
+
+def build(ctx: SquadContext, checkpoints: Path) -> Any:
+    graph = StateGraph(SquadState)
+    graph.add_node("scout", partial(agents.scout, ctx))
+    graph.add_node("brain", partial(agents.brain, ctx))
+    graph.add_node("fixer", partial(agents.fixer, ctx))
+    graph.add_node("verify", partial(agents.verify, ctx))
+    graph.add_node("jules", partial(agents.jules, ctx, entry_factory=knowledge_entry))
+    graph.add_edge(START, "scout")
+    graph.add_edge("scout", "brain")
+    graph.add_edge("brain", "fixer")
+    graph.add_conditional_edges("fixer", _after_fixer, {"verify": "verify", "jules": "jules"})
+    graph.add_edge("verify", "jules")
+    graph.add_edge("jules", END)
+    conn = sqlite3.connect(checkpoints, check_same_thread=False)
+    return graph.compile(checkpointer=SqliteSaver(conn))
+
+
+def run_incident(app: Any, state: SquadState) -> SquadState:
+    config = {"configurable": {"thread_id": state["incident_id"]}}
+    result: SquadState = app.invoke(state, config)
+    return result

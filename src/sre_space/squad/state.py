@@ -1,0 +1,17 @@
+"""The state one incident's graph run carries from node to node."""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class SquadState(TypedDict, total=False):
+    incident_id: str
+    window_start_ns: int
+    signals: list[dict[str, Any]]
+    diagnosis: dict[str, Any]
+    recall: list[dict[str, Any]]
+    plan: dict[str, Any]
+    applied: dict[str, Any]
+    verification: dict[str, Any]
+    outcome: str
