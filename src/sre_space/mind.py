@@ -27,6 +27,8 @@ from sre_space.telemetry.store import TraceStore
 log = logging.getLogger(__name__)
 
 RESOLVE_QUIET_S = 30.0
+CONFIRM_S = 2.0  # an anomaly must hold this long before Scout opens an incident
+ESCALATED_HOLD_S = 60.0  # after an escalation, the same ongoing anomaly is not reopened
 
 
 class MindLock:
@@ -166,22 +168,35 @@ class Mind:
 
     def _loop(self) -> None:
         quiet_since = time.time()
+        anomalous_since: float | None = None
+        hold_until = 0.0
         while not self._stop.wait(0.5):
             try:
+                now = time.time()
                 anomalies = self.detector.anomalous(
                     self.settings.error_rate_threshold, self.settings.min_requests
                 )
-                if anomalies:
-                    quiet_since = time.time()
-                    self._handle(anomalies)
-                    quiet_since = time.time()
-                elif time.time() - quiet_since > RESOLVE_QUIET_S:
-                    self._resolve_quiet()
+                if not anomalies:
+                    anomalous_since = None
+                    if now - quiet_since > RESOLVE_QUIET_S:
+                        self._resolve_quiet()
+                    continue
+                quiet_since = now
+                # Confirmation: one bad second is not an incident (no flapping), and the
+                # wait lets the first errors of a saturation show beside its latency.
+                anomalous_since = anomalous_since or now
+                if now - anomalous_since < CONFIRM_S or now < hold_until:
+                    continue
+                status = self._handle(anomalies)
+                anomalous_since = None
+                quiet_since = time.time()
+                if status == "escalated":
+                    hold_until = time.time() + ESCALATED_HOLD_S
             except Exception as exc:  # the loop must survive one bad incident
                 log.exception("squad loop")
                 self.log.emit("mind", f"squad error: {type(exc).__name__}: {exc}", kind="error")
 
-    def _handle(self, anomalies: list[Any]) -> None:
+    def _handle(self, anomalies: list[Any]) -> str:
         from sre_space.squad.graph import run_incident
 
         now = time.time()
@@ -212,6 +227,8 @@ class Mind:
         )
         # Errors from before the fix must not reopen what was just handled.
         self.detector.reset()
+        final = self.log.get(incident.id)
+        return final.status if final else "escalated"
 
     def _resolve_quiet(self) -> None:
         for incident in self.log.list(limit=20, status="mitigated"):

@@ -16,6 +16,11 @@ from typing import Any
 
 from sre_space.telemetry.model import Span, SpanKind
 
+# A failed request is stronger evidence than a slow one: when a fault shows
+# both (a saturated pool makes requests queue, then time out), the place where
+# the failures originate outranks the place where time was spent.
+LATENCY_VOTE = 0.25
+
 _SATURATION = re.compile(r"pool|exhaust|saturat|queue full|too many|timed? ?out|timeout", re.I)
 _UNREACHABLE = re.compile(r"refused|unreachable|reset by peer|no route|connection closed", re.I)
 _MASKS = [
@@ -153,12 +158,13 @@ def localize(
             if worst.kind == SpanKind.CLIENT and worst.attributes.get("peer.service"):
                 service, operation = str(worst.attributes["peer.service"]), worst.name
             v = votes[(service, operation)]
-            v.weight += 1.0
+            v.weight += LATENCY_VOTE
             v.traces.append(trace_id)
             v.classes["latency"] += 1
             v.durations.append(_self_time_ms(worst, children[worst.span_id]))
     if not anomalous:
         return []
+    total = sum(v.weight for v in votes.values()) or 1.0
     ranked = sorted(votes.items(), key=lambda kv: kv[1].weight, reverse=True)[:top]
     out: list[Candidate] = []
     for (service, operation), v in ranked:
@@ -176,7 +182,7 @@ def localize(
             Candidate(
                 service=service,
                 operation=operation,
-                score=v.weight / anomalous,
+                score=v.weight / total,
                 fault_class=v.classes.most_common(1)[0][0],
                 evidence=evidence,
             )

@@ -1,0 +1,3 @@
+from sre_space.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The embedded lab: real instrumented services, a database, load and chaos."""

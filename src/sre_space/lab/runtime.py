@@ -1,0 +1,116 @@
+"""What every lab process shares: its environment contract, telemetry and a small HTTP base."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+TOKEN_ENV = "SRE_SPACE_LAB_TOKEN"  # never on a command line, never logged
+PORTS_ENV = "SRE_SPACE_LAB_PORTS"
+OTLP_ENV = "SRE_SPACE_LAB_OTLP"
+DIR_ENV = "SRE_SPACE_LAB_DIR"
+
+
+def ports() -> dict[str, int]:
+    return {k: int(v) for k, v in json.loads(os.environ[PORTS_ENV]).items()}
+
+
+def lab_dir() -> Path:
+    return Path(os.environ[DIR_ENV])
+
+
+def quiet_logging(name: str) -> None:
+    """Children log to their file (stdout/stderr are redirected there by the supervisor)."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        stream=sys.stderr,
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def tracer_provider(service: str) -> Any:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create(
+        {"service.name": service, "service.instance.id": f"{service}-{os.getpid()}"}
+    )
+    provider = TracerProvider(resource=resource)
+    exporter = OTLPSpanExporter(endpoint=os.environ[OTLP_ENV], timeout=2)
+    # Short delay: the squad should see spans within a second, not five.
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, schedule_delay_millis=500, max_queue_size=8192)
+    )
+    return provider
+
+
+def call(
+    port: int,
+    method: str,
+    path: str,
+    doc: Any = None,
+    *,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, Any]:
+    """One JSON request to a loopback lab process; raises OSError when it is not there."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        body = json.dumps(doc).encode() if doc is not None else None
+        hdrs = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        conn.request(method, path, body=body, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw) if raw else {}
+        except ValueError:
+            return resp.status, {"raw": raw[:200].decode(errors="replace")}
+    finally:
+        conn.close()
+
+
+class LabServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def send_json(self, code: int, doc: Any) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def read_json(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        return json.loads(raw) if raw else {}
+
+    def authorized(self) -> bool:
+        expected = os.environ.get(TOKEN_ENV, "")
+        given = self.headers.get("Authorization", "")
+        if expected and hmac.compare_digest(given, f"Bearer {expected}"):
+            return True
+        self.send_json(401, {"error": "missing or wrong token"})
+        return False

@@ -1,0 +1,222 @@
+"""One lab service process: ``python -m sre_space.lab.service NAME``.
+
+frontend -> checkout -> payments; checkout -> inventory; checkout -> db (through
+a pool). Every request is a SERVER span, every outgoing call a CLIENT span,
+context carried in W3C traceparent headers, exported over OTLP/HTTP.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import sys
+import threading
+import time
+from typing import Any
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from sre_space.lab import runtime
+from sre_space.lab.pool import ConnectionPool
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "frontend": {"release": "v1"},
+    "checkout": {"db_pool_size": 20, "db_pool_timeout_ms": 250, "release": "v1"},
+    "payments": {"release": "v1"},
+    "inventory": {"release": "v1"},
+    "db": {"latency_ms": 0},
+}
+
+
+class UpstreamError(Exception):
+    """A downstream call answered 5xx or could not be made."""
+
+
+class Service:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ports = runtime.ports()
+        self.config: dict[str, Any] = dict(DEFAULTS[name])
+        self.lock = threading.Lock()
+        self.provider = runtime.tracer_provider(name)
+        self.tracer = self.provider.get_tracer("sre-space-lab")
+        self.pool: ConnectionPool | None = None
+        if name == "checkout":
+            self.pool = ConnectionPool(
+                self.ports["db"], self.config["db_pool_size"], self.config["db_pool_timeout_ms"]
+            )
+
+    def patch(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            unknown = set(params) - set(self.config)
+            if unknown:
+                raise KeyError(f"unknown config key(s) for {self.name}: {', '.join(sorted(unknown))}")
+            previous = {k: self.config[k] for k in params}
+            self.config.update(params)
+            if self.pool is not None:
+                self.pool.resize(int(self.config["db_pool_size"]))
+                self.pool.timeout_ms = float(self.config["db_pool_timeout_ms"])
+        return previous
+
+    # --- outgoing calls ---------------------------------------------------------
+
+    def call(self, peer: str, method: str, path: str, doc: Any = None) -> Any:
+        port = self.ports[peer]
+        with self.tracer.start_as_current_span(
+            f"{method} {path}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": method,
+                "url.path": path,
+                "server.address": "127.0.0.1",
+                "server.port": port,
+                "peer.service": peer,
+            },
+        ) as span:
+            headers = {"Content-Type": "application/json"}
+            propagate.inject(headers)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            try:
+                conn.request(method, path, body=json.dumps(doc or {}), headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except OSError as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, f"{peer} unreachable"))
+                raise UpstreamError(f"{peer} unreachable: {exc}") from exc
+            finally:
+                conn.close()
+            span.set_attribute("http.response.status_code", resp.status)
+            if resp.status >= 500:
+                span.set_status(Status(StatusCode.ERROR, f"HTTP {resp.status}"))
+                raise UpstreamError(f"{peer} answered HTTP {resp.status}")
+            return json.loads(raw) if raw else {}
+
+    def query(self, sql: str, params: list[Any]) -> Any:
+        assert self.pool is not None
+        conn = self.pool.acquire()
+        broken = False
+        try:
+            with self.tracer.start_as_current_span(
+                sql.split("(")[0].strip()[:40],
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "db.system": "sqlite",
+                    "db.statement": sql,
+                    "server.address": "127.0.0.1",
+                    "server.port": self.pool.port,
+                    "peer.service": "db",
+                },
+            ) as span:
+                try:
+                    conn.request("POST", "/query", body=json.dumps({"sql": sql, "params": params}),
+                                 headers={"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                except OSError as exc:
+                    broken = True
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, "db unreachable"))
+                    raise UpstreamError(f"db unreachable: {exc}") from exc
+                if resp.status != 200:
+                    span.set_status(Status(StatusCode.ERROR, f"db answered {resp.status}"))
+                    raise UpstreamError(f"db answered HTTP {resp.status}")
+                return json.loads(raw)
+        finally:
+            self.pool.release(conn, broken)
+
+    # --- request handlers ---------------------------------------------------------
+
+    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        route = (self.name, method, path)
+        if route == ("frontend", "POST", "/api/checkout"):
+            return 200, self.call("checkout", "POST", "/checkout", body)
+        if route == ("checkout", "POST", "/checkout"):
+            item = int(body.get("item", 1))
+            self.call("inventory", "GET", "/reserve")
+            self.call("payments", "POST", "/charge", {"amount": 42})
+            self.query("INSERT INTO orders(item, at) VALUES (?, ?)", [item, time.time()])
+            return 200, {"ok": True}
+        if route == ("payments", "POST", "/charge"):
+            time.sleep(random.uniform(0.002, 0.008))  # the card processor's round trip
+            return 200, {"charged": body.get("amount", 0)}
+        if route == ("inventory", "GET", "/reserve"):
+            time.sleep(random.uniform(0.001, 0.004))
+            return 200, {"reserved": True}
+        return 404, {"error": f"no route {method} {path}"}
+
+
+class Handler(runtime.JsonHandler):
+    service: Service
+
+    def _dispatch(self, method: str) -> None:
+        path = self.path.split("?")[0]
+        if path == "/healthz":
+            self.send_json(200, {"ok": True, "service": self.service.name})
+            return
+        if path == "/_admin/config":
+            if not self.authorized():
+                return
+            if method == "POST":
+                try:
+                    previous = self.service.patch(self.read_json())
+                except (KeyError, ValueError) as exc:
+                    self.send_json(400, {"error": str(exc)})
+                    return
+                self.send_json(200, {"previous": previous, "current": dict(self.service.config)})
+            else:
+                self.send_json(200, dict(self.service.config))
+            return
+        body = self.read_json() if method == "POST" else {}
+        ctx = propagate.extract(dict(self.headers.items()))
+        with self.service.tracer.start_as_current_span(
+            f"{method} {path}",
+            context=ctx,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                code, doc = self.service.handle(method, path, body)
+            except UpstreamError as exc:
+                code, doc = 502, {"error": str(exc)}
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            except Exception as exc:  # the service's own failure: recorded on its span
+                code, doc = 500, {"error": f"{type(exc).__name__}: {exc}"}
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+            span.set_attribute("http.response.status_code", code)
+        self.send_json(code, doc)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+
+def main(argv: list[str]) -> None:
+    name = argv[1]
+    runtime.quiet_logging(name)
+    if name == "db":
+        from sre_space.lab.db import serve
+
+        serve()
+        return
+    service = Service(name)
+    Handler.service = service
+    server = runtime.LabServer(("127.0.0.1", service.ports[name]), Handler)
+    try:
+        server.serve_forever()
+    finally:
+        service.provider.shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
+
+
+__all__ = ["Service", "main"]

@@ -1,0 +1,1 @@
+"""Memory: knowledge tuples with verified outcomes in Chroma, embedded offline."""

@@ -1,0 +1,49 @@
+"""The command's contracts that need no lab: usage errors, exit codes, JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "sre_space"]
+
+
+def sre(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SRE_SPACE_HOME": str(home)}
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_unknown_fault_is_a_usage_error_listing_the_faults(tmp_path: Path) -> None:
+    proc = sre(tmp_path, "chaos", "meteor-strike")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("sre-space: unknown fault 'meteor-strike'")
+    assert "db-timeout" in proc.stderr
+
+
+def test_chaos_without_a_lab_is_unavailable(tmp_path: Path) -> None:
+    proc = sre(tmp_path, "chaos", "db-timeout")
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "sre-space up" in proc.stderr
+
+
+def test_chaos_list_json(tmp_path: Path) -> None:
+    proc = sre(tmp_path, "chaos", "list", "--json")
+    assert proc.returncode == 0
+    assert "db-timeout" in [f["name"] for f in json.loads(proc.stdout)]
+
+
+def test_incidents_json_is_empty_on_a_new_home(tmp_path: Path) -> None:
+    proc = sre(tmp_path, "incidents", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout) == []
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys, sre_space.cli as c\n"
+        "heavy = [m for m in ('chromadb', 'langgraph', 'textual', 'onnxruntime') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
