@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import free_port, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -58,19 +59,26 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     sre(env, "down", check=False)
 
 
-def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(env: dict[str, str], tmp_path: Path) -> None:
+def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     up = sre(env, "up")
     assert "embedded lab" in up.stderr
     assert "already up" in sre(env, "up").stderr
 
     run_log = (tmp_path / "run.out").open("w")
-    mind = subprocess.Popen([*CLI, "run"], env=env, stdout=run_log, stderr=subprocess.STDOUT, text=True)
+    mind = subprocess.Popen(
+        [*CLI, "run"], env=env, stdout=run_log, stderr=subprocess.STDOUT, text=True
+    )
     try:
         home = Path(env["SRE_SPACE_HOME"])
         wait_until(lambda: (home / "mind.json").exists(), 60, what="the mind to start")
         # Steady state first: the lab's load flows and nothing is wrong.
         wait_until(
-            lambda: (sre_json(env, "status").get("mind") or {}).get("store", {}).get("spans_in", 0) > 200,
+            lambda: (
+                (sre_json(env, "status").get("mind") or {}).get("store", {}).get("spans_in", 0)
+                > 200
+            ),
             60,
             what="spans from the lab at the mind",
         )
@@ -96,7 +104,11 @@ def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(env: dict[str, st
         assert "database connection timeout" in incident["root_cause"]["evidence"]["exception"]
         assert incident["root_cause"]["evidence"]["exemplar_trace_ids"]
         rem = incident["remediation"]
-        assert (rem["action"], rem["params"], rem["outcome"]) == ("patch_config", {"db_pool_size": 100}, "recovered")
+        assert (rem["action"], rem["params"], rem["outcome"]) == (
+            "patch_config",
+            {"db_pool_size": 100},
+            "recovered",
+        )
         assert rem["source"] == "runbook"
         assert incident["ttd_s"] is not None and incident["ttm_s"] is not None
         assert incident["mitigated_at"] > incident["detected_at"]
@@ -114,7 +126,11 @@ def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(env: dict[str, st
         assert agent in out, out
 
     lab = json.loads((Path(env["SRE_SPACE_HOME"]) / "lab" / "lab.json").read_text())
-    pids = [lab["supervisor_pid"], lab["loadgen"]["pid"], *(s["pid"] for s in lab["services"].values())]
+    pids = [
+        lab["supervisor_pid"],
+        lab["loadgen"]["pid"],
+        *(s["pid"] for s in lab["services"].values()),
+    ]
     assert "lab stopped" in sre(env, "down").stdout
     assert not [p for p in pids if alive(p)]
     # With no lab: chaos is refused with exit 3 and one line.

@@ -22,7 +22,11 @@ def span(
     error: str | None = None,
     **attributes: object,
 ) -> Span:
-    events = [SpanEvent("exception", 0, {"exception.type": "Boom", "exception.message": error})] if error else []
+    events = (
+        [SpanEvent("exception", 0, {"exception.type": "Boom", "exception.message": error})]
+        if error
+        else []
+    )
     return Span(
         trace_id=trace,
         span_id=f"{next(_ids):016x}",
@@ -40,11 +44,52 @@ def span(
 
 def call_chain(trace: str, failing: str | None, slow_callee_ms: float = 0.0) -> list[Span]:
     """frontend -> checkout -> payments (client + server spans at each hop)."""
-    fe = span(trace, "frontend", "POST /api/checkout", 0, 100 + slow_callee_ms, error="upstream" if failing else None)
-    fe_c = span(trace, "frontend", "POST /checkout", 1, 99 + slow_callee_ms, fe, SpanKind.CLIENT, error="500" if failing else None)
-    co = span(trace, "checkout", "POST /checkout", 2, 98 + slow_callee_ms, fe_c, error="upstream" if failing else None)
-    co_c = span(trace, "checkout", "POST /charge", 3, 97 + slow_callee_ms, co, SpanKind.CLIENT, error="500" if failing else None)
-    pay = span(trace, "payments", "POST /charge", 4, 96 + slow_callee_ms, co_c, error="card processor failed id 42" if failing == "payments" else None)
+    fe = span(
+        trace,
+        "frontend",
+        "POST /api/checkout",
+        0,
+        100 + slow_callee_ms,
+        error="upstream" if failing else None,
+    )
+    fe_c = span(
+        trace,
+        "frontend",
+        "POST /checkout",
+        1,
+        99 + slow_callee_ms,
+        fe,
+        SpanKind.CLIENT,
+        error="500" if failing else None,
+    )
+    co = span(
+        trace,
+        "checkout",
+        "POST /checkout",
+        2,
+        98 + slow_callee_ms,
+        fe_c,
+        error="upstream" if failing else None,
+    )
+    co_c = span(
+        trace,
+        "checkout",
+        "POST /charge",
+        3,
+        97 + slow_callee_ms,
+        co,
+        SpanKind.CLIENT,
+        error="500" if failing else None,
+    )
+    pay = span(
+        trace,
+        "payments",
+        "POST /charge",
+        4,
+        96 + slow_callee_ms,
+        co_c,
+        error="card processor failed id 42" if failing == "payments" else None,
+    )
     return [fe, fe_c, co, co_c, pay]
 
 
@@ -64,7 +109,17 @@ def test_unanswered_client_call_blames_the_callee() -> None:
     for i in range(10):
         t = f"{i:032x}"
         root = span(t, "checkout", "POST /checkout", 0, 50, error="upstream down")
-        client = span(t, "checkout", "GET /reserve", 1, 40, root, SpanKind.CLIENT, error="Connection refused", **{"peer.service": "inventory"})
+        client = span(
+            t,
+            "checkout",
+            "GET /reserve",
+            1,
+            40,
+            root,
+            SpanKind.CLIENT,
+            error="Connection refused",
+            **{"peer.service": "inventory"},
+        )
         traces.append([root, client])
     top = localize(traces)[0]
     assert top.service == "inventory"

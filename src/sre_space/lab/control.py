@@ -31,7 +31,9 @@ class LabClient:
 
     def _call(self, method: str, path: str, doc: Any = None, timeout: float = 30.0) -> Any:
         try:
-            code, body = runtime.call(self.port, method, path, doc, token=self._token, timeout=timeout)
+            code, body = runtime.call(
+                self.port, method, path, doc, token=self._token, timeout=timeout
+            )
         except OSError:
             raise Unavailable(NO_LAB) from None
         if code == 400:
@@ -64,8 +66,14 @@ class LabClient:
     def chaos_status(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/chaos"))
 
-    def act(self, action: str, service: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        return dict(self._call("POST", "/actions", {"action": action, "service": service, "params": params or {}}))
+    def act(
+        self, action: str, service: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "POST", "/actions", {"action": action, "service": service, "params": params or {}}
+            )
+        )
 
     def shutdown(self) -> None:
         self._call("POST", "/shutdown", {}, timeout=5)

@@ -62,7 +62,9 @@ class Handler(runtime.JsonHandler):
 
 def serve() -> None:
     init = sqlite3.connect(runtime.lab_dir() / "shop.db")
-    init.execute("CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, item INTEGER, at REAL)")
+    init.execute(
+        "CREATE TABLE IF NOT EXISTS orders (id INTEGER PRIMARY KEY, item INTEGER, at REAL)"
+    )
     init.commit()
     init.close()
     server = runtime.LabServer(("127.0.0.1", runtime.ports()["db"]), Handler)

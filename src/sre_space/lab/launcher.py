@@ -84,9 +84,12 @@ def start_lab(settings: Settings, timeout_s: float = 60.0) -> LabState:
         return existing
     paths = Paths(settings.home).ensure()
     log = open(paths.logs_dir / "supervisor.log", "ab")  # noqa: SIM115 - handed to the child
-    env = {**os.environ, "SRE_SPACE_HOME": str(settings.home),
-           "SRE_SPACE_OTLP_HOST": settings.otlp_host,
-           "SRE_SPACE_OTLP_HTTP_PORT": str(settings.otlp_http_port)}
+    env = {
+        **os.environ,
+        "SRE_SPACE_HOME": str(settings.home),
+        "SRE_SPACE_OTLP_HOST": settings.otlp_host,
+        "SRE_SPACE_OTLP_HTTP_PORT": str(settings.otlp_http_port),
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", "sre_space.lab.supervisor", "--home", str(settings.home)],
         env=env,
@@ -99,7 +102,9 @@ def start_lab(settings: Settings, timeout_s: float = 60.0) -> LabState:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise Unavailable(f"the lab supervisor exited with {proc.returncode}; see {paths.logs_dir / 'supervisor.log'}")
+            raise Unavailable(
+                f"the lab supervisor exited with {proc.returncode}; see {paths.logs_dir / 'supervisor.log'}"
+            )
         state = read_lab_state(settings)
         if state is not None:
             try:

@@ -19,8 +19,12 @@ from sre_space.lab import runtime
 def _one(port: int) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("POST", "/api/checkout", body=json.dumps({"item": 1}),
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            "/api/checkout",
+            body=json.dumps({"item": 1}),
+            headers={"Content-Type": "application/json"},
+        )
         conn.getresponse().read()
     except OSError:
         pass  # the failure is visible in the services' own telemetry

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sre_space.lab import runtime
@@ -52,7 +52,9 @@ class Service:
         with self.lock:
             unknown = set(params) - set(self.config)
             if unknown:
-                raise KeyError(f"unknown config key(s) for {self.name}: {', '.join(sorted(unknown))}")
+                raise KeyError(
+                    f"unknown config key(s) for {self.name}: {', '.join(sorted(unknown))}"
+                )
             previous = {k: self.config[k] for k in params}
             self.config.update(params)
             if self.pool is not None:
@@ -111,8 +113,12 @@ class Service:
                 },
             ) as span:
                 try:
-                    conn.request("POST", "/query", body=json.dumps({"sql": sql, "params": params}),
-                                 headers={"Content-Type": "application/json"})
+                    conn.request(
+                        "POST",
+                        "/query",
+                        body=json.dumps({"sql": sql, "params": params}),
+                        headers={"Content-Type": "application/json"},
+                    )
                     resp = conn.getresponse()
                     raw = resp.read()
                 except OSError as exc:

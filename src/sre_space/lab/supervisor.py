@@ -165,8 +165,10 @@ class Supervisor:
             "started_at": self.started_at,
             "otlp_endpoint": self.settings.otlp_endpoint,
             "services": services,
-            "loadgen": {"pid": self.children["loadgen"].pid,
-                        "rate": float(os.environ.get("SRE_SPACE_LAB_RATE", "50"))},
+            "loadgen": {
+                "pid": self.children["loadgen"].pid,
+                "rate": float(os.environ.get("SRE_SPACE_LAB_RATE", "50")),
+            },
         }
 
     def write_state(self) -> None:
@@ -180,7 +182,9 @@ class Supervisor:
         doc = self.describe()
         for name, svc in doc["services"].items():
             try:
-                code, config = runtime.call(self.ports[name], "GET", "/_admin/config", token=self.token, timeout=2)
+                code, config = runtime.call(
+                    self.ports[name], "GET", "/_admin/config", token=self.token, timeout=2
+                )
                 svc["config"] = config if code == 200 else {}
                 svc["healthy"] = svc["healthy"] and code == 200
             except OSError:
@@ -205,7 +209,9 @@ class Supervisor:
             raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(FAULTS)}")
         target = str(doc.get("target") or spec.default_target)
         if target not in spec.targets:
-            raise ValueError(f"fault {name} cannot target {target!r}; targets: {', '.join(spec.targets)}")
+            raise ValueError(
+                f"fault {name} cannot target {target!r}; targets: {', '.join(spec.targets)}"
+            )
         params = {**spec.defaults, **(doc.get("params") or {})}
         unknown = set(params) - set(spec.defaults)
         if unknown:
@@ -242,7 +248,9 @@ class Supervisor:
     # --- actions ------------------------------------------------------------------------
 
     def patch(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
-        code, doc = runtime.call(self.ports[service], "POST", "/_admin/config", params, token=self.token)
+        code, doc = runtime.call(
+            self.ports[service], "POST", "/_admin/config", params, token=self.token
+        )
         if code != 200:
             raise ValueError(str(doc.get("error", f"{service} refused the change")))
         return dict(doc)

@@ -8,6 +8,7 @@ outranks a merely similar story.
 
 from __future__ import annotations
 
+import builtins
 import urllib.parse
 from typing import Any
 
@@ -84,7 +85,10 @@ class MemoryStore:
 
     def list(self, limit: int = 100) -> list[KnowledgeEntry]:
         got = self._collection.get(limit=limit, include=["metadatas"])
-        entries = [KnowledgeEntry.from_metadata(i, dict(m)) for i, m in zip(got["ids"], got["metadatas"], strict=True)]
+        entries = [
+            KnowledgeEntry.from_metadata(i, dict(m))
+            for i, m in zip(got["ids"], got["metadatas"], strict=True)
+        ]
         return sorted(entries, key=lambda e: e.created_at, reverse=True)
 
     def forget(self, id: str) -> bool:
@@ -95,7 +99,7 @@ class MemoryStore:
 
     def search(
         self, query: str, *, k: int = 3, service: str | None = None, signature: str | None = None
-    ) -> list[MemoryHit]:
+    ) -> builtins.list[MemoryHit]:
         total = self.count()
         if total == 0:
             return []
@@ -105,7 +109,7 @@ class MemoryStore:
             where={"service": service} if service else None,
             include=["metadatas", "distances"],
         )
-        hits: list[MemoryHit] = []
+        hits: builtins.list[MemoryHit] = []
         for id_, meta, dist in zip(
             result["ids"][0], result["metadatas"][0], result["distances"][0], strict=True
         ):
