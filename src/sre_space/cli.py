@@ -7,7 +7,6 @@ the commands that need them so `sre-space --help` stays fast.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -15,6 +14,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from sre_space.cli_common import JsonOpt
+from sre_space.cli_common import err as _err
+from sre_space.cli_common import mind_port as _mind_port
+from sre_space.cli_common import out as _out
+from sre_space.cli_memory import memory_app
 from sre_space.config import Settings, load
 from sre_space.errors import ExitCode, SreSpaceError, UsageError
 
@@ -25,18 +29,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
-memory_app = typer.Typer(help="Query the squad's memory of past incidents.", no_args_is_help=True)
+
+
 app.add_typer(memory_app, name="memory")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-
-
-def _out(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-
-
-def _err(message: str) -> None:
-    sys.stderr.write(message + "\n")
 
 
 def _settings(**flags: Any) -> Settings:
@@ -134,15 +129,6 @@ def status(json_out: JsonOpt = False) -> None:
             f"{st['spans_in']} in, {st['rejected']} rejected, {st['evicted_spans']} evicted, "
             f"{st['traces_held']} traces held; active incidents: {len(m['active_incidents'])}"
         )
-
-
-def _mind_port(paths: Any) -> int | None:
-    try:
-        doc = json.loads(paths.mind_state.read_text())
-        os.kill(int(doc["pid"]), 0)
-        return int(doc["api_port"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 @app.command()
@@ -300,45 +286,6 @@ def incidents(
 
 def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
-
-
-@memory_app.command("search")
-def memory_search(
-    query: Annotated[str, typer.Argument(help="What happened, in your words.")],
-    k: Annotated[int, typer.Option("--k", help="How many hits.")] = 3,
-    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Search memory: similar past incidents, their fix and whether it worked."""
-    from sre_space import localapi
-    from sre_space.paths import Paths
-
-    settings = _settings()
-    paths = Paths(settings.home)
-    port = _mind_port(paths)
-    if port is not None:
-        # A running mind owns the embedded store: ask it, never open it twice.
-        params = {"q": query, "k": k, **({"service": service} if service else {})}
-        hits: list[dict[str, Any]] = localapi.get(port, paths.mind_token, "/memory/search", params)
-    else:
-        from sre_space.memory.store import MemoryStore
-
-        store = MemoryStore(settings)
-        hits = [h.to_json() for h in store.search(query, k=k, service=service)]
-    if json_out:
-        _out(hits)
-        return
-    if not hits:
-        print("no memories yet")
-    for n, h in enumerate(hits, 1):
-        rem = h.get("remediation", {})
-        print(
-            f"{n}. {h['id']}  score {h['score']:.2f}  {h['service']}  "
-            f"fix: {rem.get('action')} {rem.get('params', '')} -> {h['outcome']}"
-        )
-        print(f"   {h['summary']}")
-        if h.get("why"):
-            print(f"   why: {h['why']}")
 
 
 def main() -> NoReturn:
