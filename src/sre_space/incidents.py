@@ -37,7 +37,15 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS events_incident ON events(incident_id);
+CREATE TABLE IF NOT EXISTS decisions (
+    incident_id TEXT PRIMARY KEY,
+    decision TEXT NOT NULL,
+    by TEXT NOT NULL,
+    ts REAL NOT NULL
+);
 """
+
+AWAITING_APPROVAL = "awaiting_approval"  # remediation.outcome while policy waits for a human
 
 
 @dataclass
@@ -174,6 +182,28 @@ class IncidentLog:
                 (incident_id, ts, agent, kind, message, payload),
             )
         return Event(int(cur.lastrowid or 0), incident_id, ts, agent, kind, message, data or {})
+
+    def decide(self, incident_id: str, decision: str, by: str = "cli") -> None:
+        """Record a human's answer to a pending remediation (approve or deny)."""
+        if decision not in ("approve", "deny"):
+            raise ValueError(f"decision must be approve or deny, not {decision!r}")
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT INTO decisions(incident_id, decision, by, ts) VALUES (?,?,?,?) "
+                "ON CONFLICT(incident_id) DO UPDATE SET decision=excluded.decision, "
+                "by=excluded.by, ts=excluded.ts",
+                (incident_id, decision, by, time.time()),
+            )
+
+    def decision(self, incident_id: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT decision FROM decisions WHERE incident_id=?", (incident_id,)
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    def awaiting_approval(self) -> builtins.list[Incident]:
+        return [i for i in self.active() if i.remediation.get("outcome") == AWAITING_APPROVAL]
 
     def events(self, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
         with self._lock:

@@ -31,6 +31,27 @@ CONFIRM_S = 2.0  # an anomaly must hold this long before Scout opens an incident
 ESCALATED_HOLD_S = 60.0  # after an escalation, the same ongoing anomaly is not reopened
 
 
+def span_json(span: Any) -> dict[str, Any]:
+    """A span as JSON for clients of the mind's API (the TUI's waterfall)."""
+    return {
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_id": span.parent_id,
+        "service": span.service,
+        "name": span.name,
+        "start_ns": span.start_ns,
+        "end_ns": span.end_ns,
+        "kind": int(span.kind),
+        "error": span.error,
+        "status_message": span.status_message,
+        "attributes": span.attributes,
+        "events": [
+            {"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in span.events
+        ],
+        "resource": span.resource,
+    }
+
+
 class MindLock:
     """An exclusive, non-blocking flock; released by the kernel if the mind dies."""
 
@@ -109,7 +130,11 @@ class Mind:
         )
         self._graph = build(ctx, self.paths.checkpoints_db)
         self._api = LocalApi(
-            {"/status": lambda _: self.status(), "/memory/search": self._memory_search},
+            {
+                "/status": lambda _: self.status(),
+                "/memory/search": self._memory_search,
+                "/trace": lambda p: [span_json(s) for s in self.store.trace(p["id"])],
+            },
             self.paths.mind_token,
         ).start()
         self._write_state()
