@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
+import socket
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from google.rpc import status_pb2
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind as OtelKind
 from opentelemetry.trace import Status, StatusCode
 
+from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.model import SpanKind
 from sre_space.telemetry.receiver import OtlpHttpReceiver
 from sre_space.telemetry.store import TraceStore
 
 from helpers import wait_until
+
+FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+PB = "application/x-protobuf"
 
 
 @pytest.fixture
@@ -125,3 +137,196 @@ def test_bad_input_gets_documented_codes_and_receiver_survives(
     assert code == 200
     ExportTraceServiceResponse().ParseFromString(body)
     assert store.stats().spans_in == 0
+
+
+# --- more of the OTLP/HTTP spec ---------------------------------------------------
+
+
+def raw_request(port: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (chunked bodies, odd methods); read one response."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(data)
+        resp = http.client.HTTPResponse(sock)
+        resp.begin()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+
+def one_span_request(trace: bytes = b"\x01" * 16, span: bytes = b"\x02" * 8) -> bytes:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "svc"
+    s = rs.scope_spans.add().spans.add()
+    s.trace_id, s.span_id, s.name, s.kind = trace, span, "op", 2
+    return bytes(req.SerializeToString())
+
+
+def test_chunked_protobuf_and_gzip_json_are_accepted(
+    receiver: tuple[OtlpHttpReceiver, TraceStore],
+) -> None:
+    rx, store = receiver
+    body = one_span_request()
+    chunked = b"".join(
+        b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:7], body[7:])
+    ) + b"0\r\n\r\n"
+    code, headers, reply = raw_request(
+        rx.port,
+        b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunked,
+    )
+    assert code == 200 and headers["content-type"] == "application/x-protobuf"
+    resp = ExportTraceServiceResponse()
+    resp.ParseFromString(reply)
+    assert not resp.HasField("partial_success")  # full success: left unset
+
+    doc = json.loads((FIXTURES / "otlp_trace.json").read_text())
+    code, reply = post(
+        rx.port, gzip.compress(json.dumps(doc).encode()), "application/json; charset=utf-8",
+        **{"Content-Encoding": "gzip"},
+    )
+    assert code == 200 and json.loads(reply) == {}
+    assert store.stats().spans_in == 3
+
+
+def test_protobuf_partial_success_and_json_error_bodies(
+    receiver: tuple[OtlpHttpReceiver, TraceStore],
+) -> None:
+    rx, store = receiver
+    req = ExportTraceServiceRequest()
+    req.ParseFromString(one_span_request())
+    bad = req.resource_spans[0].scope_spans[0].spans.add()
+    bad.trace_id, bad.span_id = bytes(16), b"\x03" * 8
+    code, body = post(rx.port, req.SerializeToString(), "application/x-protobuf")
+    resp = ExportTraceServiceResponse()
+    resp.ParseFromString(body)
+    assert code == 200 and resp.partial_success.rejected_spans == 1
+    assert "trace_id" in resp.partial_success.error_message
+
+    code, body = post(rx.port, b'{"resourceSpans": 5}', "application/json")
+    assert code == 400
+    status = json.loads(body)  # a JSON request gets a JSON Status
+    assert "resourceSpans" in status["message"]
+    assert status["details"][0]["@type"].endswith("google.rpc.BadRequest")
+    assert store.stats().rejected == 1 and store.stats().spans_in == 1
+    assert rx.intake.stats().bad_requests == 1
+
+
+def test_paths_methods_encodings_and_lengths(receiver: tuple[OtlpHttpReceiver, TraceStore]) -> None:
+    rx, _ = receiver
+    req = urllib.request.Request(f"http://127.0.0.1:{rx.port}/v1/metrics", data=b"", method="POST",
+                                 headers={"Content-Type": "application/x-protobuf"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 404
+    code, headers, _ = raw_request(rx.port, b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert code == 405 and headers["allow"] == "POST"
+    assert post(rx.port, b"x", "application/x-protobuf", **{"Content-Encoding": "br"})[0] == 415
+    code, _, _ = raw_request(rx.port, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n"
+                             b"Content-Type: application/x-protobuf\r\n\r\n")
+    assert code == 411
+    # A small gzip bomb: fine on the wire, past the limit once inflated.
+    bomb = gzip.compress(b"\x00" * (1 << 20))
+    assert len(bomb) < 64 * 1024
+    assert post(rx.port, bomb, "application/x-protobuf", **{"Content-Encoding": "gzip"})[0] == 413
+    truncated = gzip.compress(one_span_request())[:-6]
+    assert post(rx.port, truncated, "application/x-protobuf", **{"Content-Encoding": "gzip"})[0] == 400
+
+
+def test_full_intake_answers_503_with_retry_after_then_recovers() -> None:
+    gate, entered = threading.Event(), threading.Event()
+    store = TraceStore()
+
+    def blocked_detector(spans: list[Any]) -> None:
+        entered.set()
+        gate.wait(10)
+
+    store.subscribe(blocked_detector)
+    intake = Intake(store, max_batches=1, max_spans=1000, retry_after_s=2).start()
+    rx = OtlpHttpReceiver(intake, "127.0.0.1", 0, max_body_bytes=1 << 20).start()
+    try:
+        assert post(rx.port, one_span_request(b"\x01" * 16), PB)[0] == 200  # consumer blocks on it
+        assert entered.wait(5)
+        assert post(rx.port, one_span_request(b"\x02" * 16), PB)[0] == 200  # queued
+        for content_type in (PB, "application/json"):
+            body = one_span_request(b"\x03" * 16) if content_type == PB else b"{}"
+            req = urllib.request.Request(f"http://127.0.0.1:{rx.port}/v1/traces", data=body,
+                                         headers={"Content-Type": content_type}, method="POST")
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=5)
+            assert err.value.code == 503 and err.value.headers["Retry-After"] == "2"
+            assert "retry later" in err.value.read().decode("latin-1")
+        assert intake.stats().refused_requests == 2
+        gate.set()
+        assert intake.flush(5)
+        assert post(rx.port, one_span_request(b"\x03" * 16), PB)[0] == 200
+        assert intake.flush(5)
+    finally:
+        gate.set()
+        rx.stop()
+        intake.stop()
+    assert store.stats().spans_in == 3  # every accepted span arrived
+
+
+def test_connections_past_the_limit_get_503() -> None:
+    store = TraceStore()
+    rx = OtlpHttpReceiver(store, "127.0.0.1", 0, max_body_bytes=1 << 20, max_connections=1).start()
+    try:
+        with socket.create_connection(("127.0.0.1", rx.port), timeout=5) as held:
+            held.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 2\r\n\r\n{}")
+            assert held.recv(12).startswith(b"HTTP/1.1 200")
+            code, headers, _ = raw_request(rx.port, b"POST /v1/traces HTTP/1.1\r\n\r\n")
+            assert code == 503 and headers["retry-after"] == "1"
+    finally:
+        rx.stop()
+
+
+def test_python_sdk_json_like_traffic_many_batches_lazy_attributes(
+    receiver: tuple[OtlpHttpReceiver, TraceStore],
+) -> None:
+    """Attributes are decoded on demand, long after their batch (and many others) arrived."""
+    rx, store = receiver
+    for i in range(40):
+        req = ExportTraceServiceRequest()
+        s = req.resource_spans.add().scope_spans.add().spans.add()
+        s.trace_id, s.span_id, s.name = bytes([i + 1]) * 16, bytes([i + 1]) * 8, f"op{i}"
+        a = s.attributes.add()
+        a.key, a.value.int_value = "batch", i
+        assert post(rx.port, req.SerializeToString(), PB)[0] == 200
+    spans = store.spans_since(0)
+    assert sorted(s.attributes["batch"] for s in spans) == list(range(40))
+
+
+def test_senses_start_both_receivers_and_report_flat_stats() -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+        OTLPSpanExporter as GrpcExporter,
+    )
+
+    from sre_space.config import Settings
+    from sre_space.errors import Unavailable
+    from sre_space.telemetry.senses import Senses
+
+    settings = Settings(otlp_http_port=0, otlp_grpc_port=0)
+    store = TraceStore()
+    senses = Senses(settings, store).start()
+    try:
+        endpoints = senses.endpoints()
+        provider = TracerProvider(resource=Resource.create({"service.name": "both"}))
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoints["otlp_http"])))
+        provider.add_span_processor(
+            SimpleSpanProcessor(GrpcExporter(endpoint=endpoints["otlp_grpc"], insecure=True))
+        )
+        with provider.get_tracer("t").start_as_current_span("twice"):
+            pass
+        provider.shutdown()
+        wait_until(lambda: store.stats().spans_in == 2, 10, what="one span per protocol")
+        stats = senses.stats()
+        for key in ("spans_in", "rejected", "evicted_spans", "traces_held", "spans_per_s"):
+            assert key in stats  # what the status command prints
+        assert stats["accepted"] == {"otlp_http": 1, "otlp_grpc": 1}
+        # A taken port is Unavailable, and leaves nothing running.
+        busy = Settings(otlp_http_port=0, otlp_grpc_port=int(endpoints["otlp_grpc"].rsplit(":", 1)[1]))
+        with pytest.raises(Unavailable, match="OTLP/gRPC"):
+            Senses(busy, TraceStore()).start()
+    finally:
+        senses.stop()

@@ -1,9 +1,15 @@
 """OTLP trace decoding (protobuf and JSON) into the internal span model.
 
+Protobuf is parsed by upb; each span then costs a dozen field reads, and its
+attributes, events and status message stay on the wire message until someone
+asks for them (see :mod:`sre_space.telemetry.model`).
+
 OTLP/JSON differs from the proto3 JSON mapping in two ways the spec calls out:
 trace and span ids are hex strings (not base64), and enum values are integers.
-We accept both spellings of ids (hex in any case) and 64-bit numbers given as
-strings, as real exporters send them.
+We accept both spellings of ids (hex in any case) and of enums, and 64-bit
+numbers given as strings, as real exporters send them. Unknown fields are
+ignored. A span we cannot use (bad id, bad number) is rejected alone and
+counted; a payload we cannot read at all raises :class:`DecodeFailure`.
 """
 
 from __future__ import annotations
@@ -11,35 +17,68 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+import math
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
+_ZERO_TRACE_B = bytes(16)
+_ZERO_SPAN_B = bytes(8)
+_KINDS = tuple(SpanKind)
+_STATUS_ERROR = 2
+MAX_REASONS = 5
+
+_json_loads: Callable[[bytes | str], Any]
+try:  # orjson comes with chromadb; the stdlib is the fallback
+    import orjson
+
+    _json_loads = orjson.loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _json_loads = json.loads
 
 
 class DecodeFailure(ValueError):
     """The payload as a whole could not be read (bad protobuf, bad JSON)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Decoded:
+    """Spans read from one payload, and the spans in it that were refused."""
+
     spans: list[Span] = field(default_factory=list)
     rejected: int = 0
     reasons: list[str] = field(default_factory=list)
+    nbytes: int = 0  # wire size of the payload, for the store's memory estimate
 
-    def reject(self, reason: str) -> None:
-        self.rejected += 1
-        if len(self.reasons) < 5:
+    def reject(self, reason: str, n: int = 1) -> None:
+        self.rejected += n
+        if reason not in self.reasons and len(self.reasons) < MAX_REASONS:
             self.reasons.append(reason)
+
+    def extend(self, other: Decoded) -> None:
+        self.spans.extend(other.spans)
+        self.nbytes += other.nbytes
+        for reason in other.reasons:
+            self.reject(reason, 0)
+        self.rejected += other.rejected
+
+    @property
+    def message(self) -> str:
+        """The partial-success ``error_message``: why spans were refused."""
+        if not self.rejected:
+            return ""
+        return f"{self.rejected} span(s) rejected: " + "; ".join(self.reasons)
 
 
 # --- protobuf ---------------------------------------------------------------
@@ -49,57 +88,155 @@ def _any_value(v: AnyValue) -> Any:
     which = v.WhichOneof("value")
     if which is None:
         return None
+    if which == "string_value":
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
     if which == "array_value":
         return [_any_value(x) for x in v.array_value.values]
     if which == "kvlist_value":
-        return _kv(v.kvlist_value.values)
+        return proto_kv(v.kvlist_value.values)
     if which == "bytes_value":
         return v.bytes_value.hex()
     return getattr(v, which)
 
 
-def _kv(items: Iterable[KeyValue]) -> dict[str, Any]:
+def proto_kv(items: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: _any_value(kv.value) for kv in items}
 
 
+def proto_attributes(raw: Any) -> dict[str, Any]:
+    """A wire span's attributes as a dict (called lazily by :class:`Span`)."""
+    return proto_kv(raw.attributes)
+
+
+def proto_events(raw: Any) -> list[SpanEvent]:
+    """A wire span's events (called lazily by :class:`Span`)."""
+    return [SpanEvent(e.name, e.time_unix_nano, proto_kv(e.attributes)) for e in raw.events]
+
+
+class _Parsed:
+    """Recently re-parsed requests (up to ``max_wire_bytes`` of their wire size),
+    so reading many spans of one batch parses it once."""
+
+    def __init__(self, max_wire_bytes: int = 8 << 20) -> None:
+        self.max_wire_bytes = max_wire_bytes
+        self._lock = threading.Lock()
+        self._items: OrderedDict[WireRequest, ExportTraceServiceRequest] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, wire: WireRequest) -> ExportTraceServiceRequest:
+        with self._lock:
+            msg = self._items.get(wire)
+            if msg is not None:
+                self._items.move_to_end(wire)
+                return msg
+        msg = ExportTraceServiceRequest()
+        msg.ParseFromString(wire.body)
+        with self._lock:
+            if wire not in self._items:
+                self._items[wire] = msg
+                self._bytes += len(wire.body)
+            while self._bytes > self.max_wire_bytes and len(self._items) > 1:
+                old, _ = self._items.popitem(last=False)
+                self._bytes -= len(old.body)
+        return msg
+
+
+_PARSED = _Parsed()
+
+
+class WireRequest:
+    """The bytes of one export request, kept instead of its parsed message.
+
+    A parsed upb message costs about four times its wire size; the spans keep
+    only these bytes and where they sit in them, and a reader who asks for an
+    attribute re-parses the request (cached for the next few reads).
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def message(self) -> ExportTraceServiceRequest:
+        return _PARSED.get(self)
+
+
+class WireScope:
+    """Where a span's message sits: request, resource index, scope index."""
+
+    __slots__ = ("rs", "ss", "wire")
+
+    def __init__(self, wire: WireRequest, rs: int, ss: int) -> None:
+        self.wire, self.rs, self.ss = wire, rs, ss
+
+    def __getitem__(self, idx: int) -> Any:
+        return self.wire.message().resource_spans[self.rs].scope_spans[self.ss].spans[idx]
+
+
 def decode_protobuf(body: bytes) -> Decoded:
+    """An ``ExportTraceServiceRequest`` (or ``TracesData``: the same wire shape)."""
     req = ExportTraceServiceRequest()
     try:
         req.ParseFromString(body)
-    except DecodeError as exc:
+    except (DecodeError, RuntimeError) as exc:  # upb raises RuntimeError past its depth limit
         raise DecodeFailure(f"invalid OTLP protobuf: {exc}") from None
-    out = Decoded()
-    for rs in req.resource_spans:
-        resource = _kv(rs.resource.attributes)
-        service = str(resource.get("service.name") or "unknown_service")
-        for ss in rs.scope_spans:
-            for s in ss.spans:
-                trace_id = s.trace_id.hex()
-                span_id = s.span_id.hex()
-                if len(trace_id) != 32 or trace_id == _ZERO_TRACE:
-                    out.reject("invalid trace_id")
+    return decode_request(req, body)
+
+
+def decode_request(req: ExportTraceServiceRequest, body: bytes | None = None) -> Decoded:
+    """Spans of a parsed request; ``body``, its bytes, is what the spans keep.
+
+    Without ``body`` the spans keep the parsed message instead (more memory).
+    """
+    out = Decoded(nbytes=len(body) if body is not None else 0)
+    wire = WireRequest(body) if body is not None else None
+    spans = out.spans
+    append = spans.append
+    kinds = _KINDS
+    new = Span
+    intern = sys.intern
+    for i, rs in enumerate(req.resource_spans):
+        resource = proto_kv(rs.resource.attributes)
+        service = intern(str(resource.get("service.name") or "unknown_service"))
+        for j, ss in enumerate(rs.scope_spans):
+            holder: Any = WireScope(wire, i, j) if wire is not None else ss.spans
+            for idx, s in enumerate(ss.spans):
+                tid = s.trace_id
+                sid = s.span_id
+                if len(tid) != 16 or tid == _ZERO_TRACE_B:
+                    out.reject("invalid trace_id (want 16 bytes, not all zero)")
                     continue
-                if len(span_id) != 16 or span_id == _ZERO_SPAN:
-                    out.reject("invalid span_id")
+                if len(sid) != 8 or sid == _ZERO_SPAN_B:
+                    out.reject("invalid span_id (want 8 bytes, not all zero)")
                     continue
-                parent = s.parent_span_id.hex() or None
-                out.spans.append(
-                    Span(
-                        trace_id=trace_id,
-                        span_id=span_id,
-                        parent_id=parent if parent != _ZERO_SPAN else None,
-                        service=service,
-                        name=s.name,
-                        start_ns=s.start_time_unix_nano,
-                        end_ns=s.end_time_unix_nano,
-                        kind=SpanKind(s.kind) if 0 <= s.kind <= 5 else SpanKind.UNSPECIFIED,
-                        error=s.status.code == Status.STATUS_CODE_ERROR,
-                        status_message=s.status.message,
-                        attributes=_kv(s.attributes),
-                        events=[
-                            SpanEvent(e.name, e.time_unix_nano, _kv(e.attributes)) for e in s.events
-                        ],
-                        resource=resource,
+                pid = s.parent_span_id
+                if pid:
+                    if len(pid) != 8:
+                        out.reject("invalid parent_span_id (want 8 bytes or none)")
+                        continue
+                    parent: str | None = None if pid == _ZERO_SPAN_B else pid.hex()
+                else:
+                    parent = None
+                k = s.kind
+                append(
+                    new(
+                        tid.hex(),
+                        sid.hex(),
+                        parent,
+                        service,
+                        intern(s.name),
+                        s.start_time_unix_nano,
+                        s.end_time_unix_nano,
+                        kinds[k] if 0 <= k <= 5 else SpanKind.UNSPECIFIED,
+                        s.status.code == _STATUS_ERROR,
+                        None,
+                        None,
+                        None,
+                        resource,
+                        holder,
+                        idx,
                     )
                 )
     return out
@@ -108,7 +245,7 @@ def decode_protobuf(body: bytes) -> Decoded:
 # --- JSON -------------------------------------------------------------------
 
 
-def _json_id(raw: Any, length: int) -> str | None:
+def json_id(raw: Any, length: int) -> str | None:
     """Hex (any case) per OTLP/JSON; base64 as the proto3 mapping would write it."""
     if not isinstance(raw, str) or not raw:
         return None
@@ -125,43 +262,62 @@ def _json_id(raw: Any, length: int) -> str | None:
     return data.hex() if len(data) * 2 == length else None
 
 
-def _json_int(raw: Any) -> int:
+def json_int(raw: Any) -> int:
+    """A 64-bit integer given as a JSON number or a decimal string."""
     if isinstance(raw, bool):
         raise ValueError("boolean is not a number")
     if isinstance(raw, int):
         return raw
     if isinstance(raw, str):
-        return int(raw)
+        return int(raw.strip())
     if isinstance(raw, float) and raw.is_integer():
         return int(raw)
-    raise ValueError(f"not an integer: {raw!r}")
+    raise ValueError(f"not an integer: {str(raw)[:40]!r}")
 
 
-def _json_value(v: Any) -> Any:
+def _json_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("boolean is not a number")
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):  # proto3 JSON: "NaN", "Infinity", "-Infinity", or digits
+        value = float(raw)
+        if math.isnan(value) and raw != "NaN":
+            raise ValueError(f"not a number: {raw[:40]!r}")
+        return value
+    raise ValueError(f"not a number: {str(raw)[:40]!r}")
+
+
+def json_value(v: Any) -> Any:
+    """An OTLP/JSON ``AnyValue`` (``{"stringValue": ...}`` and friends)."""
     if not isinstance(v, Mapping):
         return None
     if "stringValue" in v:
         return str(v["stringValue"])
     if "boolValue" in v:
-        return bool(v["boolValue"])
+        b = v["boolValue"]
+        return b if isinstance(b, bool) else str(b).lower() == "true"
     if "intValue" in v:
-        return _json_int(v["intValue"])
+        return json_int(v["intValue"])
     if "doubleValue" in v:
-        return float(v["doubleValue"])
+        return _json_float(v["doubleValue"])
     if "arrayValue" in v:
-        return [_json_value(x) for x in (v["arrayValue"] or {}).get("values", [])]
+        arr = v["arrayValue"]
+        values = arr.get("values") if isinstance(arr, Mapping) else None
+        return [json_value(x) for x in values] if isinstance(values, list) else []
     if "kvlistValue" in v:
-        return _json_kv((v["kvlistValue"] or {}).get("values", []))
+        kvl = v["kvlistValue"]
+        return json_kv(kvl.get("values") if isinstance(kvl, Mapping) else None)
     if "bytesValue" in v:
-        return base64.b64decode(v["bytesValue"]).hex()
+        return base64.b64decode(str(v["bytesValue"])).hex()
     return None
 
 
-def _json_kv(items: Any) -> dict[str, Any]:
+def json_kv(items: Any) -> dict[str, Any]:
     if not isinstance(items, list):
         return {}
     return {
-        str(kv["key"]): _json_value(kv.get("value"))
+        str(kv["key"]): json_value(kv.get("value"))
         for kv in items
         if isinstance(kv, Mapping) and "key" in kv
     }
@@ -171,40 +327,61 @@ _KIND_NAMES = {f"SPAN_KIND_{k.name}": k for k in SpanKind}
 
 
 def _json_kind(raw: Any) -> SpanKind:
-    if isinstance(raw, str):
+    if isinstance(raw, str) and raw.startswith("SPAN_KIND_"):
         return _KIND_NAMES.get(raw, SpanKind.UNSPECIFIED)
     try:
-        return SpanKind(_json_int(raw or 0))
+        k = json_int(raw or 0)
     except ValueError:
         return SpanKind.UNSPECIFIED
+    return _KINDS[k] if 0 <= k <= 5 else SpanKind.UNSPECIFIED
 
 
-def _json_status_error(status: Any) -> tuple[bool, str]:
+def _json_status(status: Any) -> tuple[bool, str]:
     if not isinstance(status, Mapping):
         return False, ""
     code = status.get("code", 0)
     error = code in (2, "2", "STATUS_CODE_ERROR")
-    return error, str(status.get("message", ""))
+    message = status.get("message", "")
+    return error, message if isinstance(message, str) else str(message)
+
+
+def loads(body: bytes | str) -> Any:
+    """Parse JSON text; anything unreadable is a :class:`DecodeFailure`."""
+    try:
+        return _json_loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError, TypeError) as exc:
+        raise DecodeFailure(f"invalid JSON: {str(exc)[:200]}") from None
 
 
 def decode_json(body: bytes | str | Mapping[str, Any]) -> Decoded:
-    if isinstance(body, Mapping):
-        doc: Any = body
-    else:
-        try:
-            doc = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise DecodeFailure(f"invalid OTLP JSON: {exc}") from None
-    if not isinstance(doc, Mapping) or not isinstance(doc.get("resourceSpans", []), list):
+    """An OTLP/JSON ``ExportTraceServiceRequest`` (or ``TracesData``)."""
+    nbytes = len(body) if isinstance(body, (bytes, str)) else 0
+    doc: Any = body if isinstance(body, Mapping) else loads(body)
+    if not isinstance(doc, Mapping):
         raise DecodeFailure("invalid OTLP JSON: expected an object with resourceSpans")
-    out = Decoded()
-    for rs in doc.get("resourceSpans", []):
+    resource_spans = doc.get("resourceSpans", doc.get("resource_spans", []))
+    if resource_spans is None:
+        resource_spans = []
+    if not isinstance(resource_spans, list):
+        raise DecodeFailure("invalid OTLP JSON: resourceSpans is not a list")
+    out = Decoded(nbytes=nbytes)
+    for rs in resource_spans:
         if not isinstance(rs, Mapping):
             raise DecodeFailure("invalid OTLP JSON: resourceSpans holds a non-object")
-        resource = _json_kv((rs.get("resource") or {}).get("attributes", []))
+        res = rs.get("resource")
+        try:
+            resource = json_kv(res.get("attributes")) if isinstance(res, Mapping) else {}
+        except (ValueError, TypeError, binascii.Error, RecursionError) as exc:
+            raise DecodeFailure(f"invalid OTLP JSON: bad resource attribute: {exc}") from None
         service = str(resource.get("service.name") or "unknown_service")
-        for ss in rs.get("scopeSpans", []) or []:
-            for s in (ss or {}).get("spans", []) or []:
+        scopes = rs.get("scopeSpans", rs.get("instrumentationLibrarySpans"))
+        for ss in scopes if isinstance(scopes, list) else ():
+            spans = ss.get("spans") if isinstance(ss, Mapping) else None
+            if spans is None:
+                continue
+            if not isinstance(spans, list):
+                raise DecodeFailure("invalid OTLP JSON: spans is not a list")
+            for s in spans:
                 _json_span(s, service, resource, out)
     return out
 
@@ -213,39 +390,45 @@ def _json_span(s: Any, service: str, resource: dict[str, Any], out: Decoded) -> 
     if not isinstance(s, Mapping):
         out.reject("span is not an object")
         return
-    trace_id = _json_id(s.get("traceId"), 32)
-    span_id = _json_id(s.get("spanId"), 16)
+    trace_id = json_id(s.get("traceId"), 32)
+    span_id = json_id(s.get("spanId"), 16)
     if trace_id is None or trace_id == _ZERO_TRACE:
-        out.reject("invalid trace_id")
+        out.reject("invalid traceId (want 32 hex digits, not all zero)")
         return
     if span_id is None or span_id == _ZERO_SPAN:
-        out.reject("invalid span_id")
+        out.reject("invalid spanId (want 16 hex digits, not all zero)")
         return
-    parent = _json_id(s.get("parentSpanId"), 16) if s.get("parentSpanId") else None
+    raw_parent = s.get("parentSpanId")
+    parent = json_id(raw_parent, 16) if raw_parent else None
+    if raw_parent and parent is None:
+        out.reject("invalid parentSpanId (want 16 hex digits or none)")
+        return
     try:
-        start = _json_int(s.get("startTimeUnixNano", 0))
-        end = _json_int(s.get("endTimeUnixNano", 0))
+        start = json_int(s.get("startTimeUnixNano") or 0)
+        end = json_int(s.get("endTimeUnixNano") or 0)
+        raw_events = s.get("events")
         events = [
             SpanEvent(
                 str(e.get("name", "")),
-                _json_int(e.get("timeUnixNano", 0)),
-                _json_kv(e.get("attributes", [])),
+                json_int(e.get("timeUnixNano") or 0),
+                json_kv(e.get("attributes")),
             )
-            for e in s.get("events", []) or []
+            for e in (raw_events if isinstance(raw_events, list) else ())
             if isinstance(e, Mapping)
         ]
-        attributes = _json_kv(s.get("attributes", []))
-    except (ValueError, TypeError) as exc:
-        out.reject(f"bad field: {exc}")
+        attributes = json_kv(s.get("attributes"))
+    except (ValueError, TypeError, OverflowError, binascii.Error, RecursionError) as exc:
+        out.reject(f"bad field: {str(exc)[:100]}")
         return
-    error, message = _json_status_error(s.get("status"))
+    error, message = _json_status(s.get("status"))
+    name = s.get("name", "")
     out.spans.append(
         Span(
             trace_id=trace_id,
             span_id=span_id,
             parent_id=parent if parent != _ZERO_SPAN else None,
             service=service,
-            name=str(s.get("name", "")),
+            name=name if isinstance(name, str) else str(name),
             start_ns=start,
             end_ns=end,
             kind=_json_kind(s.get("kind", 0)),

@@ -1,24 +1,42 @@
 """The OTLP/HTTP trace receiver (``POST /v1/traces``), per the OTLP specification.
 
-Answers: 200 with an ExportTraceServiceResponse (``partial_success`` filled when
-spans were rejected); 400 with a ``google.rpc.Status`` body for data that cannot
-be read; 413 past the body limit; 415 for other content types; 404 elsewhere.
-A bad request never stops the receiver.
+Answers, in the encoding of the request (``application/x-protobuf`` or
+``application/json``):
+
+- 200 with an ``ExportTraceServiceResponse``; ``partial_success`` is filled
+  (``rejected_spans``, ``error_message``) when some spans were refused, and
+  left unset otherwise. An empty request is a success.
+- 400 with a ``google.rpc.Status`` (a ``BadRequest`` in ``details``) for a
+  payload that cannot be read: not protobuf, not JSON, broken gzip.
+- 413 past the body limit, before or after decompression (connection closed).
+- 415 for another content type or content coding.
+- 503 with ``Retry-After`` when the intake queue is full (retryable).
+- 404 for other paths, 405 for other methods, 411 for a body of no length.
+
+Bodies may come with ``Content-Length`` or chunked; ``Content-Encoding: gzip``
+is inflated with the same limit. Connections are kept alive. A bad request
+never stops the receiver; at most ``max_connections`` are served at once, and
+any more are answered 503 and closed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import logging
+import socket
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from google.protobuf import json_format
-from google.rpc import status_pb2
+from google.protobuf import any_pb2, json_format
+from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.otlp import Decoded, DecodeFailure, decode_json, decode_protobuf
 from sre_space.telemetry.store import TraceStore
 
@@ -26,134 +44,354 @@ log = logging.getLogger(__name__)
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
+_PROTOBUF_TYPES = (PROTOBUF, "application/protobuf")
+TRACES_PATH = "/v1/traces"
+SOURCE = "otlp_http"
+IDLE_TIMEOUT_S = 60.0
+_EMPTY_OK_PROTO = ExportTraceServiceResponse().SerializeToString()
+_EMPTY_OK_JSON = b"{}"
+
+# google.rpc.Code values used in Status bodies (HTTP ignores them; they help a reader)
+_RPC_CODES = {400: 3, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 503: 14}
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+class BadBody(Exception):
+    """The body cannot be taken: carries the HTTP status to answer with."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    store: TraceStore
+    block_on_close = False
+    request_queue_size = 128
+    intake: Intake
     max_body_bytes: int
+    max_connections: int
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.active: set[socket.socket] = set()
+        self.active_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.active_lock:
+            full = len(self.active) >= self.max_connections
+            if not full:
+                self.active.add(request)
+        if full:
+            self.intake.refuse(SOURCE)
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: "
+                    + str(self.intake.retry_after_s).encode()
+                    + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A peer that vanished mid-request is not worth a traceback on stderr.
+        log.debug("otlp-http: connection from %s failed", client_address, exc_info=True)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.active_lock:
+            self.active.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self.active_lock:
+            conns = list(self.active)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S
+    server_version = "sre-space-otlp"
+    sys_version = ""
+
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("otlp: " + format, *args)
+        log.debug("otlp-http: " + format, *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass  # one line per export would cost more than the export; errors still log
+
+    # --- answers ------------------------------------------------------------------
 
     def _reply(
         self, code: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
     ) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        # One write for the head and the body: two small writes would meet
+        # Nagle's algorithm and the peer's delayed ACK (milliseconds per export).
+        head = [
+            f"HTTP/1.1 {code} {self.responses.get(code, ('',))[0]}",
+            f"Date: {_http_date()}",
+            f"Content-Type: {content_type}",
+            f"Content-Length: {len(body)}",
+        ]
+        if headers:
+            head.extend(f"{k}: {v}" for k, v in headers.items())
+        if self.close_connection:
+            head.append("Connection: close")
+        head.append("\r\n")
+        self.wfile.write("\r\n".join(head).encode("latin-1") + body)
 
-    def _status(self, code: int, message: str, content_type: str) -> None:
-        status = status_pb2.Status(code=3 if code == 400 else 0, message=message)
+    def _status(
+        self,
+        code: int,
+        message: str,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        status = status_pb2.Status(code=_RPC_CODES.get(code, 2), message=message)
+        if code == 400:
+            detail = any_pb2.Any()
+            detail.Pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field="body", description=message
+                        )
+                    ]
+                )
+            )
+            status.details.append(detail)
         if content_type == JSON:
-            body = json_format.MessageToJson(status).encode()
+            body = json.dumps(json_format.MessageToDict(status)).encode()
         else:
             body, content_type = status.SerializeToString(), PROTOBUF
-        self._reply(code, body, content_type)
+        self._reply(code, body, content_type, headers)
+
+    # --- methods ------------------------------------------------------------------
 
     def do_POST(self) -> None:
-        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        raw_type = self.headers.get("Content-Type") or ""
+        content_type = raw_type.split(";", 1)[0].strip().lower()
         reply_type = JSON if content_type == JSON else PROTOBUF
-        if self.path.split("?")[0] != "/v1/traces":
-            self._drain()
-            self._status(404, f"unknown path {self.path[:100]}", reply_type)
+        path = self.path.split("?", 1)[0]
+        intake = self.server.intake
+        try:
+            body = self._read_body()
+        except BadBody as exc:
+            self.close_connection = True
+            if exc.code == 400:
+                intake.bad_request(SOURCE)
+            self._status(exc.code, str(exc), reply_type)
             return
-        length = self._content_length()
-        if length is None:
-            self._status(400, "missing or bad Content-Length", reply_type)
+        except (TimeoutError, OSError):  # the peer stalled or left mid-body
             self.close_connection = True
             return
-        if length > self.server.max_body_bytes:
+        if path != TRACES_PATH:
+            self._status(404, f"unknown path {path[:100]!r}; traces go to {TRACES_PATH}", reply_type)
+            return
+        if content_type not in _PROTOBUF_TYPES and content_type != JSON:
             self._status(
-                413, f"body of {length} bytes exceeds {self.server.max_body_bytes}", reply_type
+                415,
+                f"unsupported content type {content_type[:100]!r}; "
+                f"use {PROTOBUF} or {JSON}",
+                reply_type,
             )
-            self.close_connection = True
             return
-        body = self.rfile.read(length)
-        if content_type not in (PROTOBUF, JSON):
-            self._status(415, f"unsupported content type {content_type!r}", reply_type)
+        if not intake.has_room():
+            intake.refuse(SOURCE)
+            self._overloaded(reply_type)
             return
         try:
             body = self._decompress(body)
             decoded = decode_json(body) if content_type == JSON else decode_protobuf(body)
-        except (DecodeFailure, OSError, EOFError, zlib.error, ValueError) as exc:
-            self._status(400, str(exc).splitlines()[0][:300], reply_type)
+        except BadBody as exc:
+            if exc.code == 400:
+                intake.bad_request(SOURCE)
+            self._status(exc.code, str(exc), reply_type)
             return
-        store = self.server.store
-        if decoded.rejected:
-            store.count_rejected(decoded.rejected)
-        store.add(decoded.spans)
+        except DecodeFailure as exc:
+            intake.bad_request(SOURCE)
+            self._status(400, str(exc).splitlines()[0][:300] if str(exc) else "bad data", reply_type)
+            return
+        except Exception:  # a decoder bug: say so in the log, answer like bad data
+            log.exception("otlp-http: decoding a %s body failed", content_type)
+            intake.bad_request(SOURCE)
+            self._status(400, "the payload could not be decoded", reply_type)
+            return
+        if not intake.offer(decoded, SOURCE):
+            self._overloaded(reply_type)
+            return
         self._reply(200, self._response(decoded, reply_type), reply_type)
 
-    def _drain(self) -> None:
-        length = self._content_length()
-        if length and length <= self.server.max_body_bytes:
-            self.rfile.read(length)
-        else:
-            self.close_connection = True
+    def _overloaded(self, reply_type: str) -> None:
+        retry = str(self.server.intake.retry_after_s)
+        self._status(
+            503, "intake queue is full; retry later", reply_type, {"Retry-After": retry}
+        )
 
-    def _content_length(self) -> int | None:
+    def _not_allowed(self) -> None:
         try:
-            length = int(self.headers.get("Content-Length", ""))
+            self._read_body()
+        except (BadBody, OSError):
+            self.close_connection = True  # the body was not read: the stream is lost
+        self._status(405, f"method {self.command} not allowed; use POST", PROTOBUF, {"Allow": "POST"})
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def do_HEAD(self) -> None:
+        self._reply(405, b"", PROTOBUF, {"Allow": "POST"})
+
+    # --- body -----------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        limit = self.server.max_body_bytes
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked(limit)
+        raw = self.headers.get("Content-Length")
+        if raw is None:
+            if self.command == "POST":
+                raise BadBody(411, "a body needs Content-Length or chunked Transfer-Encoding")
+            return b""
+        try:
+            length = int(raw)
         except ValueError:
-            return None
-        return length if length >= 0 else None
+            raise BadBody(400, f"bad Content-Length {raw[:40]!r}") from None
+        if length < 0:
+            raise BadBody(400, f"bad Content-Length {raw[:40]!r}")
+        if length > limit:
+            raise BadBody(413, f"body of {length} bytes exceeds the limit of {limit}")
+        body = self.rfile.read(length)
+        if len(body) != length:
+            raise BadBody(400, "body ended before Content-Length")
+        return body
+
+    def _read_chunked(self, limit: int) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        while True:
+            line = self.rfile.readline(1026)
+            if not line.endswith(b"\n"):
+                raise BadBody(400, "bad chunk header")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadBody(400, "bad chunk size") from None
+            if size < 0:
+                raise BadBody(400, "bad chunk size")
+            if size == 0:
+                while True:  # trailers, up to the blank line
+                    trailer = self.rfile.readline(8194)
+                    if trailer in (b"\r\n", b"\n", b""):
+                        break
+                return b"".join(parts)
+            total += size
+            if total > limit:
+                raise BadBody(413, f"body exceeds the limit of {limit} bytes")
+            chunk = self.rfile.read(size)
+            if len(chunk) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                raise BadBody(400, "truncated chunk")
+            parts.append(chunk)
 
     def _decompress(self, body: bytes) -> bytes:
         encoding = (self.headers.get("Content-Encoding") or "").strip().lower()
-        if encoding == "gzip":
-            # Cap the inflated size too, so a small bomb cannot exhaust memory.
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out = d.decompress(body, self.server.max_body_bytes + 1)
-            if len(out) > self.server.max_body_bytes:
-                raise ValueError("decompressed body exceeds the size limit")
-            return out
         if encoding in ("", "identity"):
             return body
-        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+        if encoding not in ("gzip", "x-gzip", "deflate"):
+            raise BadBody(415, f"unsupported Content-Encoding {encoding[:40]!r}; use gzip")
+        limit = self.server.max_body_bytes
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS)
+        try:
+            # Cap the inflated size too, so a small bomb cannot exhaust memory.
+            out = d.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise BadBody(400, f"invalid {encoding} body: {exc}") from None
+        if len(out) > limit:
+            raise BadBody(413, f"decompressed body exceeds the limit of {limit} bytes")
+        if not d.eof:
+            raise BadBody(400, f"truncated {encoding} body")
+        return out
 
     @staticmethod
     def _response(decoded: Decoded, reply_type: str) -> bytes:
+        if not decoded.rejected:
+            return _EMPTY_OK_JSON if reply_type == JSON else _EMPTY_OK_PROTO
         resp = ExportTraceServiceResponse()
-        if decoded.rejected:
-            resp.partial_success.rejected_spans = decoded.rejected
-            resp.partial_success.error_message = "; ".join(decoded.reasons)
+        resp.partial_success.rejected_spans = decoded.rejected
+        resp.partial_success.error_message = decoded.message
         if reply_type == JSON:
             return json.dumps(json_format.MessageToDict(resp)).encode()
         return bytes(resp.SerializeToString())
 
 
 class OtlpHttpReceiver:
-    def __init__(self, store: TraceStore, host: str, port: int, max_body_bytes: int) -> None:
-        self._server = _Server((host, port), _Handler)
-        self._server.store = store
+    """Serves ``POST /v1/traces`` into an :class:`Intake`.
+
+    Given a bare :class:`TraceStore`, it makes an intake of its own that is not
+    started, so spans reach the store before the response is sent (tests, small
+    tools); the mind passes its running intake.
+    """
+
+    def __init__(
+        self,
+        sink: Intake | TraceStore,
+        host: str,
+        port: int,
+        max_body_bytes: int,
+        max_connections: int = 256,
+    ) -> None:
+        self.intake = sink if isinstance(sink, Intake) else Intake(sink)
+        self._server = _Server((host, port))
+        self._server.intake = self.intake
         self._server.max_body_bytes = max_body_bytes
+        self._server.max_connections = max_connections
         self._thread: threading.Thread | None = None
 
     @property
     def port(self) -> int:
         return int(self._server.server_address[1])
 
+    @property
+    def endpoint(self) -> str:
+        host = self._server.server_address[0]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://{host}:{self.port}{TRACES_PATH}"
+
     def start(self) -> OtlpHttpReceiver:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="otlp-http", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="otlp-http",
+            daemon=True,
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(5)
+            self._thread = None
         self._server.server_close()
+        self._server.close_connections()
 
 
 __all__ = ["OtlpHttpReceiver"]
