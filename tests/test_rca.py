@@ -1,14 +1,28 @@
-"""Root-cause localisation on hand-built traces whose answer is known by construction."""
+"""Root-cause localisation on traces whose answer is known by construction.
+
+Hand-built call chains for the rules without a baseline; the synthetic shop
+(`rca_synth`) for judgements against a baseline: each fault is injected into
+one service, and the localiser must name that service, not its callers or
+callees, whichever way the instrumentation marks its spans.
+"""
 
 from __future__ import annotations
 
+import copy
 import itertools
 
+import pytest
+
+from rca_synth import Fault, window
+from sre_space.rca.changepoint import change_point
 from sre_space.rca.localize import localize, message_template
+from sre_space.rca.stats import excess_weight, mad_sigma, median
+from sre_space.rca.traces import views
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 
 _ids = itertools.count(1)
 MS = 1_000_000
+LATER = 1.7e12 + 60_000  # the incident window starts a minute after the baseline
 
 
 def span(
@@ -44,12 +58,13 @@ def span(
 
 def call_chain(trace: str, failing: str | None, slow_callee_ms: float = 0.0) -> list[Span]:
     """frontend -> checkout -> payments (client + server spans at each hop)."""
+    slow = slow_callee_ms
     fe = span(
         trace,
         "frontend",
         "POST /api/checkout",
         0,
-        100 + slow_callee_ms,
+        100 + slow,
         error="upstream" if failing else None,
     )
     fe_c = span(
@@ -57,17 +72,17 @@ def call_chain(trace: str, failing: str | None, slow_callee_ms: float = 0.0) -> 
         "frontend",
         "POST /checkout",
         1,
-        99 + slow_callee_ms,
+        99 + slow,
         fe,
         SpanKind.CLIENT,
-        error="500" if failing else None,
+        "500" if failing else None,
     )
     co = span(
         trace,
         "checkout",
         "POST /checkout",
         2,
-        98 + slow_callee_ms,
+        98 + slow,
         fe_c,
         error="upstream" if failing else None,
     )
@@ -76,21 +91,25 @@ def call_chain(trace: str, failing: str | None, slow_callee_ms: float = 0.0) -> 
         "checkout",
         "POST /charge",
         3,
-        97 + slow_callee_ms,
+        97 + slow,
         co,
         SpanKind.CLIENT,
-        error="500" if failing else None,
+        "500" if failing else None,
     )
-    pay = span(
-        trace,
-        "payments",
-        "POST /charge",
-        4,
-        96 + slow_callee_ms,
-        co_c,
-        error="card processor failed id 42" if failing == "payments" else None,
-    )
+    pay_error = "card processor failed id 42" if failing == "payments" else None
+    pay = span(trace, "payments", "POST /charge", 4, 96 + slow, co_c, error=pay_error)
     return [fe, fe_c, co, co_c, pay]
+
+
+def incident(fault: Fault, *, internal: bool = False, n: int = 150) -> list[list[Span]]:
+    return window(n, fault, seed=2, start_ms=LATER, internal=internal)
+
+
+def baseline(*, internal: bool = False, n: int = 150) -> list[list[Span]]:
+    return window(n, seed=1, internal=internal)
+
+
+# --- without a baseline: static rules -------------------------------------------------
 
 
 def test_propagated_errors_are_blamed_on_their_origin() -> None:
@@ -99,9 +118,9 @@ def test_propagated_errors_are_blamed_on_their_origin() -> None:
     top = localize(traces)[0]
     assert (top.service, top.operation) == ("payments", "POST /charge")
     assert top.fault_class == "error"
-    assert top.score == 1.0
     assert top.evidence["explained_traces"] == 20
     assert top.evidence["exception"] == "Boom: card processor failed id <n>"
+    assert top.evidence["method"] == "static rules"
 
 
 def test_unanswered_client_call_blames_the_callee() -> None:
@@ -144,3 +163,141 @@ def test_message_template_masks_numbers_and_ids() -> None:
         message_template("pool exhausted (20/20 in use, waited 250 ms) trace 5b8efff798038103")
         == "pool exhausted (<n>/<n> in use, waited <n> ms) trace <id>"
     )
+
+
+# --- against a baseline ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("internal", [False, True], ids=["client-server", "all-internal"])
+def test_fault_free_window_against_its_baseline_has_no_candidate(internal: bool) -> None:
+    assert (
+        localize(incident(Fault(), internal=internal), baseline=baseline(internal=internal)) == []
+    )
+
+
+@pytest.mark.parametrize("internal", [False, True], ids=["client-server", "all-internal"])
+def test_errors_propagated_up_the_chain_blame_where_they_originate(internal: bool) -> None:
+    found = localize(
+        incident(Fault(error="payments"), internal=internal), baseline=baseline(internal=internal)
+    )
+    top = found[0]
+    assert (top.service, top.operation, top.fault_class) == ("payments", "Charge", "error")
+    assert top.exception == "Declined: card declined <n>"
+    assert [c.service for c in found] == ["payments"]  # the callers only relayed it
+    assert len(top.evidence["exemplar_trace_ids"]) == 3
+
+
+@pytest.mark.parametrize("internal", [False, True], ids=["client-server", "all-internal"])
+def test_latency_in_the_callee_own_work_blames_the_callee(internal: bool) -> None:
+    found = localize(
+        incident(Fault(own_ms={"payments": 200}), internal=internal),
+        baseline=baseline(internal=internal),
+    )
+    assert [c.service for c in found] == ["payments"]
+    assert found[0].fault_class == "latency"
+    signal = found[0].evidence["signals"][0]
+    assert signal["hop"] == "own work"
+    assert signal["self_time_p50_ms"] > 5 * signal["baseline_self_time_p50_ms"]
+
+
+@pytest.mark.parametrize("internal", [False, True], ids=["client-server", "all-internal"])
+def test_a_wait_before_one_callee_answers_blames_the_callee(internal: bool) -> None:
+    # The client span to payments grew, payments' own span did not: the network
+    # or payments' queue, not checkout (whose call to inventory is as fast as ever).
+    found = localize(
+        incident(Fault(gap_to={"payments": 150}), internal=internal),
+        baseline=baseline(internal=internal),
+    )
+    assert found[0].service == "payments"
+    assert found[0].evidence["signals"][0]["hop"] == "wait on payments"
+
+
+@pytest.mark.parametrize("internal", [False, True], ids=["client-server", "all-internal"])
+def test_a_caller_waiting_on_every_callee_is_the_suspect(internal: bool) -> None:
+    # Every call frontend makes takes longer while its callees' spans do not: its CPU.
+    found = localize(
+        incident(Fault(gap_from={"frontend": 60}), internal=internal),
+        baseline=baseline(internal=internal),
+    )
+    assert found[0].service == "frontend"
+    assert found[0].score > found[1].score
+
+
+@pytest.mark.parametrize("internal", [False, True], ids=["client-server", "all-internal"])
+def test_a_service_that_stops_making_its_calls_is_a_structural_fault(internal: bool) -> None:
+    found = localize(
+        incident(Fault(skip_own_calls="checkout"), internal=internal),
+        baseline=baseline(internal=internal),
+    )
+    top = found[0]
+    assert (top.service, top.fault_class) == ("checkout", "structural")
+    step = top.evidence["signals"][0]["unusual_step"]
+    assert (step["after"], step["share"], step["baseline_share"]) == ("start", 1.0, 0.0)
+
+
+def test_a_caller_that_gives_up_right_after_an_answer_blames_the_answer_first() -> None:
+    found = localize(incident(Fault(stop_after="checkout")), baseline=baseline())
+    assert [c.service for c in found[:2]] == ["checkout", "frontend"]
+    assert found[0].fault_class == "structural"
+
+
+def test_a_service_slow_in_the_baseline_too_is_not_a_suspect() -> None:
+    slow = Fault(own_ms={"inventory": 300})
+    found = localize(
+        window(150, Fault(own_ms={"inventory": 300, "payments": 200}), seed=2, start_ms=LATER),
+        baseline=window(150, slow, seed=1),
+    )
+    assert [c.service for c in found] == ["payments"]
+
+
+def test_an_earlier_incident_inside_the_baseline_does_not_hide_a_new_one() -> None:
+    # A live store's history holds the last incident too: the baseline's worst
+    # slices are not taken for normal.
+    earlier = window(40, Fault(error="payments"), seed=3)
+    calm = window(160, seed=1, start_ms=1.7e12 + 5_000)
+    found = localize(incident(Fault(error="payments")), baseline=earlier + calm)
+    assert found[0].service == "payments"
+    assert found[0].evidence["signals"][0]["baseline_error_rate"] == 0.0
+
+
+def test_traces_still_in_flight_are_not_structural_changes() -> None:
+    # The newest traces of a live store lack the spans not yet exported (their
+    # roots end last): missing parents must not read as calls that vanished.
+    traces = incident(Fault())
+    in_flight = [[s for s in t if s.parent_id] for t in traces[-40:]]
+    assert localize(traces[:-40] + in_flight, baseline=baseline()) == []
+
+
+def test_duplicate_spans_count_once() -> None:
+    traces = incident(Fault(error="payments"))
+    doubled = [t + [copy.copy(s) for s in t] for t in traces]
+    once, twice = localize(traces, baseline=baseline()), localize(doubled, baseline=baseline())
+    assert [c.to_json() for c in once] == [c.to_json() for c in twice]
+
+
+def test_without_a_baseline_the_change_point_inside_the_window_is_the_reference() -> None:
+    before = window(120, seed=1)
+    after = window(120, Fault(own_ms={"inventory": 150}), seed=2, start_ms=1.7e12 + 120 * 100 + 500)
+    assert change_point(views(before + after)) in range(115, 126)
+    top = localize(before + after)[0]
+    assert top.service == "inventory"
+    assert top.evidence["method"] == "change point"
+
+
+def test_no_change_point_in_a_steady_window() -> None:
+    assert change_point(views(window(240, seed=3))) is None
+
+
+# --- statistics -------------------------------------------------------------------------
+
+
+def test_robust_statistics_ignore_outliers() -> None:
+    values = [10.0, 11.0, 9.0, 10.0, 10.5, 9.5, 10.0, 5000.0]
+    assert median(values) == 10.0
+    assert mad_sigma(values) == pytest.approx(0.7413, abs=1e-3)
+
+
+def test_excess_weight_is_zero_unless_significant() -> None:
+    assert excess_weight(12, 100, 10, 100) == 0.0  # 12% now, 10% before: noise
+    assert excess_weight(60, 100, 10, 100) == pytest.approx(1 - 10.5 / 101 / 0.6)
+    assert excess_weight(5, 5, 0, 0) == 1.0  # nothing to compare with: all of it is new

@@ -1,9 +1,30 @@
 """Sliding-window signals per service and operation, fed by the trace store.
 
-Only SERVER spans (and spans with no kind, from simple exporters) count as
-requests: a CLIENT span repeats its callee's outcome and would double-count a
-cascade. Buckets are one second of arrival time, so late or skewed clocks in
-the telemetry cannot hide a burst of errors.
+Requests are counted at their entry span: SERVER and CONSUMER spans (and
+spans with no kind, from simple exporters), and INTERNAL spans that are a
+trace's root or are learned to be entered from another service (many real
+instrumentations mark every span INTERNAL). A CLIENT span repeats its callee's
+outcome and would double-count a cascade. Buckets are one second of *arrival*
+time, so late or skewed clocks in the telemetry cannot hide a burst of errors.
+
+Each operation is judged on the last ``window_s`` seconds by:
+
+- the static rules (:mod:`~sre_space.detect.rules`): the share of ERROR
+  requests, and of requests over the latency limit, each beyond the learned
+  share by more than the threshold (a service that always fails 2% of its
+  calls is not an incident at 3%; one that never failed is at 6%);
+- learned baselines: the window's p95 latency at least doubled against the
+  p95 of the operation's own history (so a service that is always slow is
+  not an incident, and one that doubled is); traffic that dropped well below
+  the learned rate (to nothing: the operation vanished); an operation, or a
+  call from one service to another, that appears after the warm-up.
+
+History older than the window, up to ``baseline_s``, is the baseline; seconds
+in which the operation was anomalous are never learned as normal (unless it
+has been so since it was first seen: then that is how it always is, and the
+static rules speak for it only until its baseline is learned). An
+operation stays anomalous until it is clearly back (hysteresis: looser bars
+to stay than to enter), so a signal at the edge of a threshold does not flap.
 """
 
 from __future__ import annotations
@@ -11,21 +32,98 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sre_space.detect.rules import Rules
 from sre_space.telemetry.model import Span, SpanKind
 
 REQUEST_KINDS = {SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.UNSPECIFIED}
+_REQUEST_KIND_VALUES = (int(SpanKind.SERVER), int(SpanKind.CONSUMER), int(SpanKind.UNSPECIFIED))
+_INTERNAL = int(SpanKind.INTERNAL)
+
+LATENCY_RATIO = 2.0  # window p95 at least this many times the baseline p95 ...
+LATENCY_MIN_DELTA_MS = 5.0  # ... and this much slower in absolute terms
+LATENCY_RATIO_EXIT = 1.5  # an anomalous operation stays so until below this ratio
+EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry threshold
+TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
+TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
+TRAFFIC_RECOVERED = 0.75  # a traffic drop ends above this share of the expected count
+BASELINE_MIN_REQUESTS = 50
+BASELINE_SAMPLES = 2048  # latencies kept per operation for its baseline quantiles
+WINDOW_SAMPLES = 512  # latencies kept per operation per second of the window
+NEW_EDGE_MIN_SEEN = 3  # followed traces in which a new call must show to be a change
 
 
-@dataclass
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return ordered[idx]
+
+
+@dataclass(slots=True)
 class _Bucket:
     second: int
     count: int = 0
     errors: int = 0
     slow: int = 0
     latencies: list[float] = field(default_factory=list)
+    tainted: bool = False  # seen while anomalous: never learned as normal
+
+
+@dataclass(slots=True)
+class _Baseline:
+    """What one operation's history says is normal."""
+
+    requests: int = 0
+    errors: int = 0
+    slow: int = 0
+    seconds: float = 0.0  # the time the history covers
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_SAMPLES))
+    p95_ms: float = 0.0
+    dirty: bool = True
+
+    @property
+    def ready(self) -> bool:
+        return self.requests >= BASELINE_MIN_REQUESTS
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def slow_rate(self) -> float:
+        return self.slow / self.requests if self.requests else 0.0
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def learn(self, bucket: _Bucket) -> None:
+        self.requests += bucket.count
+        self.errors += bucket.errors
+        self.slow += bucket.slow
+        self.latencies.extend(bucket.latencies)
+        self.dirty = True
+
+    def quantiles(self) -> None:
+        if self.dirty:
+            self.p95_ms = percentile(list(self.latencies), 0.95)
+            self.dirty = False
+
+
+@dataclass
+class _Op:
+    first_second: int
+    latency_limit_ms: float
+    count_errors: bool
+    window: deque[_Bucket] = field(default_factory=deque)
+    baseline: _Baseline = field(default_factory=_Baseline)
+    history: deque[tuple[int, int, int, int]] = field(default_factory=deque)  # (s, n, err, slow)
+    ever_normal: bool = False  # judged normal at least once since it was first seen
 
 
 @dataclass(frozen=True)
@@ -39,6 +137,11 @@ class Signal:
     slow: int
     p95_ms: float
     first_bad_at: float | None = None  # wall time of the first bucket with errors or slow calls
+    kind: str = ""  # why it is anomalous: error | slow | latency | traffic | structure
+    reason: str = ""
+    baseline_p95_ms: float | None = None
+    baseline_error_rate: float | None = None
+    expected: float | None = None  # requests the baseline rate predicts for the window
 
     @property
     def error_rate(self) -> float:
@@ -49,71 +152,302 @@ class Signal:
         return self.slow / self.count if self.count else 0.0
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[idx]
-
-
 class WindowDetector:
-    def __init__(self, window_s: float, latency_threshold_ms: float) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        latency_threshold_ms: float,
+        *,
+        rules: Rules | None = None,
+        baseline_s: float = 600.0,
+        warmup_s: float | None = None,
+        error_rate: float = 0.05,
+        min_requests: int = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.window_s = window_s
+        self.error_rate = error_rate  # defaults for signals(); anomalous() passes its own
+        self.min_requests = min_requests
         self.latency_threshold_ms = latency_threshold_ms
-        self._buckets: dict[tuple[str, str], deque[_Bucket]] = defaultdict(deque)
+        self.rules = rules or Rules(latency_ms=latency_threshold_ms)
+        self.baseline_s = baseline_s
+        # New operations and calls count as structural change only after this.
+        self.warmup_s = 3 * window_s if warmup_s is None else warmup_s
+        self._clock = clock
+        self._ops: dict[tuple[str, str], _Op] = {}
+        self._active: set[tuple[tuple[str, str], str]] = set()
         self._lock = threading.Lock()
+        self._started = clock()
+        self._window_from = self._started  # the window never reaches before a reset
+        # Call edges and entry operations, learned from a sample of whole traces.
+        self._entries: set[tuple[str, str]] = set()
+        # (caller, callee) -> (first seen, last seen, times seen in followed traces)
+        self._edges: dict[tuple[str, str], tuple[float, float, int]] = {}
+        self._recent: dict[str, str] = {}  # span id -> service, this second and the last
+        self._older: dict[str, str] = {}
+        self._pending: dict[str, list[tuple[str, str]]] = {}  # parent id -> child keys
+        self._older_pending: dict[str, list[tuple[str, str]]] = {}
+        self._generation = 0
+
+    # --- intake (the store's listener: the hot path) ------------------------------
 
     def observe(self, spans: list[Span]) -> None:
-        now = int(time.time())
+        now = self._clock()
+        second = int(now)
+        rules = self.rules
         with self._lock:
+            if second != self._generation:
+                self._older, self._recent = self._recent, {}
+                self._older_pending, self._pending = self._pending, {}
+                self._generation = second
             for span in spans:
-                if span.kind not in REQUEST_KINDS:
+                key = (span.service, span.name)
+                kind = span.kind
+                if span.trace_id[-1] == "0":  # one trace in 16 is followed span by span
+                    self._track(span, key, now)
+                if kind not in _REQUEST_KIND_VALUES and not (
+                    kind == _INTERNAL and (not span.parent_id or key in self._entries)
+                ):
                     continue
-                buckets = self._buckets[(span.service, span.name)]
-                if not buckets or buckets[-1].second != now:
-                    buckets.append(_Bucket(now))
+                op = self._ops.get(key)
+                if op is None:
+                    op = self._ops[key] = _Op(
+                        second, rules.latency_for(key[0]), rules.errors_for(key[0])
+                    )
+                buckets = op.window
+                if not buckets or buckets[-1].second != second:
+                    buckets.append(_Bucket(second))
                 b = buckets[-1]
                 b.count += 1
                 duration = span.duration_ms
-                b.errors += span.error
-                b.slow += duration > self.latency_threshold_ms
-                if len(b.latencies) < 512:
+                if span.error and op.count_errors:
+                    b.errors += 1
+                if duration > op.latency_limit_ms:
+                    b.slow += 1
+                if len(b.latencies) < WINDOW_SAMPLES:
                     b.latencies.append(duration)
 
-    def reset(self) -> None:
-        """Forget the window, e.g. once an incident is mitigated, so stale errors don't reopen it."""
-        with self._lock:
-            self._buckets.clear()
+    def _track(self, span: Span, key: tuple[str, str], now: float) -> None:
+        """Learn call edges and entry operations from a span of a followed trace."""
+        service = key[0]
+        parent = span.parent_id
+        if parent:
+            caller = self._recent.get(parent) or self._older.get(parent)
+            if caller is None:
+                self._pending.setdefault(parent, []).append(key)
+            elif caller != service:
+                self._edge(caller, service, key, now)
+        self._recent[span.span_id] = service
+        waiting = self._pending.pop(span.span_id, None) or self._older_pending.pop(
+            span.span_id, None
+        )
+        for child in waiting or ():
+            if child[0] != service:
+                self._edge(service, child[0], child, now)
 
-    def signals(self) -> list[Signal]:
-        cutoff = time.time() - self.window_s
+    def _edge(self, caller: str, callee: str, entry: tuple[str, str], now: float) -> None:
+        self._entries.add(entry)
+        first, _, seen = self._edges.get((caller, callee), (now, now, 0))
+        self._edges[(caller, callee)] = (first, now, seen + 1)
+
+    # --- state ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the window, e.g. once an incident is mitigated, so stale errors don't reopen it.
+
+        What was learned before the window stays learned; the window's seconds
+        (the incident) are dropped, never learned as normal.
+        """
+        with self._lock:
+            for op in self._ops.values():
+                op.window.clear()
+            self._active.clear()
+            self._window_from = self._clock()
+
+    def edges(self) -> set[tuple[str, str]]:
+        """Calls from one service to another seen so far, as (caller, callee)."""
+        with self._lock:
+            return set(self._edges)
+
+    def _age(self, op: _Op, now: float) -> None:
+        """Move seconds that left the window into the operation's baseline."""
+        cutoff = now - self.window_s
+        base = op.baseline
+        while op.window and op.window[0].second <= cutoff:
+            b = op.window.popleft()
+            if not b.tainted:
+                base.learn(b)
+                op.history.append((b.second, b.count, b.errors, b.slow))
+        horizon = now - self.window_s - self.baseline_s
+        while op.history and op.history[0][0] < horizon:
+            _, n, err, slow = op.history.popleft()
+            base.requests -= n
+            base.errors -= err
+            base.slow -= slow
+        start = max(op.first_second, self._started, horizon)
+        base.seconds = max(0.0, cutoff - start)
+
+    # --- judgement ----------------------------------------------------------------------
+
+    def signals(
+        self, error_rate: float | None = None, min_requests: int | None = None
+    ) -> list[Signal]:
+        """Every operation seen over the window, judged (``kind`` empty when normal).
+
+        ``error_rate``: the share of failed (or too slow) requests beyond the
+        learned share that makes an operation anomalous; ``min_requests``: the
+        fewest requests in the window to judge its rates on.
+        """
+        limits = (
+            self.error_rate if error_rate is None else error_rate,
+            self.min_requests if min_requests is None else min_requests,
+        )
+        now = self._clock()
         out: list[Signal] = []
         with self._lock:
-            for (service, operation), buckets in self._buckets.items():
-                while buckets and buckets[0].second < cutoff:
-                    buckets.popleft()
-                if not buckets:
-                    continue
-                lat = [x for b in buckets for x in b.latencies]
-                bad = [b.second for b in buckets if b.errors or b.slow]
+            for key, op in self._ops.items():
+                self._age(op, now)
+                out.append(self._judge(key, op, now, limits))
+            out.extend(self._new_edges(now))
+        return out
+
+    def _judge(
+        self, key: tuple[str, str], op: _Op, now: float, limits: tuple[float, int]
+    ) -> Signal:
+        service, operation = key
+        buckets = op.window
+        count = sum(b.count for b in buckets)
+        errors = sum(b.errors for b in buckets)
+        slow = sum(b.slow for b in buckets)
+        latencies = [x for b in buckets for x in b.latencies]
+        p95 = percentile(latencies, 0.95)
+        bad = [b.second for b in buckets if b.errors or b.slow]
+        base = op.baseline
+        base.quantiles()
+        ready = base.ready
+        signal = Signal(
+            service,
+            operation,
+            count,
+            errors,
+            slow,
+            p95,
+            float(bad[0]) if bad else None,
+            baseline_p95_ms=base.p95_ms if ready else None,
+            baseline_error_rate=round(base.error_rate, 4) if ready else None,
+        )
+        kind, reason, expected = self._verdict(key, op, signal, now, *limits)
+        for k in ("error", "slow", "latency", "traffic", "structure"):
+            if k != kind:
+                self._active.discard((key, k))
+        if not kind:
+            op.ever_normal = True
+        else:
+            self._active.add((key, kind))
+            if op.ever_normal:
+                # A change from what it was: not to be learned as normal. (An
+                # operation anomalous since first seen is how it always is, as
+                # far as anyone here knows; it is learned.)
+                for b in buckets:
+                    b.tainted = True
+            first = signal.first_bad_at
+            if first is None and buckets:
+                first = float(buckets[0].second)
+            return Signal(
+                service,
+                operation,
+                count,
+                errors,
+                slow,
+                p95,
+                first,
+                kind,
+                reason,
+                signal.baseline_p95_ms,
+                signal.baseline_error_rate,
+                expected,
+            )
+        return signal
+
+    def _verdict(
+        self,
+        key: tuple[str, str],
+        op: _Op,
+        s: Signal,
+        now: float,
+        thr: float,
+        min_requests: int,
+    ) -> tuple[str, str, float | None]:
+        """(kind, reason, expected count) of the strongest anomaly, or ("", "", None)."""
+
+        def bar(kind: str, enter: float) -> float:
+            return enter * EXIT_FACTOR if (key, kind) in self._active else enter
+
+        base = op.baseline
+        if s.count >= min_requests:
+            base_err = base.error_rate if base.ready else 0.0
+            if s.error_rate - base_err > bar("error", thr):
+                return "error", f"{s.error_rate:.0%} errors (normal {base_err:.0%})", None
+            base_slow = base.slow_rate if base.ready else 0.0
+            if s.slow_rate - base_slow > bar("slow", thr):
+                limit = self.rules.latency_for(key[0])
+                return (
+                    "slow",
+                    f"{s.slow_rate:.0%} over {limit:.0f} ms (normal {base_slow:.0%})",
+                    None,
+                )
+            if base.ready and base.p95_ms > 0:
+                ratio = s.p95_ms / base.p95_ms
+                enough = LATENCY_RATIO_EXIT if (key, "latency") in self._active else LATENCY_RATIO
+                if ratio >= enough and s.p95_ms - base.p95_ms >= LATENCY_MIN_DELTA_MS:
+                    return (
+                        "latency",
+                        f"p95 {s.p95_ms:.0f} ms, {ratio:.1f}x its normal {base.p95_ms:.0f} ms",
+                        None,
+                    )
+        if base.ready and base.seconds >= self.window_s:
+            elapsed = min(self.window_s, now - self._window_from)
+            expected = base.rate_per_s * elapsed
+            if elapsed >= self.window_s / 2 and expected >= 2 * min_requests:
+                active = (key, "traffic") in self._active or (key, "structure") in self._active
+                low = s.count < (TRAFFIC_RECOVERED if active else TRAFFIC_DROP) * expected
+                if low and (active or expected - s.count >= TRAFFIC_Z * math.sqrt(expected)):
+                    if s.count == 0:
+                        return "structure", f"vanished (normally {expected:.0f} requests)", expected
+                    return (
+                        "traffic",
+                        f"{s.count} requests, normally {expected:.0f}",
+                        expected,
+                    )
+        warm = now - self._started >= self.warmup_s
+        new = self._started + 1 < op.first_second and op.first_second >= now - self.window_s
+        if warm and new and s.count >= min_requests:
+            return "structure", "a new operation", None
+        return "", "", None
+
+    def _new_edges(self, now: float) -> list[Signal]:
+        if now - self._started < self.warmup_s:
+            return []
+        out = []
+        for (caller, callee), (first, last, seen) in self._edges.items():
+            fresh = first >= now - self.window_s and first > self._started + self.warmup_s
+            # A path taken once is an odd request; taken again and again, a new behaviour.
+            if fresh and last >= now - self.window_s and seen >= NEW_EDGE_MIN_SEEN:
                 out.append(
                     Signal(
-                        service=service,
-                        operation=operation,
-                        count=sum(b.count for b in buckets),
-                        errors=sum(b.errors for b in buckets),
-                        slow=sum(b.slow for b in buckets),
-                        p95_ms=percentile(lat, 0.95),
-                        first_bad_at=float(bad[0]) if bad else None,
+                        callee,
+                        f"called by {caller}",
+                        0,
+                        0,
+                        0,
+                        0.0,
+                        first,
+                        "structure",
+                        f"{caller} started calling {callee}",
                     )
                 )
         return out
 
     def anomalous(self, error_rate: float, min_requests: int) -> list[Signal]:
-        """Signals over the static rules: error rate, or share of requests over the latency limit."""
-        return [
-            s
-            for s in self.signals()
-            if s.count >= min_requests and (s.error_rate > error_rate or s.slow_rate > error_rate)
-        ]
+        """Signals over the static rules or the learned baselines (see the module docstring)."""
+        return [s for s in self.signals(error_rate, min_requests) if s.kind]

@@ -1,25 +1,73 @@
-"""Rank services by how well each explains the anomalous traces.
+"""Rank services by how much of a window's trouble each one explains.
 
-Errors are attributed to the span where they originate: a failed span none of
-whose children failed. A failed CLIENT span with no child server span means the
-callee never answered, so the callee is blamed. Latency is attributed to the
-span that added it (largest self time), and a client span that grew while its
-server child did not points at the callee's queue or the network.
+The window's traces are judged against a *reference*: earlier traces of the
+same system (given, or the part of the window before its change point). Three
+kinds of evidence, each counted only where it is significantly more frequent
+than in the reference (:func:`~sre_space.rca.stats.excess_weight`), and then
+with the weight of how much more:
+
+- **errors**, at the span where they originate (failed, no failed child). A
+  failed call out that its callee never answered blames the callee.
+- **latency**, at the hop that added it: a call whose *self time* exceeds its
+  operation's robust baseline (median + k MAD) by a visible share of its
+  trace's end-to-end time. Local work blames its own service. The gap of a
+  call out (time the callee's span does not cover: network, the callee's
+  queue, or the caller's own scheduling) is split between caller and callee
+  by which explanation the other edges support: a caller whose calls to
+  every callee grew is the suspect (its CPU); a callee that all its callers
+  wait on is (its network or queue).
+- **structure**, in the sequence of calls each operation makes: an unusual
+  first call, next call or stop (calls that vanished, appeared, or changed
+  order). The caller decided what to call next, so it is blamed; but when it
+  changed course right after a call out, the callee whose answer it had just
+  read shares the blame, and takes most of it (an error we cannot see
+  propagates up like one we can). A call out whose callee's span is gone
+  blames the callee: it never answered.
+
+Each trace gives each service the strongest weight it earned there; errors
+count double a slow or reshaped call. Services are ranked by the Ochiai
+coefficient of those weighted traces: high when a service is at fault in
+many of the traces in trouble *and* in few of the traces it takes part in
+without trouble, so neither a service in every trace nor one in a handful
+wins by its size alone. Without any reference, static rules stand in: error
+origins, and in traces slower than the latency threshold, the span that added
+the most time of its own.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import pairwise
+from typing import Any, NamedTuple
 
-from sre_space.telemetry.model import Span, SpanKind
+from sre_space.rca.changepoint import change_point
+from sre_space.rca.reference import MIN_SAMPLES, Reference
+from sre_space.rca.stats import excess_weight, median, median_low
+from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_of, views
+from sre_space.telemetry.model import Span
 
-# A failed request is stronger evidence than a slow one: when a fault shows
-# both (a saturated pool makes requests queue, then time out), the place where
-# the failures originate outranks the place where time was spent.
-LATENCY_VOTE = 0.25
+# A failed request is stronger evidence than a slow or reshaped one: when a
+# fault shows both (a saturated pool makes requests queue, then time out), the
+# place where the failures originate outranks the place where time was spent.
+KIND_WEIGHT = {"error": 1.0, "latency": 0.5, "structure": 0.5}
+MIN_SCORE = 0.001  # below this weighted share of the window's traces, a service is noise
+MIN_REFERENCE_TRACES = 20
+# How far before its detection window the live Brain reads the store: enough
+# normal traffic before the onset to learn from, little enough that an older
+# incident is not in it.
+LIVE_LOOKBACK_S = 60.0
+MAX_REFERENCE_TRACES = 4000  # the most recent; more costs time and says little more
+# A caller that changes course right after a call out: the share of the blame
+# that goes to the callee whose answer it had just read.
+AFTER_CALL_CALLEE_SHARE = 2 / 3
+EXEMPLARS = 3
+ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
 
 _SATURATION = re.compile(r"pool|exhaust|saturat|queue full|too many|timed? ?out|timeout", re.I)
 _UNREACHABLE = re.compile(r"refused|unreachable|reset by peer|no route|connection closed", re.I)
@@ -67,41 +115,56 @@ class Candidate:
         }
 
 
+class _Blame(NamedTuple):
+    """One piece of evidence in one trace, against one service."""
+
+    service: str
+    operation: str  # the service's request (entry operation) it concerns
+    kind: str  # error | latency | structure
+    fault_class: str
+    weight: float
+    source: OpKey  # the operation whose statistics produced it
+    message: str = ""
+    step: Step | None = None  # for structure: the unusual step
+
+
+def _heaviest(weights: dict[Any, float]) -> Any:
+    return max(weights.items(), key=lambda kv: kv[1])[0]
+
+
 @dataclass
-class _Votes:
+class _Finding:
     weight: float = 0.0
-    traces: list[str] = field(default_factory=list)
-    messages: Counter[str] = field(default_factory=Counter)
-    classes: Counter[str] = field(default_factory=Counter)
-    durations: list[float] = field(default_factory=list)
-
-
-def _owning_operation(span: Span, by_id: dict[str, Span]) -> str:
-    """The server operation inside which a span ran, in the span's own service."""
-    cur: Span | None = span
-    while cur is not None:
-        if cur.kind == SpanKind.SERVER and cur.service == span.service:
-            return cur.name
-        cur = by_id.get(cur.parent_id) if cur.parent_id else None
-    return span.name
-
-
-def _self_time_ms(span: Span, children: list[Span]) -> float:
-    covered = 0
-    intervals = sorted(
-        (max(c.start_ns, span.start_ns), min(c.end_ns, span.end_ns)) for c in children
+    fault_classes: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    sources: dict[tuple[OpKey, Step | None], float] = field(
+        default_factory=lambda: defaultdict(float)
     )
-    cur_start, cur_end = -1, -1
-    for start, end in intervals:
-        if end <= start:
-            continue
-        if start > cur_end:
-            covered += max(0, cur_end - cur_start)
-            cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
-    covered += max(0, cur_end - cur_start)
-    return max(0, (span.end_ns - span.start_ns) - covered) / 1e6
+    messages: Counter[str] = field(default_factory=Counter)
+
+    def heaviest_source(self) -> tuple[OpKey, Step | None]:
+        return max(self.sources.items(), key=lambda kv: kv[1])[0]
+
+
+@dataclass
+class _Suspect:
+    score: float = 0.0  # sum over traces of the strongest weighted blame
+    ochiai: float = 0.0
+    traces: dict[str, float] = field(default_factory=dict)
+    findings: dict[tuple[str, str], _Finding] = field(default_factory=lambda: defaultdict(_Finding))
+
+
+@dataclass
+class _WindowStats:
+    """The window's own rates, per operation, for the evidence details."""
+
+    calls: Counter[OpKey] = field(default_factory=Counter)
+    slow: Counter[OpKey] = field(default_factory=Counter)
+    errors: Counter[OpKey] = field(default_factory=Counter)
+    self_ms: dict[OpKey, list[float]] = field(default_factory=lambda: defaultdict(list))
+    steps: dict[OpKey, Counter[Step]] = field(default_factory=lambda: defaultdict(Counter))
+    step_from: dict[OpKey, Counter[OpKey]] = field(default_factory=lambda: defaultdict(Counter))
+    callee: dict[OpKey, str] = field(default_factory=dict)
+    involved: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
 def _classify(message: str) -> str:
@@ -112,79 +175,402 @@ def _classify(message: str) -> str:
     return "error"
 
 
-def localize(
-    traces: list[list[Span]], latency_threshold_ms: float = 800.0, top: int = 5
-) -> list[Candidate]:
-    votes: dict[tuple[str, str], _Votes] = defaultdict(_Votes)
-    anomalous = 0
-    for trace in traces:
-        if not trace:
+def _message(span: Span) -> str:
+    status = span.http_status
+    return span.exception_message or (f"HTTP {status}" if status else span.status_message)
+
+
+def _callee(call: Call, ref: Reference | None) -> tuple[str, str] | None:
+    """Who answers this call out: its child span's service, its attributes, or the reference."""
+    if call.callee is not None and call.callee_op is not None:
+        return call.callee, call.callee_op
+    peer = peer_of(call.span)
+    if peer:
+        known = ref.answered_by(call.key) if ref else None
+        return peer, known[1] if known and known[0] == peer else call.span.name
+    return ref.answered_by(call.key) if ref else None
+
+
+def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
+    message = _message(call.span)
+    fault = _classify(message)
+    if call.exit:
+        callee = _callee(call, ref)
+        if callee is not None and call.callee is None:
+            # The callee never answered (no span of its own): it is the suspect.
+            return _Blame(callee[0], callee[1], "error", "crash", weight, call.key, message)
+        if callee is not None:
+            # The callee answered without failing; the call failed between them
+            # (a deadline, the network): the callee's answer did not come in time.
+            return _Blame(callee[0], callee[1], "error", fault, weight, call.key, message)
+    return _Blame(call.service, call.entry_op, "error", fault, weight, call.key, message)
+
+
+def _blame_latency(
+    call: Call, ref: Reference | None, weight: float, callee_share: float
+) -> list[_Blame]:
+    if not call.exit:
+        return [_Blame(call.service, call.entry_op, "latency", "latency", weight, call.key)]
+    callee = _callee(call, ref)
+    if callee is None:
+        return [_Blame(call.service, call.entry_op, "latency", "latency", weight, call.key)]
+    return [
+        _Blame(
+            call.service, call.entry_op, "latency", "latency", weight * (1 - callee_share), call.key
+        ),
+        _Blame(callee[0], callee[1], "latency", "latency", weight * callee_share, call.key),
+    ]
+
+
+def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_Blame]:
+    """An unusual step in a call's sequence of child calls (see the module docstring)."""
+    own = _Blame(
+        call.service, call.entry_op, "structure", "structural", weight, call.key, step=step
+    )
+    answer = ref.answered_by(call.key)
+    if answer is not None and call.callee is None and answer in ref.typical_children(call.key):
+        # A call out whose callee's span is gone: the callee never answered.
+        return [_Blame(answer[0], answer[1], "structure", "crash", weight, call.key, step=step)]
+    prev = step[0]
+    if prev == START:
+        return [own]  # its first move changed: its own decision
+    answer = prev if prev[0] != call.service else ref.answered_by(prev)
+    if answer is None:
+        return [own]
+    # After a call out it did something unusual (stopped short, skipped, called
+    # elsewhere). Most often that answer made it (an error we cannot see
+    # propagates up, like one we can); sometimes it went wrong on its own just
+    # after. Both are suspects, the callee more. A callee after which several
+    # callers change course collects a share from each.
+    return [
+        own._replace(weight=weight * (1 - AFTER_CALL_CALLEE_SHARE)),
+        _Blame(
+            answer[0],
+            answer[1],
+            "structure",
+            "structural",
+            weight * AFTER_CALL_CALLEE_SHARE,
+            call.key,
+            step=step,
+        ),
+    ]
+
+
+def _callee_shares(stats: _WindowStats, ref: Reference) -> dict[tuple[str, str], float]:
+    """For each (caller, callee) edge, the share of its grown gap that is the callee's.
+
+    A fault in the caller (its CPU, its pauses) delays its calls to every
+    callee; a fault in the callee (its network, its queue) delays the calls of
+    every caller. Each side's case is how much of the excess slow-call rate
+    over all its edges one fault there would explain, counted robustly: the
+    low median of its edges' excess (at least half of them must agree) times
+    their number. A caller whose calls to every callee slowed explains them
+    all; a caller with one slow callee out of two explains nothing the callee
+    does not.
+    """
+    edge_hits: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for key, n in stats.calls.items():
+        answer = ref.answered_by(key)
+        callee = answer[0] if answer else stats.callee.get(key)
+        if callee is None:
             continue
-        by_id = {s.span_id: s for s in trace}
-        children: dict[str, list[Span]] = defaultdict(list)
-        for s in trace:
-            if s.parent_id:
-                children[s.parent_id].append(s)
-        roots = [s for s in trace if not s.parent_id or s.parent_id not in by_id]
-        slow_root = any(r.duration_ms > latency_threshold_ms for r in roots)
-        origins = [s for s in trace if s.error and not any(c.error for c in children[s.span_id])]
-        if not origins and not slow_root:
-            continue
-        anomalous += 1
-        trace_id = trace[0].trace_id
-        if origins:
-            share = 1.0 / len(origins)
-            for s in origins:
-                message = s.exception_message or (
-                    f"HTTP {s.http_status}" if s.http_status else s.status_message
-                )
-                service = s.service
-                operation = _owning_operation(s, by_id)
-                fault = _classify(message)
-                if s.kind == SpanKind.CLIENT and not children[s.span_id]:
-                    # The callee never answered: it is the suspect, not the caller.
-                    peer = s.attributes.get("peer.service")
-                    if peer:
-                        service, operation, fault = str(peer), s.name, "crash"
-                v = votes[(service, operation)]
-                v.weight += share
-                v.traces.append(trace_id)
-                v.messages[message_template(message)] += 1
-                v.classes[fault] += 1
-        else:
-            # Latency: blame the span that added the most time on its own.
-            worst = max(trace, key=lambda s: _self_time_ms(s, children[s.span_id]))
-            service, operation = worst.service, _owning_operation(worst, by_id)
-            if worst.kind == SpanKind.CLIENT and worst.attributes.get("peer.service"):
-                service, operation = str(worst.attributes["peer.service"]), worst.name
-            v = votes[(service, operation)]
-            v.weight += LATENCY_VOTE
-            v.traces.append(trace_id)
-            v.classes["latency"] += 1
-            v.durations.append(_self_time_ms(worst, children[worst.span_id]))
-    if not anomalous:
-        return []
-    total = sum(v.weight for v in votes.values()) or 1.0
-    ranked = sorted(votes.items(), key=lambda kv: kv[1].weight, reverse=True)[:top]
-    out: list[Candidate] = []
-    for (service, operation), v in ranked:
-        message = v.messages.most_common(1)[0][0] if v.messages else ""
-        evidence: dict[str, Any] = {
-            "anomalous_traces": anomalous,
-            "explained_traces": len(set(v.traces)),
-            "exemplar_trace_ids": list(dict.fromkeys(v.traces))[:3],
+        acc = edge_hits[(key[0], callee)]
+        acc[0] += stats.slow[key]
+        acc[1] += n
+        ref_slow, ref_calls = ref.slow.get(key, (0, 0))
+        acc[2] += ref_slow
+        acc[3] += ref_calls
+    excess: dict[tuple[str, str], float] = {}
+    for edge, (hits, calls, ref_hits, ref_n) in edge_hits.items():
+        rate = hits / calls if calls else 0.0
+        ref_rate = ref_hits / ref_n if ref_n else 0.0
+        excess[edge] = max(0.0, rate - ref_rate)
+    by_caller: dict[str, list[float]] = defaultdict(list)
+    by_callee: dict[str, list[float]] = defaultdict(list)
+    for (caller, callee), value in excess.items():
+        by_caller[caller].append(value)
+        by_callee[callee].append(value)
+    shares: dict[tuple[str, str], float] = {}
+    for caller, callee in excess:
+        c = median_low(by_caller[caller]) * len(by_caller[caller])
+        d = median_low(by_callee[callee]) * len(by_callee[callee])
+        shares[(caller, callee)] = d / (c + d) if c + d > 0 else 0.5
+    return shares
+
+
+def _window_stats(
+    window: list[TraceView], ref: Reference | None
+) -> tuple[_WindowStats, list[list[bool]]]:
+    stats = _WindowStats()
+    slow_flags: list[list[bool]] = []
+    sequences: dict[tuple[OpKey, tuple[OpKey, ...]], int] = {}
+    for v in window:
+        flags = []
+        for service in {c.key[0] for c in v.calls}:
+            stats.involved[service].add(v.trace_id)
+        for c in v.calls:
+            slow = ref.is_slow(c, v.root_ms) if ref is not None else False
+            flags.append(slow)
+            stats.calls[c.key] += 1
+            stats.slow[c.key] += slow
+            stats.errors[c.key] += c.error_origin
+            stats.self_ms[c.key].append(c.self_ms)
+            if v.complete:
+                ks = (c.key, c.sequence)
+                sequences[ks] = sequences.get(ks, 0) + 1
+            if c.callee is not None:
+                stats.callee.setdefault(c.key, c.callee)
+        slow_flags.append(flags)
+    for (key, seq), m in sequences.items():  # steps, from the few distinct sequences
+        steps, step_from = stats.steps[key], stats.step_from[key]
+        for step in pairwise((START, *seq, END)):
+            steps[step] += m
+            step_from[step[0]] += m
+    return stats, slow_flags
+
+
+@dataclass
+class _Judgement:
+    blamed: list[tuple[str, list[_Blame]]]
+    stats: _WindowStats
+    ref: Reference | None = None
+    w_step: dict[tuple[OpKey, Step], float] = field(default_factory=dict)
+
+
+def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
+    stats, slow_flags = _window_stats(window, ref)
+    w_slow = {
+        k: excess_weight(hits, stats.calls[k], *ref.slow.get(k, (0, 0)))
+        for k, hits in stats.slow.items()
+        if hits
+    }
+    w_err = {
+        k: excess_weight(hits, stats.calls[k], *ref.errors.get(k, (0, 0)))
+        for k, hits in stats.errors.items()
+        if hits
+    }
+    w_step: dict[tuple[OpKey, Step], float] = {}
+    for key, steps in stats.steps.items():
+        if ref.calls[key] == 0:
+            continue  # an operation the reference never saw: judged where it was called
+        step_from = stats.step_from[key]
+        for step, hits in steps.items():
+            if ref.step_from[(key, step[0])] < MIN_SAMPLES:
+                continue  # after a call the reference rarely saw: that call is the news
+            w = excess_weight(hits, step_from[step[0]], *ref.step_counts(key, step))
+            if w > 0:
+                w_step[(key, step)] = w
+    unusual = {key for key, _ in w_step}
+    shares = _callee_shares(stats, ref)
+    blamed: list[tuple[str, list[_Blame]]] = []
+    for v, flags in zip(window, slow_flags, strict=True):
+        blames: list[_Blame] = []
+        for c, slow in zip(v.calls, flags, strict=True):
+            if c.error_origin and w_err.get(c.key, 0.0) > 0:
+                blames.append(_blame_error(c, ref, w_err[c.key]))
+            if slow and w_slow.get(c.key, 0.0) > 0:
+                callee = _callee(c, ref) if c.exit else None
+                share = shares.get((c.service, callee[0]), 0.5) if callee else 0.0
+                blames.extend(_blame_latency(c, ref, w_slow[c.key], share))
+            if v.complete and c.key in unusual:
+                for step in c.steps():
+                    w = w_step.get((c.key, step), 0.0)
+                    if w > 0:
+                        blames.extend(_blame_step(c, step, ref, w))
+        if blames:
+            blamed.append((v.trace_id, blames))
+    return _Judgement(blamed, stats, ref, w_step)
+
+
+def _judge_static(window: list[TraceView], threshold_ms: float) -> _Judgement:
+    """No reference: error origins, and in slow traces the span that added the most time."""
+    stats, _ = _window_stats(window, None)
+    blamed: list[tuple[str, list[_Blame]]] = []
+    for v in window:
+        origins = [c for c in v.calls if c.error_origin]
+        blames = [_blame_error(c, None, 1.0) for c in origins]
+        if not origins and v.root_ms > threshold_ms and v.calls:
+            worst = max(v.calls, key=lambda c: c.self_ms)
+            stats.slow[worst.key] += 1
+            share = 1.0 if worst.exit else 0.0
+            blames.extend(b for b in _blame_latency(worst, None, 1.0, share) if b.weight > 0)
+        if blames:
+            blamed.append((v.trace_id, blames))
+    return _Judgement(blamed, stats)
+
+
+def _step_name(key: OpKey) -> str:
+    return {START: "start", END: "end"}.get(key, f"{key[0]} {key[1]}")
+
+
+def _rate(hits: int, n: int) -> float:
+    return round(hits / n, 4) if n else 0.0
+
+
+def _signal(kind: str, origin: tuple[OpKey, Step | None], j: _Judgement) -> dict[str, Any]:
+    """What the statistics of one operation show, for the evidence."""
+    source, step = origin
+    st, ref = j.stats, j.ref
+    n = st.calls[source]
+    doc: dict[str, Any] = {
+        "kind": kind,
+        "span": {"service": source[0], "name": source[1]},
+        "calls": n,
+    }
+    if kind == "error":
+        doc["errors"] = st.errors[source]
+        doc["error_rate"] = _rate(st.errors[source], n)
+        if ref is not None:
+            doc["baseline_error_rate"] = _rate(*ref.errors.get(source, (0, 0)))
+    elif kind == "latency":
+        doc["slow_calls"] = st.slow[source]
+        doc["self_time_p50_ms"] = round(median(st.self_ms[source]), 2)
+        doc["self_time_max_ms"] = round(max(st.self_ms[source], default=0.0), 1)
+        stats = ref.ops.get(source) if ref is not None else None
+        if ref is not None and stats is not None:
+            doc["slow_rate"] = _rate(st.slow[source], n)
+            doc["baseline_slow_rate"] = _rate(*ref.slow.get(source, (0, 0)))
+            doc["baseline_self_time_p50_ms"] = round(stats.median_ms, 2)
+        callee = st.callee.get(source) or (
+            a[0] if ref is not None and (a := ref.answered_by(source)) else None
+        )
+        doc["hop"] = f"wait on {callee}" if callee else "own work"
+    elif kind == "structure" and ref is not None and step is not None:
+        doc["unusual_step"] = {
+            "after": _step_name(step[0]),
+            "next": _step_name(step[1]),
+            "share": _rate(st.steps[source][step], st.step_from[source][step[0]]),
+            "baseline_share": _rate(*ref.step_counts(source, step)),
         }
-        if message:
-            evidence["exception"] = message
-        if v.durations:
-            evidence["self_time_ms_max"] = round(max(v.durations), 1)
+    return doc
+
+
+def _rank(j: _Judgement, n_traces: int, top: int, method: str) -> list[Candidate]:
+    suspects: dict[str, _Suspect] = defaultdict(_Suspect)
+    for trace_id, blames in j.blamed:
+        best: dict[str, float] = {}
+        for b in blames:
+            w = b.weight * KIND_WEIGHT[b.kind]
+            if w <= 0:
+                continue
+            best[b.service] = max(best.get(b.service, 0.0), w)
+            finding = suspects[b.service].findings[(b.kind, b.operation)]
+            finding.weight += w
+            finding.fault_classes[b.fault_class] += w
+            finding.sources[(b.source, b.step)] += w
+            if b.message:
+                finding.messages[message_template(b.message)] += 1
+        for service, w in best.items():
+            suspects[service].score += w
+            suspects[service].traces[trace_id] = w
+    # Ochiai: the weighted traces where the service is at fault, against both the
+    # traces in trouble and the traces the service took part in.
+    anomalous = len(j.blamed)
+    for service, sus in suspects.items():
+        involved = len(j.stats.involved.get(service, set()) | set(sus.traces))
+        sus.ochiai = sus.score / math.sqrt(anomalous * involved) if anomalous else 0.0
+    ranked = sorted(suspects.items(), key=lambda kv: kv[1].ochiai, reverse=True)
+    out: list[Candidate] = []
+    for service, sus in ranked[:top]:
+        if sus.score / max(1, n_traces) < MIN_SCORE:
+            break
+        findings = sorted(sus.findings.items(), key=lambda kv: kv[1].weight, reverse=True)
+        (_, operation), main = findings[0]
+        # Failures carry a message, the most specific account of what went wrong
+        # (a pool that ran out explains the waits as well as the timeouts): when
+        # a real share of the service's evidence is errors, they name the class.
+        total_weight = sum(f.weight for _, f in findings)
+        failing = [f for (kind, _), f in findings if kind == "error"]
+        if failing and failing[0].weight >= ERROR_CLASS_SHARE * total_weight:
+            main = failing[0]
+        evidence: dict[str, Any] = {
+            "method": method,
+            "trace_share": round(sus.score / max(1, n_traces), 4),
+            "anomalous_traces": len(j.blamed),
+            "explained_traces": len(sus.traces),
+            "exemplar_trace_ids": sorted(sus.traces, key=sus.traces.__getitem__, reverse=True)[
+                :EXEMPLARS
+            ],
+            "signals": [
+                _signal(kind, f.heaviest_source(), j)
+                | {"operation": op, "weight": round(f.weight / max(1, n_traces), 4)}
+                for (kind, op), f in findings[:EXEMPLARS]
+            ],
+        }
+        messages = Counter[str]()
+        for (kind, _), f in findings:
+            if kind == "error":
+                messages.update(f.messages)
+        if messages:
+            evidence["exception"] = messages.most_common(1)[0][0]
         out.append(
             Candidate(
                 service=service,
                 operation=operation,
-                score=v.weight / total,
-                fault_class=v.classes.most_common(1)[0][0],
+                score=sus.ochiai,
+                fault_class=_heaviest(main.fault_classes),
                 evidence=evidence,
             )
         )
     return out
+
+
+def localize(
+    traces: Iterable[list[Span]],
+    latency_threshold_ms: float = 800.0,
+    top: int = 5,
+    baseline: Iterable[list[Span]] | None = None,
+) -> list[Candidate]:
+    """Root-cause candidates for the trouble in ``traces``, best first ([] if none).
+
+    ``baseline``: traces of the same system from before (fault-free, or mostly
+    so). Without one, the window is split at its change point and its later
+    part judged against its earlier part; when it has no change point (or the
+    change explains nothing), and when the baseline is too small to learn
+    from, static rules apply: error origins, and in traces slower than
+    ``latency_threshold_ms`` the span that added the most time.
+    """
+    with paused_gc():
+        return _localize(traces, latency_threshold_ms, top, baseline)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection for a moment.
+
+    The analysis builds tens of thousands of small objects and no cycles; each
+    generation-0 collection would walk every span held, and that, not the
+    analysis, would take half the time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _localize(
+    traces: Iterable[list[Span]],
+    latency_threshold_ms: float,
+    top: int,
+    baseline: Iterable[list[Span]] | None,
+) -> list[Candidate]:
+    window = views(traces)
+    if not window:
+        return []
+    if baseline is not None:
+        reference = views(baseline, limit=MAX_REFERENCE_TRACES)
+        if len(reference) >= MIN_REFERENCE_TRACES:
+            judgement = _judge(window, Reference.learn(reference))
+            return _rank(judgement, len(window), top, "baseline")
+    else:
+        split = change_point(window)
+        if split is not None:
+            judgement = _judge(window[split:], Reference.learn(window[:split]))
+            ranked = _rank(judgement, len(window) - split, top, "change point")
+            if ranked:
+                return ranked
+    judgement = _judge_static(window, latency_threshold_ms)
+    return _rank(judgement, len(window), top, "static rules")

@@ -1,0 +1,209 @@
+"""Trace trees as the localiser reads them: calls, hops, self time, shape.
+
+Every span becomes a :class:`Call`. A call is an *exit* (a hop to another
+service) when its kind says so (CLIENT, PRODUCER) or when its children run in
+another service: real instrumentations often mark every span INTERNAL, and
+only the tree tells a call from local work. An exit's self time is the *gap*:
+time the caller waited that the callee's own span does not cover (network,
+the callee's accept queue, or the caller's own scheduling).
+
+Spans are de-duplicated by (trace id, span id): exporters retry, and a span
+sent twice must not count twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import pairwise
+
+from sre_space.telemetry.model import Span, SpanKind
+
+OpKey = tuple[str, str]  # (service, span name)
+Shape = frozenset[OpKey]  # the distinct operations a call made, whatever their count
+Step = tuple[OpKey, OpKey]  # (previous child call or START, next child call or END)
+START: OpKey = ("", "^")
+END: OpKey = ("", "$")
+
+EXIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
+PEER_ATTRIBUTES = ("peer.service", "server.address", "net.peer.name", "db.system")
+
+
+@dataclass(slots=True)
+class Call:
+    """One span, with what the localiser needs to judge it."""
+
+    span: Span
+    key: OpKey
+    self_ms: float
+    exit: bool  # a call out of the service
+    callee: str | None  # the service that answered (its span is a child here), if any
+    callee_op: str | None  # that service's span name
+    shape: Shape  # distinct child operations
+    sequence: tuple[OpKey, ...]  # child operations in start order
+    last_child: OpKey | None  # the child that finished last
+    error_origin: bool  # failed, and none of its children failed
+    entry_op: str  # the operation of its service this call ran in (the request it served)
+
+    @property
+    def service(self) -> str:
+        return self.key[0]
+
+    def steps(self) -> list[Step]:
+        """What it did first, after each child call, and last: START -> a -> b -> END."""
+        seq = (START, *self.sequence, END)
+        return list(pairwise(seq))
+
+
+@dataclass(slots=True)
+class TraceView:
+    trace_id: str
+    calls: list[Call]
+    start_ns: int
+    root_ms: float  # end-to-end: from the first span's start to the last span's end
+    complete: bool = True  # no span whose parent is missing (a trace in flight, or cut)
+
+
+def group(spans: Iterable[Span]) -> list[list[Span]]:
+    """Spans grouped by trace id (first-seen order), duplicates dropped."""
+    by_trace: dict[str, dict[str, Span]] = {}
+    for s in spans:
+        trace = by_trace.get(s.trace_id)
+        if trace is None:
+            trace = by_trace[s.trace_id] = {}
+        trace.setdefault(s.span_id, s)
+    return [list(t.values()) for t in by_trace.values()]
+
+
+def peer_of(span: Span) -> str | None:
+    """The callee an exit span names in its attributes, if any."""
+    if span.kind not in EXIT_KINDS:
+        return None
+    attrs = span.attributes
+    for key in PEER_ATTRIBUTES:
+        value = attrs.get(key)
+        if value:
+            return str(value)
+    return None
+
+
+_NO_SHAPE: Shape = frozenset()
+# Tuples of plain ints: membership by int equality (C), not by Enum.__hash__ (Python).
+_EXIT_KIND_VALUES = (int(SpanKind.CLIENT), int(SpanKind.PRODUCER))
+_ENTRY_KIND_VALUES = (int(SpanKind.SERVER), int(SpanKind.CONSUMER))
+
+
+def _start(span: Span) -> int:
+    return span.start_ns
+
+
+def view(trace: list[Span]) -> TraceView:
+    """The calls of one trace (spans already de-duplicated, see :func:`group`).
+
+    Walked top-down, so each span knows the request it served in its own
+    service (``entry_op``): the nearest SERVER or CONSUMER ancestor in that
+    service, or failing that (instrumentations that mark everything INTERNAL)
+    the topmost ancestor still in it.
+    """
+    by_id = {s.span_id: s for s in trace}
+    children: dict[str, list[Span]] = {}
+    roots: list[Span] = []
+    complete = True
+    for s in trace:
+        pid = s.parent_id
+        if pid and pid in by_id and pid != s.span_id:
+            kids = children.get(pid)
+            if kids is None:
+                children[pid] = [s]
+            else:
+                kids.append(s)
+        else:
+            roots.append(s)
+            if pid:
+                complete = False
+    calls: list[Call] = []
+    exit_kinds, entry_kinds = _EXIT_KIND_VALUES, _ENTRY_KIND_VALUES
+    stack: list[tuple[Span, str]] = [(r, r.name) for r in roots]
+    seen = 0
+    while stack:
+        s, entry = stack.pop()
+        seen += 1
+        service = s.service
+        start, end = s.start_ns, s.end_ns
+        kids = children.get(s.span_id)
+        callee: str | None = None
+        callee_op: str | None = None
+        last: Span | None = None
+        failed_child = False
+        if kids:
+            if len(kids) > 1:
+                kids.sort(key=_start)
+            sequence = tuple([(c.service, c.name) for c in kids])
+            shape = frozenset(sequence)
+            covered = 0
+            cur_start = cur_end = start
+            for c in kids:
+                c_start, c_end = c.start_ns, c.end_ns
+                if last is None or c_end > last.end_ns:
+                    last = c
+                if c.error:
+                    failed_child = True
+                if c.service != service:
+                    if callee is None:
+                        callee, callee_op = c.service, c.name
+                    stack.append((c, c.name))
+                else:
+                    stack.append((c, c.name if c.kind in entry_kinds else entry))
+                # union of the children's intervals, clipped to the span
+                c_start = c_start if c_start > start else start
+                c_end = c_end if c_end < end else end
+                if c_end <= c_start:
+                    continue
+                if c_start > cur_end:
+                    covered += cur_end - cur_start
+                    cur_start, cur_end = c_start, c_end
+                elif c_end > cur_end:
+                    cur_end = c_end
+            covered += cur_end - cur_start
+            self_ns = end - start - covered if end > start else 0
+        else:
+            shape = _NO_SHAPE
+            sequence = ()
+            self_ns = end - start if end > start else 0
+        calls.append(
+            Call(
+                s,
+                (service, s.name),
+                self_ns / 1e6,
+                callee is not None or s.kind in exit_kinds,
+                callee,
+                callee_op,
+                shape,
+                sequence,
+                (last.service, last.name) if last is not None else None,
+                s.error and not failed_child,
+                entry,
+            )
+        )
+    if seen < len(trace):  # a parent cycle: keep those spans, as their own roots
+        done = {c.span.span_id for c in calls}
+        for s in trace:
+            if s.span_id not in done:
+                calls.append(view([s]).calls[0])
+    first = min(s.start_ns for s in trace)
+    last_end = max(s.end_ns for s in trace)
+    return TraceView(trace[0].trace_id, calls, first, max(0, last_end - first) / 1e6, complete)
+
+
+def views(traces: Iterable[list[Span]], limit: int | None = None) -> list[TraceView]:
+    """Views of traces (each de-duplicated), oldest first.
+
+    ``limit``: at most this many, the most recent (a reference), chosen before
+    any is built so that a large store costs little.
+    """
+    grouped = [t for t in group(s for trace in traces for s in trace) if t]
+    starts = [min(s.start_ns for s in t) for t in grouped]
+    order = sorted(range(len(grouped)), key=starts.__getitem__)
+    if limit is not None and len(order) > limit:
+        order = order[len(order) - limit :]
+    return [view(grouped[i]) for i in order]

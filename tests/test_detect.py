@@ -1,0 +1,240 @@
+"""Scout's detectors on a simulated clock: static rules, learned baselines, incidents."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sre_space.detect.incidents import IncidentTracker, group
+from sre_space.detect.rules import Rules, ServiceRule
+from sre_space.detect.window import Signal, WindowDetector
+from sre_space.telemetry.model import Span, SpanKind
+
+_ids = itertools.count(1)
+WINDOW_S = 10.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def requests(
+    service: str,
+    n: int,
+    ms: float,
+    *,
+    errors: int = 0,
+    op: str = "GET /",
+    kind: SpanKind = SpanKind.SERVER,
+) -> list[Span]:
+    out = []
+    for i in range(n):
+        sid = next(_ids)
+        out.append(
+            Span(
+                f"{sid:032x}",
+                f"{sid:016x}",
+                None,
+                service,
+                op,
+                0,
+                int(ms * 1e6),
+                kind,
+                error=i < errors,
+            )
+        )
+    return out
+
+
+class Sim:
+    """A detector fed once a simulated second."""
+
+    def __init__(self, rules: Rules | None = None) -> None:
+        self.clock = Clock()
+        self.detector = WindowDetector(WINDOW_S, 800.0, rules=rules, clock=self.clock)
+
+    def run(self, seconds: int, *batches: list[Span] | None) -> list[Signal]:
+        for _ in range(seconds):
+            self.clock.now += 1
+            for batch in batches:
+                if batch:
+                    self.detector.observe(batch)
+        return self.anomalous()
+
+    def anomalous(self) -> list[Signal]:
+        return self.detector.anomalous(0.05, 10)
+
+    def kinds(self) -> dict[str, str]:
+        return {f"{s.service} {s.operation}": s.kind for s in self.anomalous()}
+
+
+def test_error_status_over_the_threshold_is_anomalous() -> None:
+    sim = Sim()
+    sim.run(60, requests("checkout", 20, 30))
+    assert sim.anomalous() == []
+    [signal] = sim.run(10, requests("checkout", 20, 30, errors=4))
+    assert (signal.service, signal.kind) == ("checkout", "error")
+    assert signal.error_rate == pytest.approx(0.2)
+    assert signal.baseline_error_rate == 0.0
+    assert signal.first_bad_at is not None
+
+
+def test_errors_are_judged_against_the_learned_error_rate() -> None:
+    sim = Sim()
+    sim.run(60, requests("auth", 20, 30, errors=2))  # always 10% (say, wrong passwords)
+    assert sim.run(10, requests("auth", 20, 30, errors=3)) == []  # 15%: not 5 points above
+    assert sim.kinds() == {}
+    assert sim.run(10, requests("auth", 20, 30, errors=6)) != []  # 30%
+
+
+def test_static_rules_are_configurable_per_service() -> None:
+    rules = Rules(latency_ms=800, services={"reports": ServiceRule(latency_ms=5000, errors=False)})
+    sim = Sim(rules=rules)
+    slow = sim.run(10, requests("reports", 20, 1200, errors=5), requests("api", 20, 1200))
+    assert {s.service: s.kind for s in slow} == {"api": "slow"}
+    assert (
+        Rules.from_mapping({"services": {"reports": {"latency_ms": 5000}}}).latency_for("reports")
+        == 5000.0
+    )
+    with pytest.raises(ValueError, match="unknown rule"):
+        Rules.from_mapping({"latency": 1})
+
+
+def test_an_always_slow_service_is_not_an_incident_but_one_that_doubled_is() -> None:
+    sim = Sim()
+    batch, fast = requests("batch", 20, 1500), requests("api", 20, 40)
+    sim.run(90, batch, fast)  # static rules flag batch at first; then its baseline knows it
+    assert sim.kinds() == {}
+    doubled = sim.run(10, batch, requests("api", 20, 100))
+    assert [(s.service, s.kind) for s in doubled] == [("api", "latency")]
+    assert doubled[0].baseline_p95_ms == pytest.approx(40.0)
+    assert sim.run(10, batch, requests("api", 20, 50)) == []  # 1.25x: within normal
+
+
+def test_traffic_that_drops_or_vanishes_is_anomalous() -> None:
+    sim = Sim()
+    sim.run(60, requests("search", 20, 10), requests("cart", 20, 10))
+    signals = sim.run(10, requests("search", 2, 10))
+    assert {s.service: s.kind for s in signals} == {"search": "traffic", "cart": "structure"}
+    assert {s.service: s.reason for s in signals}["cart"].startswith("vanished")
+
+
+def test_a_new_operation_after_the_warm_up_is_a_structural_change() -> None:
+    sim = Sim()
+    sim.run(60, requests("checkout", 20, 10))
+    signals = sim.run(5, requests("checkout", 20, 10), requests("checkout", 5, 10, op="fallback"))
+    assert [(s.operation, s.kind) for s in signals] == [("fallback", "structure")]
+
+
+def test_no_flapping_an_anomaly_ends_only_when_clearly_over() -> None:
+    sim = Sim()
+    sim.run(60, requests("pay", 100, 10))
+    assert sim.run(10, requests("pay", 100, 10, errors=8))  # 8%: over the 5% bar
+    for _ in range(10):  # 4% holds it (bar to stay: 2.5%), second after second
+        assert sim.run(1, requests("pay", 100, 10, errors=4))
+    assert sim.run(10, requests("pay", 100, 10, errors=1)) == []
+    # and once clear, 4% is not enough to enter again
+    assert sim.run(10, requests("pay", 100, 10, errors=4)) == []
+
+
+def test_reset_forgets_the_window_not_what_was_learned() -> None:
+    sim = Sim()
+    sim.run(60, requests("pay", 20, 10))
+    assert sim.run(10, requests("pay", 20, 10, errors=10))
+    sim.detector.reset()
+    assert sim.anomalous() == []
+    assert sim.run(10, requests("pay", 20, 10, errors=10))  # the baseline still says 0%
+
+
+def test_entries_marked_internal_are_learned_from_their_callers() -> None:
+    """Instrumentations that mark every span INTERNAL: the call tree shows the entries."""
+    sim = Sim()
+
+    def traces(n: int, errors: bool) -> list[Span]:
+        out = []
+        for i in range(n):
+            tid = f"{next(_ids):031x}0"  # followed: the detector samples by trace id
+            root = Span(tid, f"{next(_ids):016x}", None, "web", "GET /", 0, 10**7, SpanKind.SERVER)
+            call = Span(tid, f"{next(_ids):016x}", root.span_id, "web", "call db", 0, 10**7)
+            entry = Span(tid, f"{next(_ids):016x}", call.span_id, "store", "query", 0, 10**7)
+            entry.error = errors and i % 2 == 0
+            out += [entry, call, root]  # children end first, and are exported first
+        return out
+
+    sim.run(60, traces(20, errors=False))
+    assert ("web", "store") in sim.detector.edges()
+    assert {s.service: s.kind for s in sim.run(10, traces(20, errors=True))} == {"store": "error"}
+
+
+def test_a_new_call_between_services_after_the_warm_up_is_a_structural_change() -> None:
+    sim = Sim()
+
+    def calls(callee: str, n: int) -> list[Span]:
+        out = []
+        for _ in range(n):
+            tid = f"{next(_ids):031x}0"
+            root = Span(tid, f"{next(_ids):016x}", None, "web", "GET /", 0, 10**7, SpanKind.SERVER)
+            out += [Span(tid, f"{next(_ids):016x}", root.span_id, callee, "get", 0, 10**6), root]
+        return out
+
+    sim.run(60, calls("cache", 5))
+    assert sim.anomalous() == []
+    signals = sim.run(3, calls("cache", 5), calls("database", 2))
+    assert [(s.service, s.kind, s.reason) for s in signals] == [
+        ("database", "structure", "web started calling database")
+    ]
+
+
+# --- incidents: grouping, confirmation, quiet period -------------------------------------
+
+
+def sig(service: str, kind: str = "error") -> Signal:
+    return Signal(service, "op", 100, 50, 0, 10.0, kind=kind)
+
+
+CHAIN = [("web", "api"), ("api", "orders"), ("orders", "payments"), ("payments", "bank")]
+
+
+def test_a_cascade_across_five_services_is_one_incident() -> None:
+    tracker = IncidentTracker(confirm_s=2, quiet_s=30)
+    cascade = [sig(s) for s in ("web", "api", "orders", "payments", "bank")]
+    assert tracker.update(cascade, CHAIN, now=0) == []  # not yet confirmed
+    [change] = tracker.update(cascade, CHAIN, now=2)
+    assert change.what == "opened"
+    assert change.incident.services == {"web", "api", "orders", "payments", "bank"}
+    assert len(tracker.active()) == 1
+
+
+def test_unrelated_failures_are_separate_incidents_and_joining_ones_merge() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30)
+    edges = [*CHAIN, ("web", "search")]
+    changes = tracker.update([sig("bank"), sig("mailer")], edges, now=0)
+    assert sorted(min(c.incident.services) for c in changes) == ["bank", "mailer"]
+    assert [len(g) for g in group([sig("bank"), sig("payments"), sig("mailer")], edges)] == [2, 1]
+    [grew] = tracker.update([sig("bank"), sig("payments"), sig("mailer")], edges, now=1)
+    assert grew.what == "grew" and grew.incident.services == {"bank", "payments"}
+
+
+def test_one_bad_second_is_not_an_incident() -> None:
+    tracker = IncidentTracker(confirm_s=2, quiet_s=30)
+    assert tracker.update([sig("api")], [], now=0) == []
+    assert tracker.update([], [], now=1) == []
+    assert tracker.update([sig("api")], [], now=2) == []  # starts over: not 2 s in a row
+    assert tracker.incidents[0].first_seen == 2
+
+
+def test_an_incident_resolves_only_after_a_quiet_period_and_does_not_flap() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30)
+    [opened] = tracker.update([sig("api")], [], now=0)
+    assert tracker.update([], [], now=20) == []  # quiet, but not long enough
+    assert tracker.update([sig("api", "latency")], [], now=25) == []  # back: the same incident
+    assert tracker.update([], [], now=50) == []
+    [resolved] = tracker.update([], [], now=55)
+    assert resolved.what == "resolved" and resolved.incident is opened.incident
+    [again] = tracker.update([sig("api")], [], now=56)
+    assert again.what == "opened" and again.incident.id != opened.incident.id
