@@ -1,0 +1,1 @@
+"""Real infrastructure: the Compose files, the Docker engine, `docker compose` up/down."""
