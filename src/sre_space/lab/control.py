@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.parse
 from typing import Any
 
@@ -12,6 +13,23 @@ from sre_space.lab import runtime
 from sre_space.paths import Paths
 
 NO_LAB = "no lab is running; start it with `sre-space up`"
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; False for a gone one or a zombie (exited, not yet reaped)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class LabClient:
@@ -25,9 +43,13 @@ class LabClient:
         try:
             state = json.loads(paths.lab_state.read_text())
             token = paths.control_token.read_text().strip()
-        except (OSError, ValueError):
+            port, pid = int(state["control_port"]), int(state["supervisor_pid"])
+        except (OSError, ValueError, KeyError, TypeError):
             raise Unavailable(NO_LAB) from None
-        return cls(int(state["control_port"]), token)
+        # A stale lab.json's port may belong to someone else by now: never send them the token.
+        if not pid_alive(pid):
+            raise Unavailable(NO_LAB)
+        return cls(port, token)
 
     def _call(self, method: str, path: str, doc: Any = None, timeout: float = 30.0) -> Any:
         try:
@@ -38,6 +60,8 @@ class LabClient:
             raise Unavailable(NO_LAB) from None
         if code == 400:
             raise UsageError(str(body.get("error", "the lab refused the request")))
+        if code == 401:
+            raise Unavailable("the lab refused the control token; restart it with `sre-space up`")
         if code != 200:
             raise Unavailable(f"the lab's control API answered {code}: {body.get('error', '')}")
         return body

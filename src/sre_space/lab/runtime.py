@@ -6,7 +6,10 @@ import hmac
 import json
 import logging
 import os
+import socket
 import sys
+import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,10 @@ TOKEN_ENV = "SRE_SPACE_LAB_TOKEN"  # never on a command line, never logged
 PORTS_ENV = "SRE_SPACE_LAB_PORTS"
 OTLP_ENV = "SRE_SPACE_LAB_OTLP"
 DIR_ENV = "SRE_SPACE_LAB_DIR"
+# The supervisor binds every listening socket and hands it down by fd: the port
+# never changes across restarts and no other process can grab it in between.
+FD_ENV = "SRE_SPACE_LAB_LISTEN_FD"
+SUPERVISOR_ENV = "SRE_SPACE_LAB_SUPERVISOR_PID"
 
 
 def ports() -> dict[str, int]:
@@ -25,13 +32,53 @@ def lab_dir() -> Path:
     return Path(os.environ[DIR_ENV])
 
 
+class _OncePerMinute(logging.Filter):
+    """Without a receiver the exporter fails every half second; one line a minute is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = f"{record.name}:{record.msg}"
+        now = time.monotonic()
+        if now - self._last.get(key, -60.0) < 60.0:
+            return False
+        self._last[key] = now
+        return True
+
+
 def quiet_logging(name: str) -> None:
     """Children log to their file (stdout/stderr are redirected there by the supervisor)."""
-    logging.basicConfig(
-        level=logging.WARNING,
-        stream=sys.stderr,
-        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(_OncePerMinute())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+
+
+def exit_with_supervisor() -> None:
+    """Exit when the supervisor is gone (even SIGKILLed): no orphan keeps a port or load."""
+    # The pid comes from the supervisor itself: had it died before this line ran,
+    # os.getppid() would already name our new parent and we would wait forever.
+    parent = int(os.environ.get(SUPERVISOR_ENV) or os.getppid())
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+def listening_server(handler: type[BaseHTTPRequestHandler]) -> LabServer:
+    """The HTTP server on the socket the supervisor bound for this process."""
+    sock = socket.socket(fileno=int(os.environ[FD_ENV]))
+    server = LabServer(sock.getsockname(), handler, bind_and_activate=False)
+    server.socket.close()  # the unbound one the constructor made
+    server.socket = sock
+    return server
 
 
 def tracer_provider(service: str) -> Any:
@@ -71,9 +118,12 @@ def call(
         hdrs = {"Content-Type": "application/json", **(headers or {})}
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
-        conn.request(method, path, body=body, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
+        try:
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+        except http.client.HTTPException as exc:  # a peer that died mid-answer
+            raise ConnectionError(f"broken answer from port {port}: {exc!r}") from exc
         try:
             return resp.status, json.loads(raw) if raw else {}
         except ValueError:
@@ -86,6 +136,12 @@ class LabServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller that gave up (timeout, restart) is routine here, not a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class JsonHandler(BaseHTTPRequestHandler):

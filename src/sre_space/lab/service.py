@@ -26,8 +26,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "checkout": {"db_pool_size": 20, "db_pool_timeout_ms": 250, "release": "v1"},
     "payments": {"release": "v1"},
     "inventory": {"release": "v1"},
-    "db": {"latency_ms": 0},
+    "db": {},  # nothing tunable; a fault is never config (see faults.py)
 }
+
+
+def _statement_name(sql: str) -> str:
+    """A low-cardinality span name, e.g. ``INSERT orders`` or ``SELECT stock``."""
+    words = sql.replace("(", " ").split()
+    verb = words[0].upper() if words else "QUERY"
+    upper = [w.upper() for w in words]
+    for keyword in ("INTO", "FROM", "UPDATE"):
+        if keyword in upper and upper.index(keyword) + 1 < len(words):
+            return f"{verb} {words[upper.index(keyword) + 1]}"
+    return verb
 
 
 class UpstreamError(Exception):
@@ -49,14 +60,22 @@ class Service:
             )
 
     def patch(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(params, dict):
+            raise TypeError("the config patch must be a JSON object")
         with self.lock:
             unknown = set(params) - set(self.config)
             if unknown:
-                raise KeyError(
+                raise ValueError(
                     f"unknown config key(s) for {self.name}: {', '.join(sorted(unknown))}"
                 )
+            # Coerce to each key's type first, so a bad value changes nothing.
+            typed = {k: type(DEFAULTS[self.name][k])(v) for k, v in params.items()}
+            if self.pool is not None and (
+                typed.get("db_pool_size", 1) < 1 or typed.get("db_pool_timeout_ms", 0) < 0
+            ):
+                raise ValueError("db_pool_size must be at least 1 and db_pool_timeout_ms >= 0")
             previous = {k: self.config[k] for k in params}
-            self.config.update(params)
+            self.config.update(typed)
             if self.pool is not None:
                 self.pool.resize(int(self.config["db_pool_size"]))
                 self.pool.timeout_ms = float(self.config["db_pool_timeout_ms"])
@@ -76,6 +95,9 @@ class Service:
                 "server.port": port,
                 "peer.service": peer,
             },
+            # A 5xx answer is a status, not an exception of ours: record only what we raise here.
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             headers = {"Content-Type": "application/json"}
             propagate.inject(headers)
@@ -84,7 +106,7 @@ class Service:
                 conn.request(method, path, body=json.dumps(doc or {}), headers=headers)
                 resp = conn.getresponse()
                 raw = resp.read()
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{peer} unreachable"))
                 raise UpstreamError(f"{peer} unreachable: {exc}") from exc
@@ -102,7 +124,7 @@ class Service:
         broken = False
         try:
             with self.tracer.start_as_current_span(
-                sql.split("(")[0].strip()[:40],
+                _statement_name(sql),
                 kind=SpanKind.CLIENT,
                 attributes={
                     "db.system": "sqlite",
@@ -111,6 +133,8 @@ class Service:
                     "server.port": self.pool.port,
                     "peer.service": "db",
                 },
+                record_exception=False,
+                set_status_on_exception=False,
             ) as span:
                 try:
                     conn.request(
@@ -121,8 +145,8 @@ class Service:
                     )
                     resp = conn.getresponse()
                     raw = resp.read()
-                except OSError as exc:
-                    broken = True
+                except (OSError, http.client.HTTPException) as exc:
+                    broken = True  # never hand a half-read connection to the next caller
                     span.record_exception(exc)
                     span.set_status(Status(StatusCode.ERROR, "db unreachable"))
                     raise UpstreamError(f"db unreachable: {exc}") from exc
@@ -143,7 +167,14 @@ class Service:
             item = int(body.get("item", 1))
             self.call("inventory", "GET", "/reserve")
             self.call("payments", "POST", "/charge", {"amount": 42})
-            self.query("INSERT INTO orders(item, at) VALUES (?, ?)", [item, time.time()])
+            # One round trip: the order row is written only if the item is in stock.
+            result = self.query(
+                "INSERT INTO orders(item, at) SELECT item, ? FROM stock "
+                "WHERE item = ? AND quantity > 0",
+                [time.time(), item],
+            )
+            if not result.get("rowcount"):
+                return 409, {"error": f"item {item} is out of stock"}
             return 200, {"ok": True}
         if route == ("payments", "POST", "/charge"):
             time.sleep(random.uniform(0.002, 0.008))  # the card processor's round trip
@@ -168,15 +199,20 @@ class Handler(runtime.JsonHandler):
             if method == "POST":
                 try:
                     previous = self.service.patch(self.read_json())
-                except (KeyError, ValueError) as exc:
+                except (TypeError, ValueError) as exc:
                     self.send_json(400, {"error": str(exc)})
                     return
                 self.send_json(200, {"previous": previous, "current": dict(self.service.config)})
             else:
                 self.send_json(200, dict(self.service.config))
             return
-        body = self.read_json() if method == "POST" else {}
-        ctx = propagate.extract(dict(self.headers.items()))
+        try:
+            body = self.read_json() if method == "POST" else {}
+        except ValueError:
+            self.send_json(400, {"error": "the body is not JSON"})
+            return
+        # Header names arrive as the caller spelled them; the propagator asks in lower case.
+        ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
         with self.service.tracer.start_as_current_span(
             f"{method} {path}",
             context=ctx,
@@ -207,6 +243,7 @@ class Handler(runtime.JsonHandler):
 def main(argv: list[str]) -> None:
     name = argv[1]
     runtime.quiet_logging(name)
+    runtime.exit_with_supervisor()
     if name == "db":
         from sre_space.lab.db import serve
 
@@ -214,7 +251,7 @@ def main(argv: list[str]) -> None:
         return
     service = Service(name)
     Handler.service = service
-    server = runtime.LabServer(("127.0.0.1", service.ports[name]), Handler)
+    server = runtime.listening_server(Handler)
     try:
         server.serve_forever()
     finally:
