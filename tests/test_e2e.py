@@ -53,6 +53,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         **os.environ,
         "SRE_SPACE_HOME": str(tmp_path / "home"),
         "SRE_SPACE_OTLP_HTTP_PORT": str(free_port()),
+        "SRE_SPACE_OTLP_GRPC_PORT": str(free_port()),
         "NO_COLOR": "1",
     }
     yield env

@@ -19,6 +19,8 @@ from sre_space.cli_common import err as _err
 from sre_space.cli_common import mind_port as _mind_port
 from sre_space.cli_common import out as _out
 from sre_space.cli_memory import memory_app
+from sre_space.cli_ops import approve, deny, drill, review
+from sre_space.cli_stack import down, stack_mode, up
 from sre_space.config import Settings, load
 from sre_space.errors import ExitCode, SreSpaceError, UsageError
 
@@ -32,6 +34,8 @@ app = typer.Typer(
 
 
 app.add_typer(memory_app, name="memory")
+for _command in (up, down, approve, deny, review, drill):
+    app.command()(_command)
 
 
 def _settings(**flags: Any) -> Settings:
@@ -39,48 +43,6 @@ def _settings(**flags: Any) -> Settings:
 
 
 # --- lab ---------------------------------------------------------------------
-
-
-@app.command()
-def up(
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for the lab to be healthy.")
-    ] = 60.0,
-    json_out: JsonOpt = False,
-) -> None:
-    """Start the lab in the background; return once every service is healthy."""
-    from sre_space.lab.launcher import docker_engine_reason, start_lab
-
-    settings = _settings()
-    if not json_out:
-        _err(f"using the embedded lab: {docker_engine_reason()}")
-    state = start_lab(settings, timeout_s=timeout)
-    doc = {
-        "mode": state.mode,
-        "already_running": state.already_running,
-        "supervisor_pid": state.supervisor_pid,
-        "services": state.services,
-        "otlp_endpoint": settings.otlp_endpoint,
-    }
-    if json_out:
-        _out(doc)
-        return
-    if state.already_running:
-        _err(f"the lab is already up (supervisor pid {state.supervisor_pid})")
-    names = ", ".join(f"{n}:{s.get('port')}" for n, s in state.services.items())
-    print(f"lab up: {names}; exporting OTLP to {settings.otlp_endpoint}")
-
-
-@app.command()
-def down(json_out: JsonOpt = False) -> None:
-    """Stop the lab and every process it started."""
-    from sre_space.lab.launcher import stop_lab
-
-    stopped = stop_lab(_settings())
-    if json_out:
-        _out({"stopped": stopped})
-    else:
-        print("lab stopped" if stopped else "no lab was running")
 
 
 @app.command()
@@ -93,7 +55,12 @@ def status(json_out: JsonOpt = False) -> None:
 
     settings = _settings()
     paths = Paths(settings.home)
-    doc: dict[str, Any] = {"home": str(settings.home), "lab": None, "mind": None}
+    doc: dict[str, Any] = {
+        "home": str(settings.home),
+        "mode": stack_mode(settings),
+        "lab": None,
+        "mind": None,
+    }
     state = read_lab_state(settings)
     if state is not None:
         try:
@@ -197,15 +164,15 @@ def _number(text: str) -> Any:
 
 @app.command()
 def run(
-    policy: Annotated[str | None, typer.Option(help="auto | dry-run")] = None,
+    policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
     otlp_port: Annotated[int | None, typer.Option(help="OTLP/HTTP receiver port.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
 ) -> None:
     """Run the squad headless: receive spans, detect, diagnose, fix, verify, remember."""
     from sre_space.mind import Mind
 
-    if policy is not None and policy not in ("auto", "dry-run"):
-        raise UsageError(f"unknown policy {policy!r}; use auto or dry-run")
+    if policy is not None and policy not in ("auto", "approve", "dry-run"):
+        raise UsageError(f"unknown policy {policy!r}; use auto, approve or dry-run")
     settings = _settings(policy=policy, otlp_http_port=otlp_port)
     mind = Mind(settings).start()
     stop = _stop_on_signals(mind)
@@ -238,7 +205,7 @@ def _stop_on_signals(mind: Any) -> Any:
 @app.command()
 def watch(
     readonly: Annotated[bool, typer.Option(help="Observe only: take no action.")] = False,
-    policy: Annotated[str | None, typer.Option(help="auto | dry-run")] = None,
+    policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
 ) -> None:
     """The live cockpit: squad terminal and incidents (hosts the mind unless one runs)."""
     from sre_space.tui.app import run_app
@@ -282,6 +249,26 @@ def incidents(
             f"({rem.get('source', '-')}, {rem.get('outcome', '-')})  "
             f"TTD {_secs(i.ttd_s)}  TTM {_secs(i.ttm_s)}"
         )
+
+
+@app.command()
+def analyze(
+    files: Annotated[
+        list[str], typer.Argument(help="Trace files (OTLP JSON/protobuf, Jaeger JSON, gzip ok; - stdin).")
+    ],
+    baseline: Annotated[
+        list[str] | None, typer.Option(help="Traces from before the trouble (repeatable).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="How many candidates.")] = 5,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find the root cause in recorded traces: the Brain, offline."""
+    from sre_space.rca.offline import analyze as run_analysis
+
+    result = run_analysis(
+        files, baseline or [], top=top, latency_threshold_ms=_settings().latency_threshold_ms
+    )
+    _out(result.to_json()) if json_out else print(result.render())
 
 
 def _secs(value: float | None) -> str:

@@ -40,6 +40,21 @@ class Settings(BaseSettings):
     otlp_http_port: int = 4318
     max_body_bytes: int = 8 * 1024 * 1024
     store_max_spans: int = 200_000
+    # Senses (telemetry/senses.py): gRPC receiver (-1: off), the store's memory
+    # cap (estimated), the bounded intake queue and its Retry-After, pull sources
+    # (Jaeger is pulled only with jaeger_poll_s > 0: the Collector may already
+    # deliver the same spans through Kafka or OTLP).
+    otlp_grpc_port: int = 4317
+    otlp_max_connections: int = 256
+    store_max_bytes: int | None = 512 * 1024 * 1024
+    intake_queue_batches: int = 256
+    intake_queue_spans: int = 131_072
+    intake_retry_after_s: int = 1
+    jaeger_url: str | None = None
+    jaeger_poll_s: float = 0.0
+    kafka_brokers: str | None = None
+    kafka_topic: str = "otlp_spans"
+    kafka_group: str = "sre-space"
 
     # Scout's static rules (DESIGN: error status, latency over 800 ms).
     latency_threshold_ms: float = 800.0
@@ -52,9 +67,15 @@ class Settings(BaseSettings):
     verify_window_s: float = 5.0
     policy: str = "auto"
 
+    # Jules writes the daily review at this local time.
+    review_at: str = "09:30"
+    review_tz: str = "Asia/Kolkata"
+
     # Memory: embedded Chroma unless a server URL is given.
     chroma_url: str | None = None
     memory_min_confidence: float = 0.6
+    # "module:Name" of a Chroma embedding function to use instead of the shipped MiniLM.
+    embedding_function: str | None = None
 
     @classmethod
     def settings_customise_sources(

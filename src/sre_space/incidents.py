@@ -58,6 +58,7 @@ class Incident:
     remediation: dict[str, Any] = field(default_factory=dict)
     memory_hits: list[dict[str, Any]] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
+    hardening: list[dict[str, Any]] = field(default_factory=list)
     mitigated_at: float | None = None
     resolved_at: float | None = None
     first_error_at: float | None = None
@@ -204,6 +205,13 @@ class IncidentLog:
 
     def awaiting_approval(self) -> builtins.list[Incident]:
         return [i for i in self.active() if i.remediation.get("outcome") == AWAITING_APPROVAL]
+
+    def since(self, ts: float) -> builtins.list[Incident]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT doc FROM incidents WHERE detected_at >= ? ORDER BY detected_at", (ts,)
+            ).fetchall()
+        return [Incident.from_json(json.loads(r[0])) for r in rows]
 
     def events(self, after: int = 0, limit: int = 1000) -> builtins.list[Event]:
         with self._lock:

@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict
 from typing import IO, Any
 
 from sre_space.config import Settings
@@ -21,7 +20,7 @@ from sre_space.detect.window import WindowDetector
 from sre_space.errors import Unavailable
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.paths import Paths
-from sre_space.telemetry.receiver import OtlpHttpReceiver
+from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
 
 log = logging.getLogger(__name__)
@@ -87,17 +86,18 @@ class Mind:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.paths = Paths(settings.home).ensure()
-        self.store = TraceStore(settings.store_max_spans)
+        self.store = TraceStore(settings.store_max_spans, settings.store_max_bytes)
         self.detector = WindowDetector(settings.detect_window_s, settings.latency_threshold_ms)
         self.store.subscribe(self.detector.observe)
         self.log = IncidentLog(self.paths.incidents_db)
         self._lock = MindLock(self.paths)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._receiver: OtlpHttpReceiver | None = None
+        self.senses = Senses(settings, self.store)  # receivers -> intake queue -> store
         self._api: Any = None
         self._memory: Any = None
         self._graph: Any = None
+        self._review_due = 0.0
         self.started_at = time.time()
 
     # --- lifecycle ------------------------------------------------------------
@@ -105,34 +105,33 @@ class Mind:
     def start(self) -> Mind:
         self._lock.acquire()
         try:
-            self._receiver = OtlpHttpReceiver(
-                self.store,
-                self.settings.otlp_host,
-                self.settings.otlp_http_port,
-                self.settings.max_body_bytes,
-            ).start()
-        except OSError as exc:
+            self.senses.start()  # Unavailable when a port is taken
+        except Exception:
             self._lock.release()
-            raise Unavailable(
-                f"cannot listen on {self.settings.otlp_host}:{self.settings.otlp_http_port}: "
-                f"{exc.strerror or exc}"
-            ) from None
+            raise
         # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
         from sre_space.actuators.lab import LabActuator
         from sre_space.localapi import LocalApi
+        from sre_space.memory.api import routes as memory_routes
         from sre_space.memory.store import MemoryStore
         from sre_space.squad.agents import SquadContext
         from sre_space.squad.graph import build
+        from sre_space.squad.policy import Policy
 
         self._memory = MemoryStore(self.settings)
         ctx = SquadContext(
-            self.settings, self.store, self.log, self._memory, LabActuator(self.settings)
+            self.settings,
+            self.store,
+            self.log,
+            self._memory,
+            LabActuator(self.settings),
+            Policy(mode=self.settings.policy),
         )
         self._graph = build(ctx, self.paths.checkpoints_db)
         self._api = LocalApi(
             {
                 "/status": lambda _: self.status(),
-                "/memory/search": self._memory_search,
+                **memory_routes(self._memory),
                 "/trace": lambda p: [span_json(s) for s in self.store.trace(p["id"])],
             },
             self.paths.mind_token,
@@ -148,10 +147,11 @@ class Mind:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
-        if self._receiver:
-            self._receiver.stop()
+        self.senses.stop()
         if self._api:
             self._api.stop()
+        if self._memory is not None:
+            self._memory.close()  # releases the memory's single-writer lock
         with contextlib.suppress(FileNotFoundError):
             self.paths.mind_state.unlink()
         self._lock.release()
@@ -178,26 +178,40 @@ class Mind:
             "pid": os.getpid(),
             "otlp_endpoint": self.settings.otlp_endpoint,
             "policy": self.settings.policy,
-            "store": asdict(self.store.stats()),
+            "store": self.senses.stats(),
             "active_incidents": [i.id for i in self.log.active()],
             "uptime_s": round(time.time() - self.started_at, 1),
         }
 
-    def _memory_search(self, params: dict[str, str]) -> list[dict[str, Any]]:
-        hits = self._memory.search(
-            params["q"], k=int(params.get("k", "3")), service=params.get("service") or None
-        )
-        return [h.to_json() for h in hits]
-
     # --- the squad loop ---------------------------------------------------------
 
+    def _daily_review(self) -> None:
+        """Jules's review, written once a day at the configured local time."""
+        from sre_space import review
+
+        if time.time() < self._review_due:
+            return
+        self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
+        doc = review.build(self.log, 86400.0)
+        reports = self.paths.home / "reports"
+        reports.mkdir(exist_ok=True)
+        day = time.strftime("%Y-%m-%d")
+        (reports / f"review-{day}.md").write_text(review.markdown(doc))
+        self.log.emit("jules", f"daily review written: {reports / f'review-{day}.md'}")
+
     def _loop(self) -> None:
+        from sre_space import review
+
+        self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
         quiet_since = time.time()
         anomalous_since: float | None = None
         hold_until = 0.0
         while not self._stop.wait(0.5):
             try:
                 now = time.time()
+                self._daily_review()
+                if self._resume_decided():
+                    continue  # a paused incident holds the squad until a human answers
                 anomalies = self.detector.anomalous(
                     self.settings.error_rate_threshold, self.settings.min_requests
                 )
@@ -220,6 +234,23 @@ class Mind:
             except Exception as exc:  # the loop must survive one bad incident
                 log.exception("squad loop")
                 self.log.emit("mind", f"squad error: {type(exc).__name__}: {exc}", kind="error")
+
+    def _resume_decided(self) -> bool:
+        """Resume incidents a human has answered; True while any still waits."""
+        from langgraph.types import Command
+
+        waiting = False
+        for incident in self.log.awaiting_approval():
+            decision = self.log.decision(incident.id)
+            if decision is None:
+                waiting = True
+                continue
+            self.log.emit("mind", f"{decision} received; resuming", incident_id=incident.id)
+            self._graph.invoke(
+                Command(resume=decision), {"configurable": {"thread_id": incident.id}}
+            )
+            self.detector.reset()
+        return waiting
 
     def _handle(self, anomalies: list[Any]) -> str:
         from sre_space.squad.graph import run_incident

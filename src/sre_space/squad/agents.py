@@ -10,12 +10,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from langgraph.types import interrupt
+
 from sre_space.actuators import Actuator
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
-from sre_space.incidents import Incident, IncidentLog
-from sre_space.rca.localize import localize
-from sre_space.squad import runbook
+from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
+from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
+from sre_space.squad import hardening, runbook
+from sre_space.squad.policy import Policy
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
@@ -26,7 +29,9 @@ class Memory(Protocol):
         self, query: str, *, k: int = 3, service: str | None = None, signature: str | None = None
     ) -> list[Any]: ...
 
-    def archive(self, entry: Any) -> None: ...
+    def archive(self, entry: Any) -> Any: ...
+
+    def failed_remediations(self, signature: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -36,6 +41,7 @@ class SquadContext:
     log: IncidentLog
     memory: Memory
     actuator: Actuator
+    policy: Policy
 
     def incident(self, state: SquadState) -> Incident:
         incident = self.log.get(state["incident_id"])
@@ -79,7 +85,10 @@ def scout(ctx: SquadContext, state: SquadState) -> SquadState:
 
 def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     incident = ctx.incident(state)
-    traces = ctx.store.traces_since(state["window_start_ns"])
+    # From a while before the window: the change point inside shows where the
+    # trouble began, and what came before it is the reference for normal.
+    since_ns = state["window_start_ns"] - int(LIVE_LOOKBACK_S * 1e9)
+    traces = ctx.store.traces_since(since_ns)
     candidates = localize(traces, ctx.settings.latency_threshold_ms)
     if not candidates:
         ctx.say("brain", state, "no trace explains the anomaly; handing over to a human")
@@ -87,6 +96,7 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     top = candidates[0]
     diagnosis = {**top.to_json(), "exception": top.exception, "signature": top.signature}
     diagnosis["confidence"] = round(top.score, 3)
+    diagnosis.update(_signature_detail(traces, top.service))
     query = f"{top.service} {top.operation} {top.fault_class} {top.exception}"
     hits = ctx.memory.search(query, k=3, signature=top.signature)
     recall = [h.to_json() for h in hits]
@@ -112,6 +122,27 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     return {"diagnosis": diagnosis, "recall": recall}
 
 
+def _signature_detail(traces: list[list[Span]], service: str) -> dict[str, Any]:
+    """The HTTP status codes the root cause answered with, and who called it (for memory)."""
+    codes: set[int] = set()
+    callers: dict[str, int] = {}
+    for trace in traces:
+        by_id = {s.span_id: s for s in trace}
+        for span in trace:
+            if span.service != service or span.kind != SpanKind.SERVER:
+                continue
+            if span.error and span.http_status is not None:
+                codes.add(span.http_status)
+            parent = by_id.get(span.parent_id or "")
+            if parent is not None and parent.service != service:
+                callers[parent.service] = callers.get(parent.service, 0) + 1
+    caller = max(callers, key=lambda c: callers[c]) if callers else ""
+    return {
+        "status_codes": sorted(codes),
+        "call_edge": f"{caller} -> {service}" if caller else "",
+    }
+
+
 def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
     """A remembered fix for the same signature that verifiably worked, if confident enough."""
     signature = state["diagnosis"].get("signature")
@@ -124,7 +155,7 @@ def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
         if (
             hit.get("outcome") == "recovered"
             and hit.get("signature") == signature
-            and float(hit.get("score", 0)) >= ctx.settings.memory_min_confidence
+            and _confidence(hit) >= ctx.settings.memory_min_confidence
             and str(hit.get("remediation")) not in failed
         ):
             rem = dict(hit["remediation"])
@@ -132,10 +163,29 @@ def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
                 "action": rem["action"],
                 "service": rem.get("service", state["diagnosis"]["service"]),
                 "params": rem.get("params", {}),
-                "reason": f"worked before in {hit['id']} (score {float(hit['score']):.2f})",
+                "reason": f"worked before in {hit['id']} (confidence {_confidence(hit):.2f})",
                 "source": "memory",
                 "memory_ref": hit["id"],
             }
+    return None
+
+
+def _confidence(hit: dict[str, Any]) -> float:
+    """What the Fixer acts on: the memory's confidence (only an identical signature passes)."""
+    return float(hit.get("confidence", hit.get("score", 0.0)) or 0.0)
+
+
+def _failed_before(ctx: SquadContext, state: SquadState, plan: dict[str, Any]) -> str | None:
+    """The past incident where this same remediation failed for this signature, if any.
+
+    Asks the memory for every failure of the signature, not only the top recalls.
+    """
+    signature = state["diagnosis"].get("signature")
+    if not signature:
+        return None
+    for failed in ctx.memory.failed_remediations(str(signature)):
+        if failed.get("action") == plan["action"] and failed.get("params") == plan["params"]:
+            return str(failed["incident_id"])
     return None
 
 
@@ -152,6 +202,16 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
     if not plan:
         ctx.say("fixer", state, "no safe remediation in memory or the runbook; escalating")
         return {"plan": {}}
+    failed = _failed_before(ctx, state, plan)
+    if failed:
+        ctx.say(
+            "fixer",
+            state,
+            f"{plan['action']} {plan['service']} {plan['params']} already failed for this "
+            f"signature in {failed}; not repeating it, escalating",
+        )
+        return {"plan": {}}
+    resuming = incident.remediation.get("outcome") == AWAITING_APPROVAL
     incident.remediation = {
         "action": plan["action"],
         "service": plan["service"],
@@ -160,7 +220,18 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         "memory_ref": plan.get("memory_ref"),
         "outcome": "pending",
     }
-    if ctx.settings.policy == "dry-run":
+    refusal = ctx.policy.refuse(plan, sum(a.get("step") == "applied" for a in incident.audit))
+    if refusal:
+        incident.remediation["outcome"] = "refused"
+        incident.audit.append({"ts": time.time(), "step": "refused", "reason": refusal, **plan})
+        ctx.log.save(incident)
+        ctx.say(
+            "fixer",
+            state,
+            f"policy refuses {plan['action']} {plan['service']}: {refusal}; escalating",
+        )
+        return {"plan": {}}
+    if ctx.policy.mode == "dry-run":
         incident.remediation["outcome"] = "dry-run"
         incident.audit.append({"ts": time.time(), "step": "planned", **plan})
         ctx.log.save(incident)
@@ -169,6 +240,29 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         )
         return {"plan": plan}
     incident.status = "mitigating"
+    if ctx.policy.mode == "approve":
+        incident.remediation["outcome"] = AWAITING_APPROVAL
+        ctx.log.save(incident)
+        if not resuming:  # a resumed node runs again from the top: say it once
+            ctx.say(
+                "fixer",
+                state,
+                f"awaiting approval: {plan['action']} {plan['service']} {plan['params']} "
+                f"(sre-space approve {incident.id} / deny {incident.id})",
+                plan=plan,
+            )
+        # Pauses the graph here; the mind resumes it with the human's answer.
+        decision = interrupt({"incident_id": incident.id, "plan": plan})
+        incident = ctx.incident(state)
+        incident.audit.append({"ts": time.time(), "step": f"human:{decision}", **plan})
+        if decision != "approve":
+            incident.remediation["outcome"] = "denied"
+            ctx.log.save(incident)
+            ctx.say(
+                "fixer", state, f"denied by a human: {plan['action']} {plan['service']}; escalating"
+            )
+            return {"plan": {}}
+        incident.remediation["outcome"] = "pending"
     ctx.log.save(incident)
     ctx.say(
         "fixer",
@@ -176,6 +270,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         f"{plan['action']} {plan['service']} {plan['params']} ({plan['source']}: {plan['reason']})",
         plan=plan,
     )
+    ctx.policy.record(plan["service"])
     applied = ctx.actuator.apply(plan["action"], plan["service"], plan["params"])
     applied["ts"] = time.time()
     incident.audit.append({"ts": applied["ts"], "step": "applied", **plan, "result": applied})
@@ -273,4 +368,20 @@ def jules(ctx: SquadContext, state: SquadState, entry_factory: Any) -> SquadStat
         f"archived {incident.id} to memory: {incident.remediation['action']} -> "
         f"{incident.remediation['outcome']}",
     )
+    window_s = state["applied"]["ts"] + 1.0 - state["window_start_ns"] / 1e9
+    try:
+        config = ctx.actuator.config(diagnosis["service"])
+    except Exception:  # advice is optional; an unreachable lab must not lose the archive
+        config = {}
+    proposal = hardening.propose(dict(state), config, incident.remediation["outcome"], window_s)
+    if proposal:
+        incident.hardening.append(proposal)
+        ctx.log.save(incident)
+        ctx.say(
+            "jules",
+            state,
+            f"hardening proposal: {proposal['title']} ({'; '.join(proposal['why'])}): "
+            + ", ".join(f"{c['key']} -> {c['to']}" for c in proposal["changes"]),
+            proposal=proposal,
+        )
     return {}

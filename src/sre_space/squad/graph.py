@@ -53,6 +53,13 @@ def knowledge_entry(incident: Incident, state: SquadState) -> KnowledgeEntry:
         },
         ttm_s=incident.ttm_s,
         created_at=time.time(),
+        status_codes=[int(c) for c in diagnosis.get("status_codes", [])],
+        call_edge=str(diagnosis.get("call_edge", "")),
+        diagnosis=(
+            f"root cause {diagnosis['service']} {diagnosis['operation']} "
+            f"({diagnosis['fault_class']})"
+        ),
+        confidence=diagnosis.get("confidence"),
     )
 
 

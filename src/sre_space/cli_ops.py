@@ -1,0 +1,97 @@
+"""Operations commands: approve, deny, review, drill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sre_space.cli_common import JsonOpt, err, out
+from sre_space.config import load
+from sre_space.errors import CheckFailed, UsageError
+from sre_space.incidents import AWAITING_APPROVAL, IncidentLog
+from sre_space.paths import Paths
+
+
+def _decide(incident_id: str, decision: str) -> None:
+    paths = Paths(load().home)
+    if not paths.incidents_db.exists():
+        raise UsageError(f"no incident {incident_id!r}")
+    log = IncidentLog(paths.incidents_db)
+    incident = log.get(incident_id)
+    if incident is None:
+        raise UsageError(f"no incident {incident_id!r}")
+    if incident.remediation.get("outcome") != AWAITING_APPROVAL:
+        raise UsageError(f"{incident_id} is not awaiting approval (status {incident.status})")
+    log.decide(incident_id, decision, by="cli")
+    print(f"{decision} recorded for {incident_id}; the mind resumes it")
+
+
+def approve(
+    incident_id: Annotated[str, typer.Argument(help="The incident awaiting approval.")],
+) -> None:
+    """Approve the remediation an incident is waiting on (policy: approve)."""
+    _decide(incident_id, "approve")
+
+
+def deny(
+    incident_id: Annotated[str, typer.Argument(help="The incident awaiting approval.")],
+) -> None:
+    """Deny the remediation an incident is waiting on; it escalates to a human."""
+    _decide(incident_id, "deny")
+
+
+def review(
+    since: Annotated[str, typer.Option(help="How far back: 24h, 90m, 7d.")] = "24h",
+    json_out: JsonOpt = False,
+    md: Annotated[bool, typer.Option("--md", help="Markdown.")] = False,
+) -> None:
+    """The daily review: incidents, TTD and TTM, recurring signatures, open proposals."""
+    from sre_space import review as rv
+
+    try:
+        since_s = rv.parse_since(since)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    paths = Paths(load().home)
+    log = IncidentLog(paths.ensure().incidents_db)
+    doc = rv.build(log, since_s)
+    if json_out:
+        out(doc)
+    else:
+        print(rv.markdown(doc), end="")
+    _ = md  # markdown is also the human format
+
+
+def drill(
+    fault: Annotated[str, typer.Argument(help="A fault name or a drill file (YAML or JSON).")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for mitigation.")] = 180.0,
+    json_out: JsonOpt = False,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    journal: Annotated[Path | None, typer.Option(help="Write the JSON journal here.")] = None,
+    policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
+) -> None:
+    """Run one fault as a resilience test: exit 0 when the squad coped, 1 when it deviated."""
+    from sre_space import drill as dr
+
+    spec = dr.DrillSpec.load(fault)
+    doc = dr.run(load(policy=policy), spec, timeout_s=timeout)
+    if journal:
+        journal.write_text(json.dumps(doc, indent=2, default=str))
+    if junit:
+        junit.write_text(dr.junit(doc))
+    if json_out:
+        out(doc)
+    else:
+        for step in doc["run"]:
+            mark = "ok " if step["ok"] else "FAIL"
+            detail = {k: v for k, v in step.items() if k not in ("step", "ok", "ts")}
+            err(f"{mark} {step['step']:<20} {json.dumps(detail, default=str)}")
+        print(
+            f"{doc['title']}: {doc['status']}  TTD {doc.get('ttd_s', '-')} s  "
+            f"TTL {doc.get('ttl_s', '-')} s  TTM {doc.get('ttm_s', '-')} s  ({doc['duration']} s)"
+        )
+    if doc["deviated"]:
+        raise CheckFailed(f"drill {spec.fault} deviated")

@@ -1,0 +1,201 @@
+"""Drills: a chaos experiment with a verdict, in the spirit of Chaos Toolkit.
+
+steady state -> inject -> expect detection, the right root cause, mitigation
+-> revert -> steady state again. The journal records each step, TTD, time to
+localise and TTM (AIOpsLab's terms) and the verdict; `deviated` means exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from sre_space.config import Settings
+from sre_space.errors import UsageError
+from sre_space.lab.faults import FAULTS
+
+TERMINAL = ("mitigated", "resolved", "escalated")
+
+
+@dataclass
+class DrillSpec:
+    fault: str
+    target: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    expect: dict[str, Any] = field(default_factory=dict)
+    title: str = ""
+
+    @classmethod
+    def load(cls, name_or_file: str) -> DrillSpec:
+        if name_or_file in FAULTS:
+            spec = FAULTS[name_or_file]
+            return cls(fault=spec.name, expect=dict(spec.expect), title=f"drill {spec.name}")
+        path = Path(name_or_file)
+        if not path.exists():
+            raise UsageError(
+                f"{name_or_file!r} is neither a fault ({', '.join(FAULTS)}) nor a drill file"
+            )
+        try:
+            text = path.read_text()
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+
+                doc = yaml.safe_load(text)
+            else:
+                doc = json.loads(text)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read drill file {path}: {str(exc).splitlines()[0]}") from None
+        if not isinstance(doc, dict) or doc.get("fault") not in FAULTS:
+            raise UsageError(f"drill file {path} must name a known fault ({', '.join(FAULTS)})")
+        base = FAULTS[doc["fault"]]
+        return cls(
+            fault=doc["fault"],
+            target=doc.get("target"),
+            params=dict(doc.get("params") or {}),
+            expect={**base.expect, **dict(doc.get("expect") or {})},
+            title=str(doc.get("title") or f"drill {doc['fault']}"),
+        )
+
+
+class Journal:
+    def __init__(self, spec: DrillSpec) -> None:
+        self.doc: dict[str, Any] = {
+            "title": spec.title,
+            "fault": spec.fault,
+            "expect": spec.expect,
+            "status": "running",
+            "deviated": False,
+            "steady_states": {},
+            "run": [],
+            "rollbacks": [],
+            "start": time.time(),
+        }
+
+    def step(self, name: str, ok: bool, **detail: Any) -> None:
+        self.doc["run"].append({"step": name, "ok": ok, "ts": time.time(), **detail})
+        if not ok:
+            self.doc["deviated"] = True
+
+    def finish(self) -> dict[str, Any]:
+        self.doc["end"] = time.time()
+        self.doc["duration"] = round(self.doc["end"] - self.doc["start"], 2)
+        self.doc["status"] = "deviated" if self.doc["deviated"] else "completed"
+        return self.doc
+
+
+def _steady(mind: Any, settings: Settings, hold_s: float, timeout_s: float) -> dict[str, Any]:
+    """Spans flow and no operation breaks the static rules for ``hold_s`` in a row."""
+    deadline = time.time() + timeout_s
+    calm_since: float | None = None
+    while time.time() < deadline:
+        flowing = mind.store.stats().spans_in > 0
+        bad = mind.detector.anomalous(settings.error_rate_threshold, settings.min_requests)
+        if flowing and not bad:
+            calm_since = calm_since or time.time()
+            if time.time() - calm_since >= hold_s:
+                return {"ok": True, "held_s": hold_s}
+        else:
+            calm_since = None
+        time.sleep(0.25)
+    return {"ok": False, "reason": f"not steady within {timeout_s:.0f} s"}
+
+
+def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[str, Any]:
+    from sre_space.lab.control import LabClient
+    from sre_space.lab.launcher import read_lab_state, start_lab, stop_lab
+    from sre_space.mind import Mind
+
+    journal = Journal(spec)
+    started_lab = read_lab_state(settings) is None
+    start_lab(settings)
+    mind = Mind(settings).start()
+    client = LabClient.from_settings(settings)
+    try:
+        before = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=60)
+        journal.doc["steady_states"]["before"] = before
+        journal.step("steady-state-before", before["ok"])
+        if not before["ok"]:
+            return journal.finish()
+        injected_at = time.time()
+        client.inject(spec.fault, target=spec.target, params=spec.params)
+        journal.step("inject", True, fault=spec.fault, target=spec.target, params=spec.params)
+        incident = _await_incident(mind, injected_at, timeout_s)
+        _judge(journal, spec, incident, injected_at, mind.log.events(0, limit=100_000))
+    finally:
+        reverted = client.revert(spec.fault)
+        journal.doc["rollbacks"].append({"revert": reverted, "ts": time.time()})
+        after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=90)
+        journal.doc["steady_states"]["after"] = after
+        journal.step("steady-state-after", after["ok"])
+        mind.stop()
+        if started_lab:
+            stop_lab(settings)
+    return journal.finish()
+
+
+def _await_incident(mind: Any, since: float, timeout_s: float) -> Any:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        found = [i for i in mind.log.since(since) if i.status in TERMINAL]
+        if found:
+            return found[0]
+        time.sleep(0.5)
+    opened = mind.log.since(since)
+    return opened[0] if opened else None
+
+
+def _judge(
+    journal: Journal, spec: DrillSpec, incident: Any, injected_at: float, events: list[Any]
+) -> None:
+    expect = spec.expect
+    if incident is None:
+        journal.step("detect", False, reason="no incident was opened")
+        return
+    journal.doc["incident"] = incident.to_json()
+    ttd = round(incident.detected_at - injected_at, 2)
+    journal.doc["ttd_s"] = ttd
+    journal.step("detect", True, incident=incident.id, ttd_s=ttd)
+    service = incident.root_cause.get("service")
+    brain = [e for e in events if e.agent == "brain" and e.incident_id == incident.id]
+    if brain:
+        journal.doc["ttl_s"] = round(brain[0].ts - injected_at, 2)
+    want = expect.get("root_cause")
+    journal.step("localise", want is None or service == want, root_cause=service, expected=want)
+    wanted = expect.get("status", "mitigated")
+    # A mitigated incident may already have resolved after its quiet period.
+    status_ok = incident.status == wanted or (
+        wanted == "mitigated" and incident.status == "resolved"
+    )
+    journal.step("mitigate", status_ok, status=incident.status, expected=wanted)
+    action = incident.remediation.get("action")
+    if "action" in expect:
+        journal.step(
+            "remediation", action == expect["action"], action=action, expected=expect["action"]
+        )
+    if incident.mitigated_at:
+        journal.doc["ttm_s"] = round(incident.mitigated_at - injected_at, 2)
+    for key in ("max_ttd_s", "max_ttm_s"):
+        if key in expect:
+            got = journal.doc.get(key[4:])
+            journal.step(
+                key, got is not None and got <= float(expect[key]), value=got, limit=expect[key]
+            )
+
+
+def junit(doc: dict[str, Any]) -> str:
+    cases = []
+    for step in doc["run"]:
+        body = "" if step["ok"] else f'<failure message="{escape(json.dumps(step))}"/>'
+        cases.append(
+            f'  <testcase classname="sre-space.drill.{escape(doc["fault"])}" name="{escape(step["step"])}">{body}</testcase>'
+        )
+    failures = sum(not s["ok"] for s in doc["run"])
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuite name="{escape(doc["title"])}" tests="{len(doc["run"])}" failures="{failures}" '
+        f'time="{doc.get("duration", 0)}">\n' + "\n".join(cases) + "\n</testsuite>\n"
+    )

@@ -1,0 +1,111 @@
+"""Jules's daily review: incidents, TTD and TTM, recurring signatures, open proposals."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sre_space.incidents import IncidentLog
+
+
+def parse_since(text: str) -> float:
+    """'24h', '90m', '7d', '3600s' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise ValueError(f"cannot read duration {text!r}; use e.g. 24h, 90m, 7d") from None
+
+
+def _stats(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"mean": None, "p50": None, "max": None}
+    return {
+        "mean": round(statistics.fmean(values), 2),
+        "p50": round(statistics.median(values), 2),
+        "max": round(max(values), 2),
+    }
+
+
+def build(log: IncidentLog, since_s: float, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    incidents = log.since(now - since_s)
+    by_status = Counter(i.status for i in incidents)
+    signatures = Counter(i.signature for i in incidents if i.signature)
+    proposals = [
+        {"incident": i.id, **p} for i in incidents for p in i.hardening if p.get("status") == "open"
+    ]
+    return {
+        "generated_at": now,
+        "since_s": since_s,
+        "incidents": len(incidents),
+        "by_status": dict(by_status),
+        "ttd_s": _stats([i.ttd_s for i in incidents if i.ttd_s is not None]),
+        "ttm_s": _stats([i.ttm_s for i in incidents if i.ttm_s is not None]),
+        "recurring": [{"signature": s, "count": n} for s, n in signatures.most_common() if n > 1],
+        "open_proposals": proposals,
+        "items": [
+            {
+                "id": i.id,
+                "status": i.status,
+                "root_cause": i.root_cause.get("service"),
+                "fix": i.remediation.get("action"),
+                "outcome": i.remediation.get("outcome"),
+                "ttd_s": i.ttd_s,
+                "ttm_s": i.ttm_s,
+            }
+            for i in incidents
+        ],
+    }
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    when = datetime.fromtimestamp(doc["generated_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [f"# sre-space daily review ({when}, last {doc['since_s'] / 3600:.0f} h)", ""]
+    lines.append(
+        f"{doc['incidents']} incident(s): "
+        + (", ".join(f"{n} {s}" for s, n in doc["by_status"].items()) or "none")
+    )
+    for key, label in (("ttd_s", "time to detect"), ("ttm_s", "time to mitigate")):
+        st = doc[key]
+        if st["mean"] is not None:
+            lines.append(f"- {label}: mean {st['mean']} s, p50 {st['p50']} s, max {st['max']} s")
+    if doc["items"]:
+        lines += [
+            "",
+            "| incident | status | root cause | fix | outcome | TTD | TTM |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for i in doc["items"]:
+            lines.append(
+                f"| {i['id']} | {i['status']} | {i['root_cause'] or '-'} | {i['fix'] or '-'} | "
+                f"{i['outcome'] or '-'} | {i['ttd_s'] if i['ttd_s'] is not None else '-'} | "
+                f"{i['ttm_s'] if i['ttm_s'] is not None else '-'} |"
+            )
+    if doc["recurring"]:
+        lines += ["", "## Recurring signatures"]
+        lines += [f"- `{r['signature']}` x{r['count']}" for r in doc["recurring"]]
+    if doc["open_proposals"]:
+        lines += ["", "## Open hardening proposals"]
+        for p in doc["open_proposals"]:
+            lines.append(f"- {p['incident']}: {p['title']} ({'; '.join(p['why'])})")
+            lines += [
+                f"  - `{c['service']}.{c['key']}`: {c['from']} -> {c['to']}" for c in p["changes"]
+            ]
+            lines += [f"  - {r}" for r in p["reasoning"]]
+    return "\n".join(lines) + "\n"
+
+
+def next_run(at: str, tz: str, now: float | None = None) -> float:
+    """The next wall time (epoch seconds) of HH:MM in the given time zone."""
+    zone = ZoneInfo(tz)
+    current = datetime.fromtimestamp(time.time() if now is None else now, zone)
+    hour, minute = (int(x) for x in at.split(":"))
+    target = current.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if target <= current:
+        target += timedelta(days=1)
+    return target.timestamp()

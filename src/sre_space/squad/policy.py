@@ -1,0 +1,51 @@
+"""The safety policy the Fixer acts under.
+
+Modes: ``auto`` acts, ``approve`` pauses the graph until a human answers,
+``dry-run`` only writes what it would do. Guards hold in every mode: allowed
+actions and services, at most N actions per incident, a cooldown per service.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+MODES = ("auto", "approve", "dry-run")
+ACTIONS = ("restart", "scale_out", "patch_config", "rollback", "open_circuit", "shed_load")
+
+
+@dataclass
+class Policy:
+    mode: str = "auto"
+    allowed_actions: tuple[str, ...] = ACTIONS
+    allowed_services: tuple[str, ...] | None = None  # None: every service
+    max_actions_per_incident: int = 2
+    cooldown_s: float = 60.0
+    _last_action: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown policy {self.mode!r}; use one of {', '.join(MODES)}")
+
+    def refuse(
+        self, plan: dict[str, Any], actions_taken: int, now: float | None = None
+    ) -> str | None:
+        """Why this plan may not run, or None when it may."""
+        now = time.time() if now is None else now
+        action, service = plan.get("action"), str(plan.get("service", ""))
+        if action not in self.allowed_actions:
+            return f"action {action!r} is not allowed by policy"
+        if self.allowed_services is not None and service not in self.allowed_services:
+            return f"service {service!r} is not allowed by policy"
+        if actions_taken >= self.max_actions_per_incident:
+            return f"already {actions_taken} action(s) on this incident (limit {self.max_actions_per_incident})"
+        last = self._last_action.get(service)
+        if last is not None and now - last < self.cooldown_s:
+            return (
+                f"{service} was acted on {now - last:.0f} s ago (cooldown {self.cooldown_s:.0f} s)"
+            )
+        return None
+
+    def record(self, service: str, now: float | None = None) -> None:
+        self._last_action[service] = time.time() if now is None else now

@@ -1,0 +1,214 @@
+"""Policy, approval, undo, memory reuse and drills, on one real embedded lab.
+
+Each test hosts a real mind in-process against the lab's real processes,
+injects a real fault through the control API and waits on conditions with
+deadlines. The squad learns of the fault only from the spans it receives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sre_space.config import Settings
+from sre_space.drill import _steady
+from sre_space.incidents import AWAITING_APPROVAL, Incident
+from sre_space.lab.control import LabClient
+from sre_space.lab.launcher import start_lab, stop_lab
+from sre_space.mind import Mind
+
+from helpers import free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("lab") / "home"
+    port = free_port()
+    base = {"home": home, "otlp_http_port": port, "otlp_grpc_port": free_port(), "verify_timeout_s": 20.0}
+    start_lab(Settings(**base))
+    yield base
+    stop_lab(Settings(**base))
+
+
+@pytest.fixture
+def client(lab: dict[str, Any]) -> Iterator[LabClient]:
+    client = LabClient.from_settings(Settings(**lab))
+    yield client
+    # Leave the lab as found: no fault, checkout back to its default pool. (A restart
+    # would do it too, but its dropped requests would look like a new incident.)
+    client.revert(None)
+    client.act("patch_config", "checkout", {"db_pool_size": 20})
+
+
+def host(lab: dict[str, Any], **overrides: Any) -> Mind:
+    settings = Settings(**{**lab, **overrides})
+    mind = Mind(settings).start()
+    assert _steady(mind, settings, hold_s=2.0, timeout_s=60)["ok"]
+    return mind
+
+
+def first_incident(
+    mind: Mind, statuses: tuple[str, ...], since: float, timeout: float = 120
+) -> Incident:
+    def found() -> Incident | None:
+        for inc in mind.log.since(since):
+            if inc.status in statuses:
+                return inc
+        return None
+
+    return wait_until(found, timeout, interval=0.5, what=f"an incident in {statuses}")
+
+
+def test_second_occurrence_is_fixed_from_memory(lab: dict[str, Any], client: LabClient) -> None:
+    mind = host(lab)
+    try:
+        start = time.time()
+        client.inject("db-timeout")
+        first = first_incident(mind, ("mitigated",), start)
+        assert first.remediation["source"] == "runbook"
+        client.revert(None)
+        client.act("patch_config", "checkout", {"db_pool_size": 20})  # the weakness returns
+        mind.detector.reset()
+        assert _steady(mind, mind.settings, hold_s=2.0, timeout_s=60)["ok"]
+
+        again = time.time()
+        client.inject("db-timeout")
+        second = first_incident(mind, ("mitigated",), again)
+        assert second.id != first.id
+        assert second.remediation["source"] == "memory"
+        assert second.remediation["memory_ref"] == first.id
+        assert second.memory_hits and second.memory_hits[0]["id"] == first.id
+        # Recurrence makes it systemic: Jules proposes hardening from Little's law.
+        assert second.hardening, second
+        keys = {c["key"] for c in second.hardening[0]["changes"]}
+        assert "db_pool_size" in keys
+    finally:
+        mind.stop()
+
+
+def test_approve_pauses_until_a_human_answers(lab: dict[str, Any], client: LabClient) -> None:
+    mind = host(lab, policy="approve")
+    try:
+        start = time.time()
+        client.inject("db-timeout")
+
+        def waiting() -> Incident | None:
+            pending = mind.log.awaiting_approval()
+            return pending[0] if pending else None
+
+        incident = wait_until(waiting, 120, interval=0.5, what="an incident awaiting approval")
+        assert incident.remediation["outcome"] == AWAITING_APPROVAL
+        config = client.status()["services"]["checkout"]["config"]
+        assert config["db_pool_size"] == 20  # nothing applied before the answer
+
+        env = {**os.environ, "SRE_SPACE_HOME": str(lab["home"])}
+        proc = subprocess.run(
+            [sys.executable, "-m", "sre_space", "approve", incident.id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0, proc.stderr
+        done = first_incident(mind, ("mitigated",), start)
+        assert done.id == incident.id
+        assert any(a["step"] == "human:approve" for a in done.audit)
+    finally:
+        mind.stop()
+
+
+def test_deny_escalates_without_acting(lab: dict[str, Any], client: LabClient) -> None:
+    mind = host(lab, policy="approve")
+    try:
+        start = time.time()
+        client.inject("db-timeout")
+        incident = wait_until(
+            lambda: (mind.log.awaiting_approval() or [None])[0], 120, interval=0.5, what="approval"
+        )
+        mind.log.decide(incident.id, "deny", by="test")
+        done = first_incident(mind, ("escalated",), start)
+        assert done.remediation["outcome"] == "denied"
+        assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
+    finally:
+        mind.stop()
+
+
+def test_dry_run_writes_the_plan_and_changes_nothing(
+    lab: dict[str, Any], client: LabClient
+) -> None:
+    mind = host(lab, policy="dry-run")
+    try:
+        start = time.time()
+        client.inject("db-timeout")
+        done = first_incident(mind, ("escalated",), start)
+        assert done.remediation["outcome"] == "dry-run"
+        assert done.remediation["params"] == {"db_pool_size": 100}
+        assert any(a["step"] == "planned" for a in done.audit)
+        assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
+    finally:
+        mind.stop()
+
+
+def test_a_fix_that_does_not_help_is_undone(lab: dict[str, Any], client: LabClient) -> None:
+    mind = host(lab)
+    try:
+        start = time.time()
+        # So slow that even 100 connections cannot carry the load: the fix cannot work.
+        client.inject("db-timeout", params={"latency_ms": 4000})
+        done = first_incident(mind, ("escalated",), start, timeout=180)
+        assert done.remediation["action"] == "patch_config"
+        assert done.remediation["outcome"] == "undone"
+        steps = [a["step"] for a in done.audit]
+        assert steps.index("applied") < steps.index("verified") < steps.index("undone")
+        assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
+    finally:
+        mind.stop()
+
+
+def test_drill_with_a_wrong_expectation_exits_1(
+    lab: dict[str, Any], client: LabClient, tmp_path: Path
+) -> None:
+    spec = tmp_path / "wrong.json"
+    spec.write_text(json.dumps({"fault": "db-timeout", "expect": {"root_cause": "payments"}}))
+    journal = tmp_path / "journal.json"
+    junit = tmp_path / "junit.xml"
+    env = {
+        **os.environ,
+        "SRE_SPACE_HOME": str(lab["home"]),
+        "SRE_SPACE_OTLP_HTTP_PORT": str(lab["otlp_http_port"]),
+        "SRE_SPACE_OTLP_GRPC_PORT": str(lab["otlp_grpc_port"]),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sre_space",
+            "drill",
+            str(spec),
+            "--journal",
+            str(journal),
+            "--junit",
+            str(junit),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(journal.read_text())
+    assert doc["deviated"] is True and doc["status"] == "deviated"
+    localise = next(s for s in doc["run"] if s["step"] == "localise")
+    assert localise == {**localise, "ok": False, "root_cause": "checkout", "expected": "payments"}
+    assert doc["ttd_s"] is not None and doc["ttm_s"] is not None
+    assert 'failures="1"' in junit.read_text()
