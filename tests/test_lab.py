@@ -394,7 +394,7 @@ def test_stop_lab_leaves_no_process(settings: Settings, client: LabClient) -> No
     state = read_lab_state(settings)
     assert state is not None
     pids = state.pids()
-    assert len(pids) == 7  # supervisor, five services, load generator
+    assert len(pids) == 9  # supervisor, db, checkout, frontend, 2 payments, 2 inventory, loadgen
     assert stop_lab(settings) is True
     for pid in pids:
         with pytest.raises(ProcessLookupError):

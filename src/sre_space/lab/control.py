@@ -79,8 +79,15 @@ class LabClient:
         target: str | None = None,
         params: dict[str, Any] | None = None,
         duration_s: float | None = None,
+        replicas: str | None = None,
     ) -> dict[str, Any]:
-        doc = {"fault": fault, "target": target, "params": params or {}, "duration_s": duration_s}
+        doc = {
+            "fault": fault,
+            "target": target,
+            "params": params or {},
+            "duration_s": duration_s,
+            "replicas": replicas,
+        }
         return dict(self._call("POST", "/chaos", doc))
 
     def revert(self, fault: str | None = None) -> list[str]:

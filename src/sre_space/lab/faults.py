@@ -1,13 +1,17 @@
-"""The chaos catalogue: each fault a real, reversible mechanism in one lab process.
+"""The chaos catalogue: each fault a real, reversible mechanism in the lab.
 
-How a fault is applied: the supervisor POSTs ``{"fault": name, "params": {...}}``
-to the target process's token-protected ``/_admin/fault`` endpoint, and DELETEs
-``/_admin/fault?fault=name`` to revert it. The target implements the mechanism
-(``mechanism`` below says what it is). Adding a fault means one ``FaultSpec``
-here and its handler in the target process (see ``db.MECHANISMS``).
+How a fault is applied depends on where it lives (``FaultSpec.layer``):
 
-Faults are never part of a service's runtime config or ``/status``: only the
-control API's chaos endpoints show them, so the squad must find them from spans.
+- ``process``: the supervisor POSTs ``{"fault": name, "params": {...}}`` to each
+  targeted process's token-protected ``/_admin/fault`` endpoint and DELETEs
+  ``/_admin/fault?fault=name`` to revert it (see ``mechanisms.py`` and ``db.py``).
+- ``supervisor``: the supervisor does it itself (kills the process and keeps it
+  down; closes a balancer's listener).
+
+Faults never show in a service's runtime config or ``/status``: only the control
+API's chaos endpoints list them, so the squad must find them from spans. (A bad
+release shows as its ``release`` in the config and ``service.version`` on spans,
+as any deploy would; that it is bad does not.)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 MAX_DURATION_S = 3600.0  # hard cap: no fault outlives an hour, whatever was asked
 FAULT_PATH = "/_admin/fault"
+BLAST = ("one", "all")
 
 
 @dataclass(frozen=True)
@@ -28,8 +33,13 @@ class FaultSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     # What a drill of this fault expects of the squad (not what the squad is told).
     expect: dict[str, Any] = field(default_factory=dict)
-    # How the target process makes it real (for `chaos list` and the reader).
+    # How the lab makes it real (for `chaos list` and the reader).
     mechanism: str = ""
+    layer: str = "process"  # process | supervisor
+    # A fault in a process's memory dies with the process; one in its
+    # environment (disk, network, the deployed release) is there again after a restart.
+    survives_restart: bool = True
+    replicas: str = "all"  # default blast radius on a service with replicas
 
     def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with what was asked; unknown or non-numeric values are refused."""
@@ -51,6 +61,8 @@ class FaultSpec:
         return params
 
 
+_CALLEES = ("checkout", "payments", "inventory")  # services with an instrumented caller
+
 FAULTS: dict[str, FaultSpec] = {
     f.name: f
     for f in (
@@ -62,6 +74,83 @@ FAULTS: dict[str, FaultSpec] = {
             {"latency_ms": 600},
             {"root_cause": "checkout", "action": "patch_config", "status": "mitigated"},
             mechanism="every SQL query in the db process waits latency_ms before it runs",
+        ),
+        FaultSpec(
+            "latency",
+            "requests to a service wait on its ingress before they are handled",
+            "inventory",
+            _CALLEES,
+            {"delay_ms": 1200},
+            {"root_cause": "inventory", "action": "open_circuit", "status": "mitigated"},
+            mechanism="each request waits delay_ms after it is read and before the service "
+            "handles it (its SERVER span starts after the wait: time lost on the way in)",
+        ),
+        FaultSpec(
+            "http-errors",
+            "a bad release: the target is deployed at v2, which fails a share of requests with 500",
+            "payments",
+            _CALLEES,
+            {"error_rate": 0.5},
+            {"root_cause": "payments", "action": "rollback", "status": "mitigated"},
+            mechanism="the supervisor deploys release v2 (config `release`, span attribute "
+            "service.version); v2's handler raises on error_rate of requests",
+        ),
+        FaultSpec(
+            "crash",
+            "the target process dies and stays down",
+            "checkout",
+            _CALLEES,
+            {},
+            {"root_cause": "checkout", "action": "restart", "status": "mitigated"},
+            mechanism="the supervisor SIGKILLs the process, closes its listener (callers are "
+            "refused) and does not restart it on its own",
+            layer="supervisor",
+            survives_restart=False,
+        ),
+        FaultSpec(
+            "hang",
+            "the target accepts connections and never answers",
+            "payments",
+            _CALLEES,
+            {},
+            {"root_cause": "payments", "action": "restart", "status": "mitigated"},
+            mechanism="every request thread blocks forever once its request is read; callers "
+            "give up after their 2 s timeout",
+            survives_restart=False,
+            replicas="one",
+        ),
+        FaultSpec(
+            "memory-leak",
+            "the target keeps memory from every request until it is over its memory limit",
+            "inventory",
+            _CALLEES,
+            {"kb_per_request": 1024},
+            {"root_cause": "inventory", "action": "restart", "status": "mitigated"},
+            mechanism="each request retains kb_per_request of real memory; past the service's "
+            "memory_limit_mb of RSS, requests fail with MemoryError",
+            survives_restart=False,
+        ),
+        FaultSpec(
+            "cpu-hog",
+            "threads in the target burn CPU and starve its request handling",
+            "checkout",
+            _CALLEES,
+            {"threads": 8},
+            {"root_cause": "checkout", "action": "restart", "status": "mitigated"},
+            mechanism="`threads` busy threads spin in the target process; its request threads "
+            "wait for the interpreter and the cores",
+            survives_restart=False,
+        ),
+        FaultSpec(
+            "dependency-down",
+            "a downstream becomes unreachable from its callers while its processes keep running",
+            "inventory",
+            ("payments", "inventory"),
+            {},
+            {"root_cause": "inventory", "action": "open_circuit", "status": "mitigated"},
+            mechanism="the service's balancer stops listening: every connection is refused, "
+            "its replicas run on, idle",
+            layer="supervisor",
         ),
     )
 }

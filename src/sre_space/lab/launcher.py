@@ -36,7 +36,9 @@ class LabState:
     def pids(self) -> list[int]:
         """Every process of the lab: supervisor, services, load generator."""
         pids = [self.supervisor_pid, int(self.loadgen.get("pid") or 0)]
-        pids += [int(s.get("pid") or 0) for s in self.services.values()]
+        for svc in self.services.values():
+            replicas = svc.get("replicas") or [svc]
+            pids += [int(r.get("pid") or 0) for r in replicas]
         return [p for p in pids if p > 0]
 
 

@@ -22,6 +22,7 @@ DIR_ENV = "SRE_SPACE_LAB_DIR"
 # never changes across restarts and no other process can grab it in between.
 FD_ENV = "SRE_SPACE_LAB_LISTEN_FD"
 SUPERVISOR_ENV = "SRE_SPACE_LAB_SUPERVISOR_PID"
+INSTANCE_ENV = "SRE_SPACE_LAB_INSTANCE"
 
 
 def ports() -> dict[str, int]:
@@ -88,7 +89,11 @@ def tracer_provider(service: str) -> Any:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create(
-        {"service.name": service, "service.instance.id": f"{service}-{os.getpid()}"}
+        {
+            "service.name": service,
+            # One per replica: ``payments-1-4242``; the name stays the service's.
+            "service.instance.id": f"{os.environ.get(INSTANCE_ENV) or service}-{os.getpid()}",
+        }
     )
     provider = TracerProvider(resource=resource)
     exporter = OTLPSpanExporter(endpoint=os.environ[OTLP_ENV], timeout=2)
@@ -136,6 +141,15 @@ class LabServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def get_request(self) -> Any:
+        try:
+            return super().get_request()
+        except OSError:
+            # A listener shut from outside (the supervisor took it away) polls as
+            # ready forever: back off instead of spinning on accept.
+            time.sleep(0.2)
+            raise
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A caller that gave up (timeout, restart) is routine here, not a traceback.

@@ -13,21 +13,35 @@ import random
 import sys
 import threading
 import time
+import urllib.parse
 from typing import Any
 
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sre_space.lab import runtime
+from sre_space.lab.faults import FAULT_PATH
+from sre_space.lab.mechanisms import Faults
 from sre_space.lab.pool import ConnectionPool
 
+CLIENT_TIMEOUT_S = 2.0  # a caller gives up on a callee after this (a hung callee must not hang it)
+_COMMON = {"release": "v1", "previous_release": "", "memory_limit_mb": 256, "shed_share": 0.0}
 DEFAULTS: dict[str, dict[str, Any]] = {
-    "frontend": {"release": "v1"},
-    "checkout": {"db_pool_size": 20, "db_pool_timeout_ms": 250, "release": "v1"},
-    "payments": {"release": "v1"},
-    "inventory": {"release": "v1"},
+    "frontend": dict(_COMMON),
+    # A circuit per dependency: "open" skips the call and degrades (reservation or
+    # payment deferred) instead of waiting on a dependency that is not answering.
+    "checkout": {
+        "db_pool_size": 20,
+        "db_pool_timeout_ms": 250,
+        "circuit_inventory": "closed",
+        "circuit_payments": "closed",
+        **_COMMON,
+    },
+    "payments": dict(_COMMON),
+    "inventory": dict(_COMMON),
     "db": {},  # nothing tunable; a fault is never config (see faults.py)
 }
+CIRCUIT_STATES = ("closed", "open")
 
 
 def _statement_name(sql: str) -> str:
@@ -53,6 +67,7 @@ class Service:
         self.lock = threading.Lock()
         self.provider = runtime.tracer_provider(name)
         self.tracer = self.provider.get_tracer("sre-space-lab")
+        self.faults = Faults()
         self.pool: ConnectionPool | None = None
         if name == "checkout":
             self.pool = ConnectionPool(
@@ -74,6 +89,11 @@ class Service:
                 typed.get("db_pool_size", 1) < 1 or typed.get("db_pool_timeout_ms", 0) < 0
             ):
                 raise ValueError("db_pool_size must be at least 1 and db_pool_timeout_ms >= 0")
+            for key, value in typed.items():
+                if key.startswith("circuit_") and value not in CIRCUIT_STATES:
+                    raise ValueError(f"{key} must be one of {', '.join(CIRCUIT_STATES)}")
+            if not 0.0 <= float(typed.get("shed_share", 0.0)) <= 1.0:
+                raise ValueError("shed_share must be between 0 and 1")
             previous = {k: self.config[k] for k in params}
             self.config.update(typed)
             if self.pool is not None:
@@ -94,6 +114,7 @@ class Service:
                 "server.address": "127.0.0.1",
                 "server.port": port,
                 "peer.service": peer,
+                "service.version": self.config["release"],
             },
             # A 5xx answer is a status, not an exception of ours: record only what we raise here.
             record_exception=False,
@@ -101,15 +122,20 @@ class Service:
         ) as span:
             headers = {"Content-Type": "application/json"}
             propagate.inject(headers)
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
+            phase = "connect"  # which one failed tells a refused peer from a silent one
             try:
+                conn.connect()
+                phase = "answer"
                 conn.request(method, path, body=json.dumps(doc or {}), headers=headers)
                 resp = conn.getresponse()
                 raw = resp.read()
             except (OSError, http.client.HTTPException) as exc:
                 span.record_exception(exc)
+                span.set_attribute("error.phase", phase)
                 span.set_status(Status(StatusCode.ERROR, f"{peer} unreachable"))
-                raise UpstreamError(f"{peer} unreachable: {exc}") from exc
+                what = "no connection" if phase == "connect" else "no answer"
+                raise UpstreamError(f"{peer} unreachable ({what}): {exc}") from exc
             finally:
                 conn.close()
             span.set_attribute("http.response.status_code", resp.status)
@@ -161,12 +187,24 @@ class Service:
 
     def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         route = (self.name, method, path)
+        self.faults.on_request(str(self.config["release"]), float(self.config["memory_limit_mb"]))
         if route == ("frontend", "POST", "/api/checkout"):
             return 200, self.call("checkout", "POST", "/checkout", body)
         if route == ("checkout", "POST", "/checkout"):
             item = int(body.get("item", 1))
-            self.call("inventory", "GET", "/reserve")
-            self.call("payments", "POST", "/charge", {"amount": 42})
+            deferred = []
+            # An open circuit skips the dependency: the order goes through and the
+            # reservation (or charge) is settled later, instead of waiting on it now.
+            for peer, call in (
+                ("inventory", ("GET", "/reserve", None)),
+                ("payments", ("POST", "/charge", {"amount": 42})),
+            ):
+                if self.config[f"circuit_{peer}"] == "open":
+                    deferred.append(peer)
+                else:
+                    self.call(peer, *call)
+            if deferred:
+                trace.get_current_span().set_attribute("app.deferred", deferred)
             # One round trip: the order row is written only if the item is in stock.
             result = self.query(
                 "INSERT INTO orders(item, at) SELECT item, ? FROM stock "
@@ -188,10 +226,26 @@ class Service:
 class Handler(runtime.JsonHandler):
     service: Service
 
+    def _fault(self, method: str) -> None:
+        if not self.authorized():
+            return
+        faults = self.service.faults
+        if method == "POST":
+            doc = self.read_json()
+            try:
+                faults.apply(str(doc.get("fault", "")), dict(doc.get("params") or {}))
+            except (TypeError, ValueError) as exc:
+                self.send_json(400, {"error": f"{self.service.name}: {exc}"})
+                return
+        elif method == "DELETE":
+            query = urllib.parse.urlsplit(self.path).query
+            faults.clear(dict(urllib.parse.parse_qsl(query)).get("fault"))
+        self.send_json(200, faults.snapshot())
+
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?")[0]
-        if path == "/healthz":
-            self.send_json(200, {"ok": True, "service": self.service.name})
+        if path == FAULT_PATH:
+            self._fault(method)
             return
         if path == "/_admin/config":
             if not self.authorized():
@@ -206,6 +260,13 @@ class Handler(runtime.JsonHandler):
             else:
                 self.send_json(200, dict(self.service.config))
             return
+        # On the way in, before any span: an ingress delay or a hang is time the
+        # caller waits that this service's own spans never account for. (The admin
+        # routes above are the control plane, like a kubelet's: they stay reachable.)
+        self.service.faults.on_arrival()
+        if path == "/healthz":
+            self.send_json(200, {"ok": True, "service": self.service.name})
+            return
         try:
             body = self.read_json() if method == "POST" else {}
         except ValueError:
@@ -213,16 +274,27 @@ class Handler(runtime.JsonHandler):
             return
         # Header names arrive as the caller spelled them; the propagator asks in lower case.
         ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
+        config = self.service.config
         with self.service.tracer.start_as_current_span(
             f"{method} {path}",
             context=ctx,
             kind=SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path},
+            # The resource is fixed at start; a deploy changes the version the spans carry.
+            attributes={
+                "http.request.method": method,
+                "url.path": path,
+                "service.version": str(config["release"]),
+            },
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
             try:
-                code, doc = self.service.handle(method, path, body)
+                if random.random() < float(config["shed_share"]):
+                    code, doc = 503, {"error": "load shed: try again later"}
+                    span.set_attribute("app.shed", True)
+                    span.set_status(Status(StatusCode.ERROR, "load shed"))
+                else:
+                    code, doc = self.service.handle(method, path, body)
             except UpstreamError as exc:
                 code, doc = 502, {"error": str(exc)}
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
@@ -238,6 +310,9 @@ class Handler(runtime.JsonHandler):
 
     def do_POST(self) -> None:
         self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
 
 
 def main(argv: list[str]) -> None:

@@ -1,8 +1,10 @@
 """The lab supervisor: ``python -m sre_space.lab.supervisor --home HOME [--rate RPS]``.
 
-Binds a loopback socket for every service and hands it to the service's child
-process, restarts a child that dies, holds the chaos state, and serves the
-token-protected control API. SIGTERM or POST /shutdown stops everything.
+Binds a loopback socket for every process and hands it down, puts a small
+balancer in front of the replicated services, restarts a child that dies
+(unless chaos crashed it: that one stays down until someone restarts it),
+carries out the Fixer's actions, holds the chaos state (``chaos.py``), and
+serves the token-protected control API. SIGTERM or POST /shutdown stops everything.
 """
 
 from __future__ import annotations
@@ -13,92 +15,34 @@ import json
 import os
 import secrets
 import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-from typing import IO, Any
+from typing import Any
 
 from sre_space.config import Settings
 from sre_space.lab import runtime
-from sre_space.lab.faults import FAULT_PATH, FAULTS, clamp_duration
+from sre_space.lab.balancer import Balancer, listen
+from sre_space.lab.chaos import Chaos
+from sre_space.lab.children import Child
+from sre_space.lab.service import DEFAULTS
 from sre_space.localapi import write_secret
 from sre_space.paths import Paths
 
 SERVICES = ("db", "payments", "inventory", "checkout", "frontend")
-STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this
+REPLICAS = {"payments": 2, "inventory": 2}  # behind a balancer; the rest run one process
+MAX_REPLICAS = 6
 DEFAULT_RATE = 50.0
-
-
-class Child:
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        env: dict[str, str],
-        log: IO[bytes],
-        sock: socket.socket | None,
-    ) -> None:
-        self.name, self.argv, self.log, self.sock = name, argv, log, sock
-        self.env = dict(env)
-        if sock is not None:
-            self.env[runtime.FD_ENV] = str(sock.fileno())
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.restarts = 0
-        self.healthy = False
-        self.next_restart_at = 0.0  # backoff: when a dead child may be started again
-
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1]) if self.sock else 0
-
-    def start(self) -> None:
-        self.healthy = False
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=self.log,
-            pass_fds=(self.sock.fileno(),) if self.sock else (),
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc else 0
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def terminate(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-
-    def reap(self, deadline: float) -> None:
-        """Wait for the child until ``deadline``, then kill it; never leaves it running."""
-        if self.proc is None:
-            return
-        try:
-            self.proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def stop(self) -> None:
-        self.terminate()
-        self.reap(time.monotonic() + STOP_GRACE_S)
-
-
-def _listen() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    sock.set_inheritable(True)
-    return sock
+ACTIONS = (
+    "patch_config",
+    "restart",
+    "rollback",
+    "open_circuit",
+    "shed_load",
+    "scale_out",
+    "scale_in",
+)
 
 
 class Supervisor:
@@ -111,45 +55,83 @@ class Supervisor:
         self.control_port = 0  # set once the control API is listening
         self.stopping = threading.Event()
         self.lock = threading.RLock()  # children, faults and lab.json change under it
-        self.faults: dict[str, dict[str, Any]] = {}
         self._written = ""  # the last lab.json text
-        socks = {name: _listen() for name in SERVICES}
-        self.ports = {name: int(s.getsockname()[1]) for name, s in socks.items()}
-        env = {
+        self.instances: dict[str, list[Child]] = {}
+        self.balancers: dict[str, Balancer] = {}
+        # Config patched per instance, kept so a restarted process gets it back.
+        self.overrides: dict[str, dict[str, Any]] = {}
+        public = {name: listen() for name in SERVICES if name in REPLICAS}
+        self.ports = {name: int(s.getsockname()[1]) for name, s in public.items()}
+        self.env = {
             **os.environ,
             runtime.TOKEN_ENV: self.token,
-            runtime.PORTS_ENV: json.dumps(self.ports),
             runtime.OTLP_ENV: settings.otlp_endpoint,
             runtime.DIR_ENV: str(self.paths.lab_dir),
             runtime.SUPERVISOR_ENV: str(os.getpid()),
             "SRE_SPACE_LAB_RATE": str(rate),
         }
-        self.children: dict[str, Child] = {}
-        for name in (*SERVICES, "loadgen"):
-            module = "sre_space.lab.loadgen" if name == "loadgen" else "sre_space.lab.service"
-            argv = [sys.executable, "-m", module] + ([] if name == "loadgen" else [name])
-            log = open(self.paths.logs_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the child
-            # The users hold no admin token: the load generator only gets the ports.
-            child_env = (
-                env
-                if name != "loadgen"
-                else {k: v for k, v in env.items() if k != runtime.TOKEN_ENV}
-            )
-            self.children[name] = Child(name, argv, child_env, log, socks.get(name))
+        for name in SERVICES:
+            self.instances[name] = [self._child(name, i) for i in range(REPLICAS.get(name, 1))]
+            if name not in REPLICAS:
+                self.ports[name] = self.instances[name][0].port
+        self.env[runtime.PORTS_ENV] = json.dumps(self.ports)
+        for child in self.all_children():
+            child.env[runtime.PORTS_ENV] = self.env[runtime.PORTS_ENV]
+        for name, sock in public.items():
+            self.balancers[name] = Balancer(name, sock, self._backends(name))
+        # The users hold no admin token: the load generator only gets the ports.
+        loadgen_env = {k: v for k, v in self.env.items() if k != runtime.TOKEN_ENV}
+        self.loadgen = Child(
+            "loadgen",
+            "loadgen",
+            [sys.executable, "-m", "sre_space.lab.loadgen"],
+            loadgen_env,
+            self._log("loadgen"),
+            listens=False,
+        )
+        self.chaos = Chaos(self)
+
+    def _log(self, name: str) -> Any:
+        return open(self.paths.logs_dir / f"{name}.log", "ab")  # lives with the child
+
+    def _child(self, service: str, index: int) -> Child:
+        name = f"{service}-{index}" if service in REPLICAS else service
+        argv = [sys.executable, "-m", "sre_space.lab.service", service]
+        return Child(name, service, argv, self.env, self._log(name))
+
+    def _backends(self, service: str) -> Any:
+        def ports() -> list[int]:
+            return [c.port for c in self.instances[service] if c.port]
+
+        return ports
+
+    def all_children(self) -> list[Child]:
+        return [c for name in SERVICES for c in self.instances[name]]
+
+    def child(self, name: str) -> Child:
+        for c in self.all_children():
+            if c.name == name:
+                return c
+        raise ValueError(f"no lab process {name!r}")
+
+    def check_service(self, service: str) -> None:
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; services: {', '.join(SERVICES)}")
 
     # --- children ---------------------------------------------------------------
 
-    def probe(self, name: str, timeout: float = 1.0) -> bool:
+    def probe(self, name: str | Child, timeout: float = 1.0) -> bool:
+        """A service through its public port, or one replica process directly."""
+        port = name.port if isinstance(name, Child) else self.ports[name]
         try:
-            code, _ = runtime.call(self.ports[name], "GET", "/healthz", timeout=timeout)
+            code, _ = runtime.call(port, "GET", "/healthz", timeout=timeout)
         except OSError:
             return False
         return code == 200
 
-    def _await_healthy(self, name: str, deadline: float) -> bool:
-        child = self.children[name]
+    def _await_healthy(self, child: Child, deadline: float) -> bool:
         while time.monotonic() < deadline and child.alive() and not self.stopping.is_set():
-            if self.probe(name, timeout=0.5):
+            if self.probe(child, timeout=0.5):
                 child.healthy = True
                 return True
             time.sleep(0.05)
@@ -159,67 +141,139 @@ class Supervisor:
         with self.lock:
             if self.stopping.is_set():
                 return
-            for name in SERVICES:
-                self.children[name].start()
+            for child in self.all_children():
+                child.start()
+            for balancer in self.balancers.values():
+                balancer.start()
         deadline = time.monotonic() + timeout_s
-        for name in SERVICES:
-            if not self._await_healthy(name, deadline) and not self.stopping.is_set():
-                raise RuntimeError(f"{name} did not become healthy; see its log")
+        for child in self.all_children():
+            if not self._await_healthy(child, deadline) and not self.stopping.is_set():
+                raise RuntimeError(f"{child.name} did not become healthy; see its log")
         with self.lock:
             if not self.stopping.is_set():
-                self.children["loadgen"].start()
-                self.children["loadgen"].healthy = True
+                self.loadgen.start()
+                self.loadgen.healthy = True
 
-    def restart(self, name: str) -> int:
-        """Stop and start one child; faults that target it are applied again."""
+    def restart_child(self, child: Child) -> int:
+        """Stop and start one process; its config and the faults that outlive a process return."""
         with self.lock:
             if self.stopping.is_set():
                 raise RuntimeError("the lab is shutting down")
-            child = self.children[name]
             child.stop()
             child.start()
             child.restarts += 1
-        if name != "loadgen":
-            self._await_healthy(name, time.monotonic() + 30)
-            for fault, active in list(self.faults.items()):
-                if active["target"] == name:
-                    self._apply_fault(fault, name, active["params"])
-        else:
+        if child is self.loadgen:
             child.healthy = True
+            return child.pid
+        self._await_healthy(child, time.monotonic() + 30)
+        if self.overrides.get(child.name):
+            with contextlib.suppress(OSError, ValueError):
+                self._patch_child(child, self.overrides[child.name])
+        self.chaos.restarted(child)
         self.write_state()
         return child.pid
 
+    def restart(self, service: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """One replica (``replica``: its index), or all of them one at a time (rolling)."""
+        self.check_service(service)
+        params = params or {}
+        group = self.instances[service]
+        if "replica" in params:
+            index = int(params["replica"])
+            if not 0 <= index < len(group):
+                raise ValueError(f"{service} has replicas 0..{len(group) - 1}")
+            group = [group[index]]
+        before = [c.pid for c in group]
+        # Rolling, ``batch`` replicas at a time (default one): the rest keep serving.
+        batch = max(1, int(params.get("batch", 1)))
+        pids: list[int] = []
+        for i in range(0, len(group), batch):
+            chunk = group[i : i + batch]
+            for child in chunk:
+                child.stop()
+            pids += [self.restart_child(c) for c in chunk]
+        return {
+            "ok": all(c.healthy for c in group),
+            "previous_pid": before[0],
+            "pid": pids[0],
+            "restarted": [c.name for c in group],
+            "pids": pids,
+        }
+
+    def scale(self, service: str, count: int) -> dict[str, Any]:
+        """Add ``count`` replicas (negative: remove the newest) behind the service's balancer."""
+        self.check_service(service)
+        if service not in REPLICAS:
+            raise ValueError(f"{service} runs one process with no balancer; it cannot be scaled")
+        with self.lock:
+            group = self.instances[service]
+            wanted = len(group) + count
+            if not 1 <= wanted <= MAX_REPLICAS:
+                raise ValueError(f"{service} may have 1..{MAX_REPLICAS} replicas, not {wanted}")
+            added: list[Child] = []
+            removed: list[str] = []
+            if count > 0:
+                index = max(int(c.name.rsplit("-", 1)[1]) for c in group) + 1
+                for i in range(count):
+                    child = self._child(service, index + i)
+                    child.env[runtime.PORTS_ENV] = self.env[runtime.PORTS_ENV]
+                    child.start()
+                    added.append(child)
+            else:
+                for child in group[wanted:]:
+                    child.release()
+                    removed.append(child.name)
+                del group[wanted:]
+        for child in added:
+            self._await_healthy(child, time.monotonic() + 30)
+            template = self.overrides.get(group[0].name)
+            if template:
+                self.overrides[child.name] = dict(template)
+                with contextlib.suppress(OSError, ValueError):
+                    self._patch_child(child, template)
+            with self.lock:
+                group.append(child)  # in the balancer's rotation only once it is ready
+            self.chaos.restarted(child)
+        self.write_state()
+        return {
+            "ok": all(c.healthy for c in added),
+            "added": [c.name for c in added],
+            "removed": removed,
+            "replicas": len(group),
+        }
+
     def monitor(self) -> None:
         while not self.stopping.wait(0.5):
-            now = time.time()
-            for fault, active in list(self.faults.items()):
-                if now >= active["expires_at"]:
-                    with contextlib.suppress(OSError, ValueError):
-                        self.revert(fault)
-            for name, child in self.children.items():
+            self.chaos.expire()
+            for child in [*self.all_children(), self.loadgen]:
                 if child.alive():
-                    if name != "loadgen":
-                        child.healthy = self.probe(name)
+                    if child is not self.loadgen:
+                        child.healthy = self.probe(child)
                     continue
                 child.healthy = False
+                child.close_listener()  # nobody answers there: refuse, don't queue
+                if child.held:
+                    continue  # chaos crashed it; it stays down until restarted
                 if not child.next_restart_at:
                     # Simple backoff: longer after each unexpected death, at most 5 s.
                     child.next_restart_at = time.monotonic() + min(5.0, 0.5 * (child.restarts + 1))
                 elif time.monotonic() >= child.next_restart_at:
                     child.next_restart_at = 0.0
                     with contextlib.suppress(RuntimeError, OSError):
-                        self.restart(name)
+                        self.restart_child(child)
             self.write_state()
 
     def shutdown(self) -> None:
         with self.lock:
             self.stopping.set()
-            order = ("loadgen", *reversed(SERVICES))
-            for name in order:  # all at once: a slow one must not hold up the rest
-                self.children[name].terminate()
-            deadline = time.monotonic() + STOP_GRACE_S
-            for name in order:
-                self.children[name].reap(deadline)
+            order = [self.loadgen, *reversed(self.all_children())]
+            for child in order:  # all at once: a slow one must not hold up the rest
+                child.terminate()
+            deadline = time.monotonic() + 5.0
+            for child in order:
+                child.reap(deadline)
+            for balancer in self.balancers.values():
+                balancer.stop()
             for path in (self.paths.lab_state, self.paths.control_token):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -227,15 +281,28 @@ class Supervisor:
     # --- state ----------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
-        services = {
-            name: {
-                "pid": self.children[name].pid,
+        services: dict[str, Any] = {}
+        for name in SERVICES:
+            group = self.instances[name]
+            replicas = [
+                {
+                    "instance": c.name,
+                    "pid": c.pid,
+                    "port": c.port,
+                    "running": c.alive(),
+                    "healthy": c.healthy and c.alive(),
+                    "restarts": c.restarts,
+                }
+                for c in group
+            ]
+            services[name] = {
+                "pid": group[0].pid if group else 0,
                 "port": self.ports[name],
-                "healthy": self.children[name].healthy and self.children[name].alive(),
-                "restarts": self.children[name].restarts,
+                "healthy": bool(replicas) and all(r["healthy"] for r in replicas),
+                "restarts": sum(r["restarts"] for r in replicas),
+                "running": sum(r["running"] for r in replicas),
+                "replicas": replicas,
             }
-            for name in SERVICES
-        }
         return {
             "mode": "embedded",
             "supervisor_pid": os.getpid(),
@@ -243,7 +310,7 @@ class Supervisor:
             "started_at": self.started_at,
             "otlp_endpoint": self.settings.otlp_endpoint,
             "services": services,
-            "loadgen": {"pid": self.children["loadgen"].pid, "rate": self.rate},
+            "loadgen": {"pid": self.loadgen.pid, "rate": self.rate},
         }
 
     def write_state(self) -> None:
@@ -258,96 +325,82 @@ class Supervisor:
             os.replace(tmp, self.paths.lab_state)
             self._written = text
 
+    def config_of(self, service: str) -> dict[str, Any]:
+        """The runtime config of the service's first replica that answers."""
+        for child in self.instances[service]:
+            if not child.alive():
+                continue
+            try:
+                code, config = runtime.call(
+                    child.port, "GET", "/_admin/config", token=self.token, timeout=2
+                )
+            except OSError:
+                continue
+            if code == 200:
+                return dict(config)
+        return {}
+
     def status(self) -> dict[str, Any]:
         """Processes and runtime config; deliberately no fault in sight (see faults.py)."""
         doc = self.describe()
         for name, svc in doc["services"].items():
-            try:
-                code, config = runtime.call(
-                    self.ports[name], "GET", "/_admin/config", token=self.token, timeout=2
-                )
-            except OSError:
-                code, config = 0, {}
-            svc["config"] = config if code == 200 else {}
-            svc["healthy"] = svc["healthy"] and code == 200
+            svc["config"] = self.config_of(name)
+            svc["healthy"] = svc["healthy"] and bool(svc["config"] or name == "db")
         return doc
-
-    # --- chaos ------------------------------------------------------------------------
-
-    def _apply_fault(self, fault: str, target: str, params: dict[str, Any]) -> None:
-        doc = {"fault": fault, "params": params}
-        code, body = runtime.call(self.ports[target], "POST", FAULT_PATH, doc, token=self.token)
-        if code != 200:
-            raise ValueError(str(body.get("error", f"{target} refused fault {fault}")))
-
-    def _clear_fault(self, fault: str, target: str) -> None:
-        query = urllib.parse.urlencode({"fault": fault})
-        runtime.call(self.ports[target], "DELETE", f"{FAULT_PATH}?{query}", token=self.token)
-
-    def inject(self, doc: dict[str, Any]) -> dict[str, Any]:
-        name = str(doc.get("fault", ""))
-        spec = FAULTS.get(name)
-        if spec is None:
-            raise ValueError(f"unknown fault {name!r}; known faults: {', '.join(FAULTS)}")
-        target = str(doc.get("target") or spec.default_target)
-        if target not in spec.targets:
-            raise ValueError(
-                f"fault {name} cannot target {target!r}; targets: {', '.join(spec.targets)}"
-            )
-        params = spec.resolve_params(doc.get("params"))
-        duration = clamp_duration(doc.get("duration_s"))
-        now = time.time()
-        with self.lock:
-            previous = self.faults.get(name)
-            if previous and previous["target"] != target:
-                self._clear_fault(name, previous["target"])
-            self._apply_fault(name, target, params)
-            self.faults[name] = {
-                "fault": name,
-                "target": target,
-                "params": params,
-                "started_at": now,
-                "expires_at": now + duration,
-            }
-            return dict(self.faults[name])
-
-    def revert(self, fault: str | None) -> list[str]:
-        with self.lock:
-            names = [fault] if fault else list(self.faults)
-            done = []
-            for name in names:
-                active = self.faults.get(name)
-                if active:
-                    self._clear_fault(name, active["target"])
-                    del self.faults[name]  # only once the target has really let go
-                    done.append(name)
-            return done
-
-    def chaos_status(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [dict(v) for v in self.faults.values()]
 
     # --- actions ------------------------------------------------------------------------
 
-    def patch(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
-        code, doc = runtime.call(
-            self.ports[service], "POST", "/_admin/config", params, token=self.token
-        )
+    def _patch_child(self, child: Child, params: dict[str, Any]) -> dict[str, Any]:
+        code, doc = runtime.call(child.port, "POST", "/_admin/config", params, token=self.token)
         if code != 200:
-            raise ValueError(str(doc.get("error", f"{service} refused the change")))
-        return {"previous": doc.get("previous", {}), "current": doc.get("current", {})}
+            raise ValueError(str(doc.get("error", f"{child.name} refused the change")))
+        return dict(doc)
+
+    def patch(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The same change on every replica; kept, so a restarted replica gets it back."""
+        self.check_service(service)
+        result: dict[str, Any] = {}
+        for child in self.instances[service]:
+            try:
+                doc = self._patch_child(child, params)
+            except OSError:
+                if not result and child is self.instances[service][-1]:
+                    raise
+                doc = {}  # a replica that is down gets the change when it starts
+            if child.port:
+                self.overrides.setdefault(child.name, {}).update(params)
+            if doc and not result:
+                result = {"previous": doc.get("previous", {}), "current": doc.get("current", {})}
+        return result or {"previous": {}, "current": {}}
 
     def act(self, doc: dict[str, Any]) -> dict[str, Any]:
         action, service = doc.get("action"), str(doc.get("service", ""))
-        if service not in SERVICES:
-            raise ValueError(f"unknown service {service!r}; services: {', '.join(SERVICES)}")
+        params = dict(doc.get("params") or {})
+        self.check_service(service)
         if action == "patch_config":
-            return {"ok": True, **self.patch(service, dict(doc.get("params") or {}))}
+            return {"ok": True, **self.patch(service, params)}
         if action == "restart":
-            before = self.children[service].pid
-            pid = self.restart(service)
-            return {"ok": self.children[service].healthy, "previous_pid": before, "pid": pid}
-        raise ValueError(f"unknown action {action!r}; actions: patch_config, restart")
+            return self.restart(service, params)
+        if action == "rollback":
+            config = self.config_of(service)
+            previous = str(config.get("previous_release") or "")
+            if not previous:
+                raise ValueError(f"{service} has no previous release to roll back to")
+            change = {"release": previous, "previous_release": str(config["release"])}
+            return {"ok": True, **self.patch(service, change)}
+        if action == "open_circuit":
+            key = f"circuit_{params.get('dependency', '')}"
+            if key not in DEFAULTS.get(service, {}):
+                raise ValueError(f"{service} has no circuit breaker {key!r}")
+            return {"ok": True, **self.patch(service, {key: "open"})}
+        if action == "shed_load":
+            share = float(params.get("share", 0.5))
+            return {"ok": True, **self.patch(service, {"shed_share": share})}
+        if action == "scale_out":
+            return self.scale(service, int(params.get("count", 1)))
+        if action == "scale_in":
+            return self.scale(service, -int(params.get("count", 1)))
+        raise ValueError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
 
 
 class ControlHandler(runtime.JsonHandler):
@@ -366,7 +419,7 @@ class ControlHandler(runtime.JsonHandler):
         elif path == "/status":
             self.send_json(200, self.sup.status())
         elif path == "/chaos":
-            self.send_json(200, self.sup.chaos_status())
+            self.send_json(200, self.sup.chaos.status())
         else:
             self.send_json(404, {"error": f"no route {path}"})
 
@@ -379,7 +432,7 @@ class ControlHandler(runtime.JsonHandler):
             if not isinstance(doc, dict):
                 raise TypeError("the body must be a JSON object")
             if path == "/chaos":
-                self.send_json(200, self.sup.inject(doc))
+                self.send_json(200, self.sup.chaos.inject(doc))
             elif path == "/actions":
                 self.send_json(200, self.sup.act(doc))
             elif path == "/shutdown":
@@ -401,7 +454,7 @@ class ControlHandler(runtime.JsonHandler):
             return
         fault = dict(urllib.parse.parse_qsl(url.query)).get("fault")
         try:
-            self.send_json(200, {"reverted": self.sup.revert(fault)})
+            self.send_json(200, {"reverted": self.sup.chaos.revert(fault)})
         except OSError as exc:
             self.send_json(503, {"error": f"lab process unreachable: {exc}"})
 

@@ -283,23 +283,29 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     incident = ctx.incident(state)
     diagnosis = state["diagnosis"]
     service, operation = diagnosis["service"], diagnosis["operation"]
+    acted_on = state["plan"].get("service")
+    if acted_on and acted_on != service:
+        # The fix was on another service (a caller's circuit breaker): the root
+        # cause may see no traffic now; the caller's requests say whether it helped.
+        service, operation = acted_on, None
     settings = ctx.settings
     since_ns = int((state["applied"]["ts"] + 1.0) * 1e9)
 
-    def fresh() -> list[Span]:
-        return ctx.store.spans_since(
-            since_ns,
-            lambda s: s.service == service and s.name == operation and s.kind == SpanKind.SERVER,
+    def measured(s: Span) -> bool:
+        return (
+            s.service == service
+            and (operation is None or s.name == operation)
+            and s.kind == SpanKind.SERVER
         )
+
+    def fresh() -> list[Span]:
+        return ctx.store.spans_since(since_ns, measured)
 
     before = _slo(
         [
             s
             for s in ctx.store.spans_since(state["window_start_ns"])
-            if s.service == service
-            and s.name == operation
-            and s.kind == SpanKind.SERVER
-            and s.start_ns < since_ns
+            if measured(s) and s.start_ns < since_ns
         ],
         settings.latency_threshold_ms,
     )

@@ -22,6 +22,9 @@ class Policy:
     allowed_services: tuple[str, ...] | None = None  # None: every service
     max_actions_per_incident: int = 2
     cooldown_s: float = 60.0
+    # Never take more than this share of a service's replicas out at once (a
+    # single-process service may still be restarted: there is no other way).
+    max_replica_share: float = 0.5
     _last_action: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -40,6 +43,15 @@ class Policy:
             return f"service {service!r} is not allowed by policy"
         if actions_taken >= self.max_actions_per_incident:
             return f"already {actions_taken} action(s) on this incident (limit {self.max_actions_per_incident})"
+        params = plan.get("params") or {}
+        replicas = int(params.get("replicas", 1) or 1)
+        if action == "restart" and replicas > 1 and "replica" not in params:
+            batch = int(params.get("batch", replicas) or replicas)
+            if batch / replicas > self.max_replica_share:
+                return (
+                    f"restarting {batch} of {service}'s {replicas} replicas at once is more "
+                    f"than {self.max_replica_share:.0%}"
+                )
         last = self._last_action.get(service)
         if last is not None and now - last < self.cooldown_s:
             return (
