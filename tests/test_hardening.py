@@ -101,3 +101,30 @@ def test_review_runs_daily_at_0930_kolkata() -> None:
     # 2026-11-26 21:00 UTC is 02:30 IST on the 27th: next run 09:30 IST = 04:00 UTC.
     base = 1795726800.0
     assert review.next_run("09:30", "Asia/Kolkata", now=base) == base + 7 * 3600
+
+
+def test_a_memory_failure_gets_a_memory_limit_and_a_watchdog() -> None:
+    state = _state(
+        diagnosis={
+            "service": "inventory",
+            "fault_class": "error",
+            "exception": "MemoryError: out of memory: resident <n> MB over the <n> MB limit",
+            "signature": "inventory|GET /reserve|error|MemoryError",
+        },
+        signals=[{"service": "inventory"}, {"service": "checkout"}],
+    )
+    proposal = hardening.propose(state, {"release": "v1"}, "recovered", window_s=10.0)
+    assert proposal is not None
+    changes = {c["key"]: c for c in proposal["changes"]}
+    assert changes["memory_limit_mb"] == {
+        "service": "inventory",
+        "key": "memory_limit_mb",
+        "from": None,
+        "to": 256,
+    }
+    assert changes["memory_watchdog_mb"]["to"] == 204
+    assert "inventory.memory_limit_mb: None -> 256" in proposal["diff"]
+    assert any("memory limit" in r for r in proposal["reasoning"])
+    with_limit = hardening.propose(state, {"memory_limit_mb": 512}, "recovered", 10.0)
+    assert with_limit is not None
+    assert {c["key"]: c["to"] for c in with_limit["changes"]}["memory_watchdog_mb"] == 409

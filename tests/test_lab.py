@@ -29,6 +29,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from sre_space.config import Settings
 from sre_space.errors import Unavailable, UsageError
+from sre_space.lab import runtime
 from sre_space.lab.control import LabClient, pid_alive
 from sre_space.lab.launcher import LabState, read_lab_state, start_lab, stop_lab
 from sre_space.paths import Paths
@@ -56,6 +57,7 @@ class Rec:
     end: float
     attrs: dict[str, Any]
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    resource: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ms(self) -> float:
@@ -122,6 +124,7 @@ class Sink:
                                 (e.name, {a.key: _value(a.value) for a in e.attributes})
                                 for e in s.events
                             ],
+                            resource=res,
                         )
                     )
         with self.lock:
@@ -371,6 +374,217 @@ def test_db_timeout_saturates_the_pool_and_a_bigger_pool_absorbs_it(
     undo = client.act("patch_config", "checkout", fix["previous"])
     assert undo["current"]["db_pool_size"] == 20
     print(f"\nlab db-timeout at 50 rps: pool 20 {before}; pool 100 {windows}; reverted {calm}")
+
+
+# --- the catalogue's mechanisms, one by one -------------------------------------------------
+
+
+def _port(client: LabClient, service: str) -> int:
+    return int(client.status()["services"][service]["port"])
+
+
+def _get(port: int, path: str = "/healthz", timeout: float = 3.0) -> int | str:
+    """The status code, or the name of the error a caller would record."""
+    try:
+        code, _ = runtime.call(port, "GET", path, timeout=timeout)
+    except OSError as exc:
+        return type(exc).__name__
+    return code
+
+
+def _calm(client: LabClient) -> None:
+    client.revert(None)
+    wait_until(lambda: client.health()["ok"], 30, what="every service healthy again")
+
+
+def test_crash_refuses_callers_and_stays_down_until_restarted(client: LabClient) -> None:
+    port = _port(client, "checkout")
+    victim = client.status()["services"]["checkout"]["pid"]
+    client.inject("crash")
+    assert not pid_alive(victim)
+    assert _get(port) == "ConnectionRefusedError"
+    # Longer than the supervisor's backoff for an ordinary death: it is held down.
+    time.sleep(2.0)
+    svc = client.status()["services"]["checkout"]
+    assert svc["running"] == 0 and svc["pid"] == victim
+    done = client.act("restart", "checkout")
+    assert done["ok"] and done["pid"] != victim
+    assert _get(port) == 200  # the same port again
+    assert client.revert("crash") == ["crash"]
+    _calm(client)
+
+
+def test_dependency_down_refuses_at_the_balancer_while_replicas_run(client: LabClient) -> None:
+    port = _port(client, "inventory")
+    client.inject("dependency-down")
+    assert _get(port) == "ConnectionRefusedError"
+    svc = client.status()["services"]["inventory"]
+    assert svc["running"] == 2 and all(r["healthy"] for r in svc["replicas"])
+    assert client.revert("dependency-down") == ["dependency-down"]
+    assert _get(port) == 200
+    _calm(client)
+
+
+def test_hang_accepts_and_never_answers_until_restart(client: LabClient) -> None:
+    svc = client.status()["services"]["payments"]
+    replica = svc["replicas"][0]
+    client.inject("hang", replicas="one")
+    assert _get(replica["port"], timeout=1.0) == "TimeoutError"  # connected, no answer
+    assert _get(svc["replicas"][1]["port"]) == 200  # blast radius: one replica
+    done = client.act("restart", "payments", {"replica": 0})
+    assert done["restarted"] == ["payments-0"]
+    assert _get(replica["port"]) == 200  # the hang lived in the process
+    assert [f["fault"] for f in client.chaos_status()] == ["hang"]
+    _calm(client)
+
+
+def test_latency_is_spent_before_the_server_span(sink: Sink, client: LabClient) -> None:
+    client.inject("latency", params={"delay_ms": 400})
+    injected = time.time()
+
+    def slow_pair() -> tuple[Rec, Rec] | None:
+        calls = sink.select(
+            lambda s: s.service == "checkout" and s.name == "GET /reserve" and s.start > injected
+        )
+        for call in calls:
+            answer = sink.select(lambda s, c=call: s.parent_id == c.span_id)
+            if answer and call.ms >= 400:
+                return call, answer[0]
+        return None
+
+    call, answer = wait_until(slow_pair, 30, what="a delayed call to inventory")
+    # The wait is the caller's: inventory's own span starts after it.
+    assert answer.start - call.start >= 0.35 and answer.ms < call.ms - 350
+    _calm(client)
+
+
+def test_a_bad_release_shows_its_version_and_rollback_restores(
+    sink: Sink, client: LabClient
+) -> None:
+    client.inject("http-errors", params={"error_rate": 1.0})
+    config = client.status()["services"]["payments"]["config"]
+    assert config["release"] == "v2" and config["previous_release"] == "v1"
+    injected = time.time()
+
+    def failed_v2() -> list[Rec]:
+        return sink.select(
+            lambda s: (
+                s.service == "payments"
+                and s.start > injected
+                and s.attrs.get("service.version") == "v2"
+                and s.error
+            )
+        )
+
+    failed = wait_until(failed_v2, 30, what="payments spans failing at v2")
+    event = dict(failed[0].events)["exception"]
+    assert str(event["exception.type"]).endswith("ReleaseDefect")
+    done = client.act("rollback", "payments")
+    assert done["previous"] == {"release": "v2", "previous_release": "v1"}
+    assert client.status()["services"]["payments"]["config"]["release"] == "v1"
+    rolled = time.time()
+    wait_until(
+        lambda: sink.select(
+            lambda s: (
+                s.service == "payments"
+                and s.start > rolled
+                and s.attrs.get("service.version") == "v1"
+            )
+        ),
+        30,
+        what="payments spans at v1 again",
+    )
+    # The rollback holds over a restart: the release is config the supervisor keeps.
+    client.act("restart", "payments", {"replica": 1})
+    assert client.status()["services"]["payments"]["replicas"][1]["healthy"]
+    assert client.revert("http-errors") == ["http-errors"]
+    assert client.status()["services"]["payments"]["config"]["release"] == "v1"
+    _calm(client)
+
+
+def test_an_open_circuit_skips_the_dependency(sink: Sink, client: LabClient) -> None:
+    opened = client.act("open_circuit", "checkout", {"dependency": "inventory"})
+    assert opened["previous"] == {"circuit_inventory": "closed"}
+    since = time.time() + 0.5
+
+    def deferred() -> list[Rec]:
+        return sink.select(
+            lambda s: (
+                s.service == "checkout"
+                and s.kind == SERVER
+                and s.start > since
+                and s.attrs.get("app.deferred") is not None
+            )
+        )
+
+    spans = wait_until(deferred, 30, what="checkouts with the reservation deferred")
+    assert not spans[0].error
+    assert not sink.select(lambda s: s.name == "GET /reserve" and s.parent_id == spans[0].span_id)
+    client.act("patch_config", "checkout", opened["previous"])
+    with pytest.raises(UsageError, match="no circuit breaker"):
+        client.act("open_circuit", "checkout", {"dependency": "mainframe"})
+
+
+def test_memory_leak_fails_requests_over_the_limit_until_restart(client: LabClient) -> None:
+    replica = client.status()["services"]["inventory"]["replicas"][0]
+    rss = Path(f"/proc/{replica['pid']}/statm").read_text().split()[1]
+    rss_mb = int(rss) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    before = client.act("patch_config", "inventory", {"memory_limit_mb": int(rss_mb) + 30})
+    client.inject("memory-leak", replicas="one", params={"kb_per_request": 2048})
+    wait_until(
+        lambda: _get(replica["port"], "/reserve") == 500, 60, what="inventory-0 out of memory"
+    )
+    client.act("restart", "inventory", {"replica": 0})
+    assert _get(replica["port"], "/reserve") == 200
+    client.act("patch_config", "inventory", before["previous"])
+    _calm(client)
+
+
+def test_cpu_hog_spins_threads_in_the_target(client: LabClient) -> None:
+    pid = client.status()["services"]["checkout"]["pid"]
+
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    client.inject("cpu-hog", params={"threads": 2})
+    assert len(os.listdir(f"/proc/{pid}/task")) >= threads + 2
+    start = cpu_s()
+    wait_until(lambda: cpu_s() - start >= 1.0, 30, what="a second of CPU burnt by the hog")
+    client.act("restart", "checkout")
+    _calm(client)
+
+
+def test_scale_out_adds_a_replica_behind_the_balancer(sink: Sink, client: LabClient) -> None:
+    grown = client.act("scale_out", "payments")
+    assert grown["added"] == ["payments-2"] and grown["replicas"] == 3
+    since = time.time()
+    wait_until(
+        lambda: _instance_spans(sink, "payments-2-", since), 30, what="spans from the new replica"
+    )
+    shrunk = client.act("scale_in", "payments")
+    assert shrunk["removed"] == ["payments-2"] and shrunk["replicas"] == 2
+    with pytest.raises(UsageError, match="cannot be scaled"):
+        client.act("scale_out", "checkout")
+
+
+def _instance_spans(sink: Sink, prefix: str, since: float) -> list[Rec]:
+    return sink.select(
+        lambda s: (
+            s.start > since and str(s.resource.get("service.instance.id", "")).startswith(prefix)
+        )
+    )
+
+
+def test_shed_load_rejects_a_share_fast(client: LabClient) -> None:
+    port = _port(client, "frontend")
+    shed = client.act("shed_load", "frontend", {"share": 1.0})
+    code, body = runtime.call(port, "POST", "/api/checkout", {"item": 1})
+    assert code == 503 and "shed" in body["error"]
+    client.act("patch_config", "frontend", shed["previous"])
+    code, _ = runtime.call(port, "POST", "/api/checkout", {"item": 1})
+    assert code == 200
 
 
 def test_dead_services_come_back_and_restart_is_an_action(client: LabClient) -> None:

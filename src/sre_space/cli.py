@@ -106,18 +106,44 @@ def chaos(
     duration: Annotated[float | None, typer.Option(help="Seconds until it reverts itself.")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="KEY=VALUE")] = None,
     all_: Annotated[bool, typer.Option("--all", help="With revert: every fault.")] = False,
+    replicas: Annotated[
+        str | None, typer.Option(help="Blast radius on a replicated service: one | all.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Break the lab for real: `chaos db-timeout`, `chaos list`, `chaos revert --all`."""
-    from sre_space.lab.faults import FAULTS
+    from sre_space.lab.faults import BLAST, FAULTS
 
     if fault == "list":
+        catalogue: list[dict[str, Any]] = [
+            {
+                "name": f.name,
+                "description": f.description,
+                "default_target": f.default_target,
+                "targets": list(f.targets),
+                "params": f.defaults,
+                "replicas": f.replicas,
+                "mechanism": f.mechanism,
+                "expect": f.expect,
+            }
+            for f in FAULTS.values()
+        ]
         if json_out:
-            _out([{"name": f.name, "description": f.description} for f in FAULTS.values()])
-        else:
-            for f in FAULTS.values():
-                print(f"{f.name:<16} {f.description}")
+            _out(catalogue)
+            return
+        for f in catalogue:
+            shown = " ".join(f"{k}={v}" for k, v in f["params"].items()) or "-"
+            targets = ", ".join(f"[{t}]" if t == f["default_target"] else t for t in f["targets"])
+            print(f"{f['name']:<16} {f['description']}")
+            print(f"{'':<16} targets: {targets}  params: {shown}  replicas: {f['replicas']}")
+            print(f"{'':<16} how: {f['mechanism']}")
         return
+    if replicas is not None and replicas not in BLAST:
+        raise UsageError(f"--replicas takes one of {', '.join(BLAST)}, not {replicas!r}")
+    if fault == "revert" and not all_ and name is None:
+        raise UsageError("chaos revert takes a FAULT or --all")
+    if fault == "revert" and name is not None and name not in FAULTS:
+        raise UsageError(f"unknown fault {name!r}; known faults: {', '.join(FAULTS)}")
     if fault not in ("status", "revert") and fault not in FAULTS:
         raise UsageError(f"unknown fault {fault!r}; known faults: {', '.join(FAULTS)}")
     from sre_space.lab.control import LabClient
@@ -142,7 +168,9 @@ def chaos(
         if not sep:
             raise UsageError(f"--param takes KEY=VALUE, got {item!r}")
         params[key] = _number(value)
-    result = client.inject(fault, target=target, params=params, duration_s=duration)
+    result = client.inject(
+        fault, target=target, params=params, duration_s=duration, replicas=replicas
+    )
     if json_out:
         _out(result)
     else:

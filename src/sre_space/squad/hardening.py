@@ -12,6 +12,8 @@ import math
 from typing import Any
 
 HEADROOM = 1.5  # capacity over the observed need, for bursts
+DEFAULT_MEMORY_LIMIT_MB = 256  # where a service has none: the lab services' own limit
+WATCHDOG_SHARE = 0.8  # restart a replica at this share of its memory limit
 
 
 def systemic_reasons(state: dict[str, Any], outcome: str) -> list[str]:
@@ -31,6 +33,20 @@ def systemic_reasons(state: dict[str, Any], outcome: str) -> list[str]:
 def pool_size(arrival_per_s: float, latency_s: float) -> int:
     """Little's law: connections in use L = arrival rate x time each holds one."""
     return max(1, math.ceil(arrival_per_s * latency_s * HEADROOM))
+
+
+def _memory_changes(service: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    current = config.get("memory_limit_mb")
+    limit = int(current) if current else DEFAULT_MEMORY_LIMIT_MB
+    return [
+        {"service": service, "key": "memory_limit_mb", "from": current, "to": limit},
+        {
+            "service": service,
+            "key": "memory_watchdog_mb",
+            "from": config.get("memory_watchdog_mb"),
+            "to": int(limit * WATCHDOG_SHARE),
+        },
+    ]
 
 
 def propose(
@@ -70,6 +86,14 @@ def propose(
         )
         reasoning.append(
             f"pool wait bounded to half the p95 ({timeout_ms} ms) so overload sheds instead of piling up"
+        )
+    exception = str(diagnosis.get("exception", ""))
+    if "memory" in exception.lower():
+        changes.extend(_memory_changes(service, config))
+        reasoning.append(
+            f"{service} ran out of memory and was restarted: a hard memory limit (as a "
+            f"container's) turns a slow leak into a clean restart, and a watchdog at "
+            f"{WATCHDOG_SHARE:.0%} of it restarts one replica at a time before requests fail"
         )
     error_rate = float(before.get("error_rate", 0.0))
     if error_rate:
