@@ -23,6 +23,9 @@ from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
 
+RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
+MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation
+
 
 class Memory(Protocol):
     def search(
@@ -84,6 +87,8 @@ def scout(ctx: SquadContext, state: SquadState) -> SquadState:
 
 
 def brain(ctx: SquadContext, state: SquadState) -> SquadState:
+    if state.get("relook"):
+        time.sleep(RELOOK_S)  # the squad loop waits too: this incident is still open
     incident = ctx.incident(state)
     # From a while before the window: the change point inside shows where the
     # trouble began, and what came before it is the reference for normal.
@@ -91,8 +96,8 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     traces = ctx.store.traces_since(since_ns)
     candidates = localize(traces, ctx.settings.latency_threshold_ms)
     if not candidates:
-        ctx.say("brain", state, "no trace explains the anomaly; handing over to a human")
-        return {"diagnosis": {}}
+        ctx.say("brain", state, "no trace explains the anomaly yet")
+        return {"diagnosis": {}, "relook": False}
     top = candidates[0]
     diagnosis = {**top.to_json(), "exception": top.exception, "signature": top.signature}
     diagnosis["confidence"] = round(top.score, 3)
@@ -119,7 +124,7 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
         f"{len(recall)} similar past incident(s)",
         diagnosis=diagnosis,
     )
-    return {"diagnosis": diagnosis, "recall": recall}
+    return {"diagnosis": diagnosis, "recall": recall, "relook": False}
 
 
 def _signature_detail(traces: list[list[Span]], service: str) -> dict[str, Any]:
@@ -189,19 +194,33 @@ def _failed_before(ctx: SquadContext, state: SquadState, plan: dict[str, Any]) -
     return None
 
 
+def _look_again(ctx: SquadContext, state: SquadState, why: str) -> SquadState:
+    """Hand back to the Brain while evidence accumulates, a bounded number of times.
+
+    An incident is often confirmed before its nature shows (a slow database
+    seconds before the pool it feeds runs out): a second look finds what the
+    first could not act on.
+    """
+    looks = state.get("looks", 0)
+    if looks >= MAX_LOOKS:
+        ctx.say("fixer", state, f"{why}; escalating")
+        return {"plan": {}, "relook": False}
+    ctx.say("fixer", state, f"{why}; looking again in {RELOOK_S:.0f} s")
+    return {"plan": {}, "relook": True, "looks": looks + 1}
+
+
 def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
     incident = ctx.incident(state)
     diagnosis = state.get("diagnosis") or {}
     if not diagnosis:
-        return {"plan": {}}
+        return _look_again(ctx, state, "no diagnosis")
     plan = _from_memory(ctx, state)
     if plan is None:
         config = ctx.actuator.config(diagnosis["service"])
         found = runbook.plan_for(diagnosis, config)
         plan = {**found, "source": "runbook"} if found else {}
     if not plan:
-        ctx.say("fixer", state, "no safe remediation in memory or the runbook; escalating")
-        return {"plan": {}}
+        return _look_again(ctx, state, "no safe remediation in memory or the runbook")
     failed = _failed_before(ctx, state, plan)
     if failed:
         ctx.say(

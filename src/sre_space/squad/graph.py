@@ -64,6 +64,8 @@ def knowledge_entry(incident: Incident, state: SquadState) -> KnowledgeEntry:
 
 
 def _after_fixer(state: SquadState) -> str:
+    if state.get("relook"):
+        return "brain"
     return "verify" if state.get("applied") else "jules"
 
 
@@ -77,7 +79,9 @@ def build(ctx: SquadContext, checkpoints: Path) -> Any:
     graph.add_edge(START, "scout")
     graph.add_edge("scout", "brain")
     graph.add_edge("brain", "fixer")
-    graph.add_conditional_edges("fixer", _after_fixer, {"verify": "verify", "jules": "jules"})
+    graph.add_conditional_edges(
+        "fixer", _after_fixer, {"brain": "brain", "verify": "verify", "jules": "jules"}
+    )
     graph.add_edge("verify", "jules")
     graph.add_edge("jules", END)
     conn = sqlite3.connect(checkpoints, check_same_thread=False)

@@ -15,3 +15,5 @@ class SquadState(TypedDict, total=False):
     applied: dict[str, Any]
     verification: dict[str, Any]
     outcome: str
+    relook: bool  # the Fixer asks the Brain to look again
+    looks: int
