@@ -89,9 +89,10 @@ def drill(
             mark = "ok " if step["ok"] else "FAIL"
             detail = {k: v for k, v in step.items() if k not in ("step", "ok", "ts")}
             err(f"{mark} {step['step']:<20} {json.dumps(detail, default=str)}")
-        print(
-            f"{doc['title']}: {doc['status']}  TTD {doc.get('ttd_s', '-')} s  "
-            f"TTL {doc.get('ttl_s', '-')} s  TTM {doc.get('ttm_s', '-')} s  ({doc['duration']} s)"
+        times = "  ".join(
+            f"{name} {'-' if doc.get(key) is None else f'{doc[key]} s'}"
+            for name, key in (("TTD", "ttd_s"), ("TTL", "ttl_s"), ("TTM", "ttm_s"))
         )
+        print(f"{doc['title']}: {doc['status']}  {times}  ({doc['duration']} s)")
     if doc["deviated"]:
         raise CheckFailed(f"drill {spec.fault} deviated")

@@ -72,6 +72,9 @@ class Journal:
             "steady_states": {},
             "run": [],
             "rollbacks": [],
+            "ttd_s": None,  # AIOpsLab's terms: time to detect, to localise, to mitigate
+            "ttl_s": None,
+            "ttm_s": None,
             "start": time.time(),
         }
 
