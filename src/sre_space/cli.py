@@ -235,7 +235,7 @@ def watch(
     readonly: Annotated[bool, typer.Option(help="Observe only: take no action.")] = False,
     policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
 ) -> None:
-    """The live cockpit: squad terminal and incidents (hosts the mind unless one runs)."""
+    """The live cockpit: squad terminal, trace waterfall, incidents, memory hits (hosts the mind unless one runs)."""
     from sre_space.tui.app import run_app
 
     run_app(_settings(policy=policy), readonly=readonly)
