@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     verify_timeout_s: float = 60.0
     verify_window_s: float = 5.0
     policy: str = "auto"
+    # The safety policy's guards (squad/policy.py); they hold in every mode.
+    policy_allowed_actions: list[str] | None = None  # None: every known action
+    policy_allowed_services: list[str] | None = None  # None: every service
+    policy_max_actions: int = 2  # per incident
+    policy_cooldown_s: float = 60.0  # per service
+    policy_max_replica_share: float = 0.5  # of a service's replicas out at once
 
     # Jules writes the daily review at this local time.
     review_at: str = "09:30"

@@ -20,6 +20,7 @@ from sre_space.detect.window import WindowDetector
 from sre_space.errors import Unavailable
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.paths import Paths
+from sre_space.squad.policy import policy_from
 from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
 
@@ -85,6 +86,7 @@ class MindLock:
 class Mind:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.policy = policy_from(settings)  # a bad policy is refused before anything starts
         self.paths = Paths(settings.home).ensure()
         self.store = TraceStore(settings.store_max_spans, settings.store_max_bytes)
         self.detector = WindowDetector(settings.detect_window_s, settings.latency_threshold_ms)
@@ -116,7 +118,6 @@ class Mind:
         from sre_space.memory.store import MemoryStore
         from sre_space.squad.agents import SquadContext
         from sre_space.squad.graph import build
-        from sre_space.squad.policy import Policy
 
         self._memory = MemoryStore(self.settings)
         ctx = SquadContext(
@@ -125,7 +126,7 @@ class Mind:
             self.log,
             self._memory,
             LabActuator(self.settings),
-            Policy(mode=self.settings.policy),
+            self.policy,
         )
         self._graph = build(ctx, self.paths.checkpoints_db)
         self._api = LocalApi(

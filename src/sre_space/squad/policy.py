@@ -61,3 +61,29 @@ class Policy:
 
     def record(self, service: str, now: float | None = None) -> None:
         self._last_action[service] = time.time() if now is None else now
+
+
+def policy_from(settings: Any) -> Policy:
+    """The policy a mind acts under, from its settings (flag, environment or config file)."""
+    from sre_space.errors import UsageError
+
+    if settings.policy not in MODES:
+        raise UsageError(f"unknown policy {settings.policy!r}; use one of {', '.join(MODES)}")
+    unknown = set(settings.policy_allowed_actions or ()) - set(ACTIONS)
+    if unknown:
+        raise UsageError(
+            f"unknown action(s) in policy_allowed_actions: {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(ACTIONS)}"
+        )
+    return Policy(
+        mode=settings.policy,
+        allowed_actions=tuple(settings.policy_allowed_actions or ACTIONS),
+        allowed_services=(
+            tuple(settings.policy_allowed_services)
+            if settings.policy_allowed_services is not None
+            else None
+        ),
+        max_actions_per_incident=settings.policy_max_actions,
+        cooldown_s=settings.policy_cooldown_s,
+        max_replica_share=settings.policy_max_replica_share,
+    )
