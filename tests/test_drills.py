@@ -1,0 +1,126 @@
+"""Every fault in the catalogue as a drill: `sre-space drill FAULT --json`, for real.
+
+Each drill starts its own embedded lab in a fresh SRE_SPACE_HOME with free
+ports, hosts a headless mind, injects the fault, and must exit 0: detected,
+localised to the expected service, mitigated by the expected action while the
+fault is still on, reverted, steady again. No lab process may outlive it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sre_space.lab.faults import FAULTS
+
+from helpers import free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def _lab_pids(home: Path) -> list[int]:
+    """Processes whose command line names this home's supervisor, or whose env does."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"sre_space.lab" not in cmdline:
+                continue
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if str(home).encode() in cmdline or f"SRE_SPACE_LAB_DIR={home}".encode() in env:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_drill_passes(fault: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "SRE_SPACE_HOME": str(home),
+        "SRE_SPACE_OTLP_HTTP_PORT": str(free_port()),
+        "SRE_SPACE_OTLP_GRPC_PORT": str(free_port()),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "sre_space", "drill", fault, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    try:
+        doc = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"no journal on stdout (exit {proc.returncode}): {proc.stderr[-2000:]}")
+    failed = [s for s in doc["run"] if not s["ok"]]
+    assert proc.returncode == 0, (failed, doc.get("incident"), proc.stderr[-2000:])
+    expect = FAULTS[fault].expect
+    incident = doc["incident"]
+    assert incident["root_cause"]["service"] == expect["root_cause"]
+    assert incident["remediation"]["action"] == expect["action"]
+    assert incident["remediation"]["outcome"] == "recovered"
+    assert incident["status"] in ("mitigated", "resolved")
+    for key in ("ttd_s", "ttl_s", "ttm_s"):
+        assert isinstance(doc[key], (int, float)) and doc[key] > 0, (key, doc[key])
+    assert doc["ttd_s"] <= doc["ttl_s"] <= doc["ttm_s"]
+    # The drill stopped the lab it started: nothing of it is left running.
+    wait_until(lambda: not _lab_pids(home), 15, what=f"the {fault} drill's lab processes to exit")
+
+
+# --- the runbook and the policy on known diagnoses (no lab) ---------------------------------
+
+
+def _diag(service: str, fault: str, exception: str = "", **extra: object) -> dict[str, object]:
+    return {"service": service, "fault_class": fault, "exception": exception, **extra}
+
+
+def _proc(running: int, replicas: int, **config: object) -> dict[str, object]:
+    return {**config, "_process": {"running": running, "replicas": replicas}}
+
+
+def test_the_runbook_reads_only_the_diagnosis_and_the_platform() -> None:
+    from sre_space.squad.runbook import plan_for
+
+    refused = "ConnectionRefusedError: [Errno <n>] Connection refused"
+    edge = {"call_edge": "checkout -> inventory"}
+    # Refused with a process down: restart it. Refused while all run: not ours to restart.
+    assert plan_for(_diag("checkout", "crash", refused), _proc(0, 1))["action"] == "restart"
+    down = plan_for(_diag("inventory", "crash", refused, **edge), _proc(2, 2))
+    assert down == {**down, "action": "open_circuit", "service": "checkout"}
+    assert down["params"] == {"dependency": "inventory"}
+    hang = plan_for(_diag("payments", "crash", "TimeoutError: timed out"), _proc(2, 2))
+    assert hang["action"] == "restart" and hang["params"] == {"batch": 1, "replicas": 2}
+    oom = "MemoryError: out of memory: resident <n> MB over the <n> MB limit"
+    assert plan_for(_diag("inventory", "error", oom), _proc(2, 2))["action"] == "restart"
+    bad = plan_for(
+        _diag("payments", "error", "ReleaseDefect: KeyError"),
+        _proc(2, 2, release="v2", previous_release="v1"),
+    )
+    assert bad["action"] == "rollback" and bad["params"] == {"to": "v1"}
+    assert plan_for(_diag("payments", "error", "KeyError"), _proc(2, 2, release="v1")) is None
+    waited_on = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
+    slow = plan_for(_diag("inventory", "latency", **waited_on), _proc(2, 2))
+    assert slow["action"] == "open_circuit" and slow["service"] == "checkout"
+    own = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
+    assert plan_for(_diag("checkout", "latency", **own), _proc(1, 1))["action"] == "restart"
+
+
+def test_policy_never_restarts_more_than_a_share_of_replicas_at_once() -> None:
+    from sre_space.squad.policy import Policy
+
+    policy = Policy()
+    plan = {"action": "restart", "service": "payments"}
+    assert policy.refuse({**plan, "params": {"batch": 1, "replicas": 2}}, 0) is None
+    refusal = policy.refuse({**plan, "params": {"batch": 2, "replicas": 2}}, 0)
+    assert refusal is not None and "2 of payments's 2 replicas" in refusal
+    assert policy.refuse({**plan, "params": {"replicas": 4}}, 0) is not None  # all at once
+    assert policy.refuse({**plan, "params": {"batch": 1, "replicas": 1}}, 0) is None
