@@ -124,3 +124,33 @@ def test_policy_never_restarts_more_than_a_share_of_replicas_at_once() -> None:
     assert refusal is not None and "2 of payments's 2 replicas" in refusal
     assert policy.refuse({**plan, "params": {"replicas": 4}}, 0) is not None  # all at once
     assert policy.refuse({**plan, "params": {"batch": 1, "replicas": 1}}, 0) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("fault: crash\ntarget: frontend\n", "crash cannot target 'frontend'"),
+        ("fault: hang\nreplicas: half\n", "replicas must be one or all"),
+        ("fault: latency\nparams: {delay_ms: fast}\n", "must be a number"),
+        ("fault: latency\nparams: {jitter_ms: 5}\n", "unknown parameter(s) for latency"),
+        ("fault: [unclosed\n", "cannot read drill file"),
+        ("fault: meteor\n", "must name a known fault"),
+    ],
+)
+def test_a_bad_drill_file_is_refused_before_anything_starts(
+    text: str, message: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "drill.yaml"
+    spec.write_text(text)
+    home = tmp_path / "home"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sre_space", "drill", str(spec)],
+        env={**os.environ, "SRE_SPACE_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (home / "lab").exists()  # no lab was started for a drill that cannot run

@@ -26,6 +26,7 @@ class DrillSpec:
     fault: str
     target: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    replicas: str | None = None  # blast radius on a replicated service: one | all
     expect: dict[str, Any] = field(default_factory=dict)
     title: str = ""
 
@@ -39,23 +40,33 @@ class DrillSpec:
             raise UsageError(
                 f"{name_or_file!r} is neither a fault ({', '.join(FAULTS)}) nor a drill file"
             )
+        import yaml
+
         try:
             text = path.read_text()
-            if path.suffix in (".yaml", ".yml"):
-                import yaml
-
-                doc = yaml.safe_load(text)
-            else:
-                doc = json.loads(text)
-        except (OSError, ValueError) as exc:
+            doc = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
             raise UsageError(f"cannot read drill file {path}: {str(exc).splitlines()[0]}") from None
         if not isinstance(doc, dict) or doc.get("fault") not in FAULTS:
             raise UsageError(f"drill file {path} must name a known fault ({', '.join(FAULTS)})")
         base = FAULTS[doc["fault"]]
+        target, replicas = doc.get("target"), doc.get("replicas")
+        if target is not None and target not in base.targets:
+            raise UsageError(
+                f"drill file {path}: {base.name} cannot target {target!r} "
+                f"(targets: {', '.join(base.targets)})"
+            )
+        if replicas not in (None, "one", "all"):
+            raise UsageError(f"drill file {path}: replicas must be one or all, not {replicas!r}")
+        try:
+            base.resolve_params(doc.get("params"))
+        except ValueError as exc:
+            raise UsageError(f"drill file {path}: {exc}") from None
         return cls(
             fault=doc["fault"],
             target=doc.get("target"),
             params=dict(doc.get("params") or {}),
+            replicas=doc.get("replicas"),
             expect={**base.expect, **dict(doc.get("expect") or {})},
             title=str(doc.get("title") or f"drill {doc['fault']}"),
         )
@@ -124,8 +135,17 @@ def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[s
         if not before["ok"]:
             return journal.finish()
         injected_at = time.time()
-        client.inject(spec.fault, target=spec.target, params=spec.params)
-        journal.step("inject", True, fault=spec.fault, target=spec.target, params=spec.params)
+        client.inject(
+            spec.fault, target=spec.target, params=spec.params, replicas=spec.replicas
+        )
+        journal.step(
+            "inject",
+            True,
+            fault=spec.fault,
+            target=spec.target,
+            params=spec.params,
+            replicas=spec.replicas,
+        )
         incident = _await_incident(mind, injected_at, timeout_s)
         _judge(journal, spec, incident, injected_at, mind.log.events(0, limit=100_000))
     finally:
