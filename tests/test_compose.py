@@ -663,3 +663,58 @@ def test_compose_stack_end_to_end(tmp_path: Path) -> None:
             assert resp.status == 200
     finally:
         compose_down(DIR, env, print, project=project, volumes=True)
+
+
+def test_a_mind_on_a_compose_home_reads_the_stack(tmp_path: Path) -> None:
+    """`run`/`watch` on a home where `up --compose` ran: Kafka, Jaeger, Chroma, Docker actuator."""
+    from sre_space.config import Settings
+    from sre_space.infra.compose import STACK_FILE, mind_overrides
+    from sre_space.mind import Mind
+
+    assert mind_overrides(tmp_path, None) == {}  # the embedded lab: nothing to override
+    (tmp_path / STACK_FILE).write_text('{"mode": "compose"}')
+    overrides = mind_overrides(tmp_path, None)
+    assert overrides["kafka_brokers"].startswith("127.0.0.1:")
+    assert overrides["chroma_url"].startswith("http://127.0.0.1:")
+    assert overrides["jaeger_url"].startswith("http://127.0.0.1:")
+    assert overrides["otlp_grpc_port"] == -1  # the Collector holds 4317 on the host
+    mind = Mind(Settings(home=tmp_path, **overrides))
+    if ENGINE_OK:
+        assert type(mind._actuator()).__name__ == "DockerActuator"
+    else:  # the Docker path was chosen, and says in one line why it cannot act
+        from sre_space.errors import Unavailable
+
+        with pytest.raises(Unavailable, match="no Docker engine reachable"):
+            mind._actuator()
+    (tmp_path / STACK_FILE).unlink()
+    assert type(mind._actuator()).__name__ == "LabActuator"
+
+
+@pytest.mark.skipif(ENGINE_OK, reason="checks the answer when no Docker engine is reachable")
+def test_collector_pushes_need_the_bridge_address(tmp_path: Path) -> None:
+    from sre_space.errors import Unavailable
+    from sre_space.infra.compose import STACK_FILE, mind_overrides
+
+    (tmp_path / STACK_FILE).write_text('{"mode": "compose"}')
+    with pytest.raises(Unavailable, match="bridge"):
+        mind_overrides(tmp_path, "otlp")
+
+
+@pytest.mark.skipif(ENGINE_OK, reason="checks a mind that cannot reach the engine it needs")
+def test_a_mind_that_cannot_start_leaves_nothing_behind(tmp_path: Path) -> None:
+    from sre_space.config import Settings
+    from sre_space.errors import Unavailable
+    from sre_space.infra.compose import STACK_FILE
+    from sre_space.mind import Mind
+
+    from helpers import free_port
+
+    (tmp_path / STACK_FILE).write_text('{"mode": "compose"}')
+    settings = Settings(home=tmp_path, otlp_http_port=free_port(), otlp_grpc_port=free_port())
+    with pytest.raises(Unavailable, match="no Docker engine reachable"):
+        Mind(settings).start()
+    # The lock, the receivers' ports and the state file were all released.
+    assert not (tmp_path / "mind.json").exists()
+    (tmp_path / STACK_FILE).unlink()
+    mind = Mind(settings).start()
+    mind.stop()

@@ -42,6 +42,25 @@ def _settings(**flags: Any) -> Settings:
     return load(**flags)
 
 
+SourceOpt = Annotated[
+    str | None,
+    typer.Option(help="With the Compose stack: spans from kafka (default) or otlp (Collector pushes)."),
+]
+
+
+def _mind_settings(source: str | None, **flags: Any) -> Settings:
+    """A mind's settings: the flags, plus the Compose stack's endpoints when one runs."""
+    from sre_space.infra.compose import mind_overrides
+
+    if source not in (None, "kafka", "otlp"):
+        raise UsageError(f"unknown source {source!r}; use kafka or otlp")
+    if flags.get("policy") not in (None, "auto", "approve", "dry-run"):
+        raise UsageError(f"unknown policy {flags['policy']!r}; use auto, approve or dry-run")
+    base = load(**flags)
+    overrides = mind_overrides(base.home, source)
+    return load(**{**overrides, **flags}) if overrides else base
+
+
 # --- lab ---------------------------------------------------------------------
 
 
@@ -194,14 +213,13 @@ def _number(text: str) -> Any:
 def run(
     policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
     otlp_port: Annotated[int | None, typer.Option(help="OTLP/HTTP receiver port.")] = None,
+    source: SourceOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines on stdout.")] = False,
 ) -> None:
     """Run the squad headless: receive spans, detect, diagnose, fix, verify, remember."""
     from sre_space.mind import Mind
 
-    if policy is not None and policy not in ("auto", "approve", "dry-run"):
-        raise UsageError(f"unknown policy {policy!r}; use auto, approve or dry-run")
-    settings = _settings(policy=policy, otlp_http_port=otlp_port)
+    settings = _mind_settings(source, policy=policy, otlp_http_port=otlp_port)
     mind = Mind(settings).start()
     stop = _stop_on_signals(mind)
     after = 0
@@ -234,11 +252,12 @@ def _stop_on_signals(mind: Any) -> Any:
 def watch(
     readonly: Annotated[bool, typer.Option(help="Observe only: take no action.")] = False,
     policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
+    source: SourceOpt = None,
 ) -> None:
     """The live cockpit: squad terminal, trace waterfall, incidents, memory hits (hosts the mind unless one runs)."""
     from sre_space.tui.app import run_app
 
-    run_app(_settings(policy=policy), readonly=readonly)
+    run_app(_mind_settings(source, policy=policy), readonly=readonly)
 
 
 @app.command()

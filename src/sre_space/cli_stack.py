@@ -12,16 +12,14 @@ import typer
 from sre_space.cli_common import JsonOpt, err, out
 from sre_space.config import Settings, load
 from sre_space.errors import Unavailable
+from sre_space.infra.compose import STACK_FILE
 from sre_space.paths import Paths
-
-STACK_FILE = "compose.json"  # under the home: marks a running Compose stack
 
 
 def _stack(settings: Settings) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads((settings.home / STACK_FILE).read_text()))
-    except (OSError, ValueError):
-        return None
+    from sre_space.infra.compose import running_stack
+
+    return running_stack(settings.home)
 
 
 def stack_mode(settings: Settings) -> str | None:

@@ -108,25 +108,29 @@ class Mind:
         self._lock.acquire()
         try:
             self.senses.start()  # Unavailable when a port is taken
-        except Exception:
-            self._lock.release()
+            self._start_squad()
+        except BaseException:
+            self._teardown()  # nothing half-started is left listening or locked
             raise
+        self._write_state()
+        self.log.emit("mind", f"listening for OTLP/HTTP on {self.settings.otlp_endpoint}")
+        loop = threading.Thread(target=self._loop, name="squad", daemon=True)
+        loop.start()
+        self._threads.append(loop)
+        return self
+
+    def _start_squad(self) -> None:
         # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
-        from sre_space.actuators.lab import LabActuator
         from sre_space.localapi import LocalApi
         from sre_space.memory.api import routes as memory_routes
         from sre_space.memory.store import MemoryStore
         from sre_space.squad.agents import SquadContext
         from sre_space.squad.graph import build
 
+        actuator = self._actuator()
         self._memory = MemoryStore(self.settings)
         ctx = SquadContext(
-            self.settings,
-            self.store,
-            self.log,
-            self._memory,
-            LabActuator(self.settings),
-            self.policy,
+            self.settings, self.store, self.log, self._memory, actuator, self.policy
         )
         self._graph = build(ctx, self.paths.checkpoints_db)
         self._api = LocalApi(
@@ -137,22 +141,33 @@ class Mind:
             },
             self.paths.mind_token,
         ).start()
-        self._write_state()
-        self.log.emit("mind", f"listening for OTLP/HTTP on {self.settings.otlp_endpoint}")
-        loop = threading.Thread(target=self._loop, name="squad", daemon=True)
-        loop.start()
-        self._threads.append(loop)
-        return self
+
+    def _actuator(self) -> Any:
+        """The Fixer's hands: Docker for a Compose stack `up` started, else the lab's API."""
+        from sre_space.infra.compose import running_stack
+
+        if running_stack(self.settings.home) is not None:
+            from sre_space.actuators.docker import DockerActuator
+
+            return DockerActuator.from_settings(self.settings)
+        from sre_space.actuators.lab import LabActuator
+
+        return LabActuator(self.settings)
 
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
+        self._teardown()
+
+    def _teardown(self) -> None:
         self.senses.stop()
         if self._api:
             self._api.stop()
+            self._api = None
         if self._memory is not None:
             self._memory.close()  # releases the memory's single-writer lock
+            self._memory = None
         with contextlib.suppress(FileNotFoundError):
             self.paths.mind_state.unlink()
         self._lock.release()
