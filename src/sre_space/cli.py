@@ -33,9 +33,18 @@ app = typer.Typer(
 )
 
 
-app.add_typer(memory_app, name="memory")
-for _command in (up, down, approve, deny, review, drill):
-    app.command()(_command)
+# Help panels, so `--help` reads in the order a user meets the commands.
+INFRA, SQUAD, CHAOS, INCIDENTS = "Infrastructure", "The squad", "Chaos and drills", "Incidents and memory"
+for _command, _panel in (
+    (up, INFRA),
+    (down, INFRA),
+    (approve, SQUAD),
+    (deny, SQUAD),
+    (drill, CHAOS),
+    (review, INCIDENTS),
+):
+    app.command(rich_help_panel=_panel)(_command)
+app.add_typer(memory_app, name="memory", rich_help_panel=INCIDENTS)
 
 
 def _settings(**flags: Any) -> Settings:
@@ -64,7 +73,7 @@ def _mind_settings(source: str | None, **flags: Any) -> Settings:
 # --- lab ---------------------------------------------------------------------
 
 
-@app.command()
+@app.command(rich_help_panel=INFRA)
 def status(json_out: JsonOpt = False) -> None:
     """Say what is running: the lab, its services, the mind and its intake."""
     from sre_space import localapi
@@ -117,7 +126,7 @@ def status(json_out: JsonOpt = False) -> None:
         )
 
 
-@app.command()
+@app.command(rich_help_panel=CHAOS)
 def chaos(
     fault: Annotated[str, typer.Argument(help="A fault name, or: list, status, revert.")],
     name: Annotated[str | None, typer.Argument(help="With revert: the fault to revert.")] = None,
@@ -209,7 +218,7 @@ def _number(text: str) -> Any:
 # --- the mind ------------------------------------------------------------------
 
 
-@app.command()
+@app.command(rich_help_panel=SQUAD)
 def run(
     policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
     otlp_port: Annotated[int | None, typer.Option(help="OTLP/HTTP receiver port.")] = None,
@@ -248,7 +257,7 @@ def _stop_on_signals(mind: Any) -> Any:
     return lambda: flag["stop"]
 
 
-@app.command()
+@app.command(rich_help_panel=SQUAD)
 def watch(
     readonly: Annotated[bool, typer.Option(help="Observe only: take no action.")] = False,
     policy: Annotated[str | None, typer.Option(help="auto | approve | dry-run")] = None,
@@ -260,7 +269,7 @@ def watch(
     run_app(_mind_settings(source, policy=policy), readonly=readonly)
 
 
-@app.command()
+@app.command(rich_help_panel=INCIDENTS)
 def incidents(
     incident_id: Annotated[str | None, typer.Argument(help="Show one incident.")] = None,
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
@@ -298,7 +307,7 @@ def incidents(
         )
 
 
-@app.command()
+@app.command(rich_help_panel=INCIDENTS)
 def analyze(
     files: Annotated[
         list[str], typer.Argument(help="Trace files (OTLP JSON/protobuf, Jaeger JSON, gzip ok; - stdin).")
