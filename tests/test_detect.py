@@ -238,3 +238,12 @@ def test_an_incident_resolves_only_after_a_quiet_period_and_does_not_flap() -> N
     assert resolved.what == "resolved" and resolved.incident is opened.incident
     [again] = tracker.update([sig("api")], [], now=56)
     assert again.what == "opened" and again.incident.id != opened.incident.id
+
+
+def test_a_fixed_incident_is_forgotten_so_a_recurrence_opens_a_new_one() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30)
+    [opened] = tracker.update([sig("api")], [], now=0)
+    assert tracker.update([sig("api")], [], now=5) == []  # still the same, still open
+    tracker.forget(opened.incident)  # the squad mitigated it
+    [again] = tracker.update([sig("api")], [], now=6)
+    assert again.what == "opened" and again.incident.id != opened.incident.id

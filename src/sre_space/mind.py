@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 RESOLVE_QUIET_S = 30.0
 CONFIRM_S = 2.0  # an anomaly must hold this long before Scout opens an incident
-ESCALATED_HOLD_S = 60.0  # after an escalation, the same ongoing anomaly is not reopened
 
 
 def span_json(span: Any) -> dict[str, Any]:
@@ -217,11 +216,14 @@ class Mind:
 
     def _loop(self) -> None:
         from sre_space import review
+        from sre_space.detect.incidents import IncidentTracker
 
         self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
+        # Grouping, confirmation and quiet-period resolution: one cascade is one
+        # incident, one bad second is none, and an incident handed to a human is
+        # not reopened while its failure goes on.
+        tracker = IncidentTracker(confirm_s=CONFIRM_S, quiet_s=RESOLVE_QUIET_S)
         quiet_since = time.time()
-        anomalous_since: float | None = None
-        hold_until = 0.0
         while not self._stop.wait(0.5):
             try:
                 now = time.time()
@@ -231,22 +233,18 @@ class Mind:
                 anomalies = self.detector.anomalous(
                     self.settings.error_rate_threshold, self.settings.min_requests
                 )
-                if not anomalies:
-                    anomalous_since = None
-                    if now - quiet_since > RESOLVE_QUIET_S:
-                        self._resolve_quiet()
-                    continue
-                quiet_since = now
-                # Confirmation: one bad second is not an incident (no flapping), and the
-                # wait lets the first errors of a saturation show beside its latency.
-                anomalous_since = anomalous_since or now
-                if now - anomalous_since < CONFIRM_S or now < hold_until:
-                    continue
-                status = self._handle(anomalies)
-                anomalous_since = None
-                quiet_since = time.time()
-                if status == "escalated":
-                    hold_until = time.time() + ESCALATED_HOLD_S
+                if anomalies:
+                    quiet_since = now
+                elif now - quiet_since > RESOLVE_QUIET_S:
+                    self._resolve_quiet()
+                for change in tracker.update(anomalies, self.detector.edges(), now):
+                    if change.what != "opened":
+                        continue
+                    status = self._handle(change.incident.signals)
+                    quiet_since = time.time()
+                    if status in ("mitigated", "resolved"):
+                        # Fixed: if the failure comes back, that is a new incident.
+                        tracker.forget(change.incident)
             except Exception as exc:  # the loop must survive one bad incident
                 log.exception("squad loop")
                 self.log.emit("mind", f"squad error: {type(exc).__name__}: {exc}", kind="error")

@@ -75,6 +75,11 @@ class IncidentTracker:
     incidents: list[Tracked] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
+    def forget(self, incident: Tracked) -> None:
+        """Drop an incident that was dealt with: its next signals open a new one."""
+        if incident in self.incidents:
+            self.incidents.remove(incident)
+
     def active(self) -> list[Tracked]:
         """Open incidents (confirmed, not resolved)."""
         return [i for i in self.incidents if i.open]
