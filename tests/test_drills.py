@@ -114,6 +114,21 @@ def test_the_runbook_reads_only_the_diagnosis_and_the_platform() -> None:
     assert plan_for(_diag("checkout", "latency", **own), _proc(1, 1))["action"] == "restart"
 
 
+def test_a_circuit_is_opened_only_where_the_caller_has_one() -> None:
+    from sre_space.squad.runbook import plan_for
+
+    waited_on = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
+    configs = {"checkout": {"circuit_inventory": "closed", "db_pool_size": 20}}
+
+    def config_of(service: str) -> dict[str, object]:
+        return dict(configs.get(service, {}))
+
+    slow = plan_for(_diag("inventory", "latency", **waited_on), _proc(2, 2), config_of)
+    assert slow is not None and slow["action"] == "open_circuit"
+    # checkout waits on the database too, but has no breaker for it: nothing to open.
+    assert plan_for(_diag("db", "latency", **waited_on), _proc(1, 1), config_of) is None
+
+
 def test_policy_never_restarts_more_than_a_share_of_replicas_at_once() -> None:
     from sre_space.squad.policy import Policy
 

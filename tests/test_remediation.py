@@ -70,7 +70,9 @@ def first_incident(
 
 
 def test_second_occurrence_is_fixed_from_memory(lab: dict[str, Any], client: LabClient) -> None:
-    mind = host(lab)
+    # No cooldown: the recurrence comes seconds after the first fix, and this
+    # test is about memory, not the policy's pacing (test_policy covers that).
+    mind = host(lab, policy_cooldown_s=0.0)
     try:
         start = time.time()
         client.inject("db-timeout")

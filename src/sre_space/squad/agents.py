@@ -25,6 +25,8 @@ from sre_space.telemetry.store import TraceStore
 
 RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
 MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation
+# Below this the Fixer looks again before acting (and acts on the last look's best).
+MIN_ACT_CONFIDENCE = 0.45
 
 
 class Memory(Protocol):
@@ -214,10 +216,15 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
     diagnosis = state.get("diagnosis") or {}
     if not diagnosis:
         return _look_again(ctx, state, "no diagnosis")
+    confidence = float(diagnosis.get("confidence") or 0.0)
+    if confidence < MIN_ACT_CONFIDENCE and state.get("looks", 0) < MAX_LOOKS:
+        # Early in an incident the evidence is thin (a slow database seconds
+        # before the pool it feeds runs dry): wait for it rather than act on a guess.
+        return _look_again(ctx, state, f"diagnosis not clear yet (confidence {confidence:.2f})")
     plan = _from_memory(ctx, state)
     if plan is None:
         config = ctx.actuator.config(diagnosis["service"])
-        found = runbook.plan_for(diagnosis, config)
+        found = runbook.plan_for(diagnosis, config, ctx.actuator.config)
         plan = {**found, "source": "runbook"} if found else {}
     if not plan:
         return _look_again(ctx, state, "no safe remediation in memory or the runbook")
@@ -290,7 +297,15 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         plan=plan,
     )
     ctx.policy.record(plan["service"])
-    applied = ctx.actuator.apply(plan["action"], plan["service"], plan["params"])
+    try:
+        applied = ctx.actuator.apply(plan["action"], plan["service"], plan["params"])
+    except Exception as exc:  # the system refused or failed: that is an outcome, not a crash
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        incident.remediation["outcome"] = "failed"
+        incident.audit.append({"ts": time.time(), "step": "failed", "error": why, **plan})
+        ctx.log.save(incident)
+        ctx.say("fixer", state, f"{plan['action']} {plan['service']} failed ({why}); escalating")
+        return {"plan": {}}
     applied["ts"] = time.time()
     incident.audit.append({"ts": applied["ts"], "step": "applied", **plan, "result": applied})
     ctx.log.save(incident)

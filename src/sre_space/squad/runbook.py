@@ -20,6 +20,7 @@ how many of its replicas run); they never look at what chaos was injected.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 POOL_KEY = "db_pool_size"
@@ -65,8 +66,25 @@ def _latency_outside(diagnosis: dict[str, Any]) -> bool:
     return False
 
 
-def plan_for(diagnosis: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
-    """One action (``action``, ``service``, ``params``, ``reason``) or ``None`` to escalate."""
+def _circuit(
+    caller: str, service: str, config_of: Callable[[str], dict[str, Any]] | None
+) -> bool:
+    """Whether the caller has a circuit breaker for this dependency to open."""
+    if not caller:
+        return False
+    return config_of is None or f"circuit_{service}" in config_of(caller)
+
+
+def plan_for(
+    diagnosis: dict[str, Any],
+    config: dict[str, Any],
+    config_of: Callable[[str], dict[str, Any]] | None = None,
+) -> dict[str, Any] | None:
+    """One action (``action``, ``service``, ``params``, ``reason``) or ``None`` to escalate.
+
+    ``config_of`` reads another service's runtime configuration (a caller's
+    circuit breakers); without it a caller is assumed to have one.
+    """
     service = str(diagnosis.get("service", ""))
     fault = diagnosis.get("fault_class")
     raw_message = str(diagnosis.get("exception", ""))
@@ -106,7 +124,7 @@ def plan_for(diagnosis: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
             )
         if _REFUSED.search(message):
             caller = _caller(diagnosis, "error")
-            if caller:
+            if _circuit(caller, service, config_of):
                 return _plan(
                     "open_circuit",
                     caller,
@@ -121,7 +139,7 @@ def plan_for(diagnosis: dict[str, Any], config: dict[str, Any]) -> dict[str, Any
     if fault == "latency":
         if _latency_outside(diagnosis):
             caller = _caller(diagnosis, "latency")
-            if caller:
+            if _circuit(caller, service, config_of):
                 return _plan(
                     "open_circuit",
                     caller,
