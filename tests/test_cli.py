@@ -47,3 +47,27 @@ def test_help_does_not_import_heavy_modules() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """From the environment or the config file, never a traceback; credentials are not echoed."""
+    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path), "SRE_SPACE_REVIEW_TZ": "Mars/Olympus"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "sre_space", "status"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "sre-space: bad setting review_tz: Value error, not a known time zone, "
+        "e.g. Asia/Kolkata (got 'Mars/Olympus')"
+    ]
+    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path)}
+    for text, says in (
+        ('review_at = "9h30"\n', "bad setting review_at"),
+        ("review_at = 09:30 oops\n", "cannot read"),  # not TOML at all
+    ):
+        (tmp_path / "config.toml").write_text(text)
+        proc = subprocess.run(
+            [sys.executable, "-m", "sre_space", "status"], env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert says in proc.stderr and "Traceback" not in proc.stderr

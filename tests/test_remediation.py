@@ -53,7 +53,9 @@ def client(lab: dict[str, Any]) -> Iterator[LabClient]:
 def host(lab: dict[str, Any], **overrides: Any) -> Mind:
     settings = Settings(**{**lab, **overrides})
     mind = Mind(settings).start()
-    assert _steady(mind, settings, hold_s=2.0, timeout_s=60)["ok"]
+    # As a drill does: half a detection window of normal traffic first, which the
+    # Brain's change-point search uses as its reference for normal.
+    assert _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=60)["ok"]
     return mind
 
 

@@ -10,9 +10,11 @@ import json
 import signal
 import sys
 import time
+import tomllib
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 
 from sre_space.cli_common import JsonOpt
 from sre_space.cli_common import err as _err
@@ -21,7 +23,7 @@ from sre_space.cli_common import out as _out
 from sre_space.cli_memory import memory_app
 from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_stack import down, stack_mode, up
-from sre_space.config import Settings, load
+from sre_space.config import Settings, default_home, load
 from sre_space.errors import ExitCode, SreSpaceError, UsageError
 
 app = typer.Typer(
@@ -338,6 +340,17 @@ def main() -> NoReturn:
     except SreSpaceError as exc:
         _err(f"sre-space: {exc}")
         sys.exit(exc.exit_code)
+    except ValidationError as exc:  # a setting from a flag, the environment or the file
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        # Echo what was given, unless it may carry a credential (a URL, a token).
+        secret = any(word in where for word in ("url", "token", "secret", "password", "broker"))
+        given = "" if secret else f" (got {first.get('input')!r})"
+        _err(f"sre-space: bad setting {where}: {first['msg']}{given}")
+        sys.exit(ExitCode.USAGE)
+    except tomllib.TOMLDecodeError as exc:
+        _err(f"sre-space: cannot read {default_home() / 'config.toml'}: {exc}".replace("\n", " "))
+        sys.exit(ExitCode.USAGE)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
     sys.exit(ExitCode.OK)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,6 +82,25 @@ class Settings(BaseSettings):
     memory_min_confidence: float = 0.6
     # "module:Name" of a Chroma embedding function to use instead of the shipped MiniLM.
     embedding_function: str | None = None
+
+    @field_validator("review_at")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        hour, sep, minute = value.partition(":")
+        if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+            raise ValueError("use HH:MM, e.g. 09:30")
+        return value
+
+    @field_validator("review_tz")
+    @classmethod
+    def _time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a known time zone, e.g. Asia/Kolkata") from None
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -27,6 +27,7 @@ RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
 MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation
 # Below this the Fixer looks again before acting (and acts on the last look's best).
 MIN_ACT_CONFIDENCE = 0.45
+PLAN_KEYS = ("action", "service", "params", "source", "memory_ref", "reason")
 
 
 class Memory(Protocol):
@@ -211,23 +212,33 @@ def _look_again(ctx: SquadContext, state: SquadState, why: str) -> SquadState:
     return {"plan": {}, "relook": True, "looks": looks + 1}
 
 
-def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
-    incident = ctx.incident(state)
+def _choose(ctx: SquadContext, state: SquadState) -> tuple[dict[str, Any], SquadState]:
+    """The plan for this diagnosis, or no plan and the state to hand on instead."""
     diagnosis = state.get("diagnosis") or {}
     if not diagnosis:
-        return _look_again(ctx, state, "no diagnosis")
+        return {}, _look_again(ctx, state, "no diagnosis")
     confidence = float(diagnosis.get("confidence") or 0.0)
     if confidence < MIN_ACT_CONFIDENCE and state.get("looks", 0) < MAX_LOOKS:
         # Early in an incident the evidence is thin (a slow database seconds
         # before the pool it feeds runs dry): wait for it rather than act on a guess.
-        return _look_again(ctx, state, f"diagnosis not clear yet (confidence {confidence:.2f})")
+        why = f"diagnosis not clear yet (confidence {confidence:.2f})"
+        return {}, _look_again(ctx, state, why)
     plan = _from_memory(ctx, state)
     if plan is None:
-        config = ctx.actuator.config(diagnosis["service"])
-        found = runbook.plan_for(diagnosis, config, ctx.actuator.config)
+        try:
+            config = ctx.actuator.config(diagnosis["service"])
+            found = runbook.plan_for(diagnosis, config, ctx.actuator.config)
+        except Exception as exc:  # the system cannot be read: a human must look
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            ctx.say(
+                "fixer",
+                state,
+                f"cannot read {diagnosis['service']}'s configuration ({why}); escalating",
+            )
+            return {}, {"plan": {}}
         plan = {**found, "source": "runbook"} if found else {}
     if not plan:
-        return _look_again(ctx, state, "no safe remediation in memory or the runbook")
+        return {}, _look_again(ctx, state, "no safe remediation in memory or the runbook")
     failed = _failed_before(ctx, state, plan)
     if failed:
         ctx.say(
@@ -236,14 +247,24 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
             f"{plan['action']} {plan['service']} {plan['params']} already failed for this "
             f"signature in {failed}; not repeating it, escalating",
         )
-        return {"plan": {}}
+        return {}, {"plan": {}}
+    return plan, {}
+
+
+def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
+    incident = ctx.incident(state)
     resuming = incident.remediation.get("outcome") == AWAITING_APPROVAL
+    plan: dict[str, Any]
+    if resuming:
+        # LangGraph runs this node again from the top when a human answers: act on
+        # exactly the plan they were shown, not one rebuilt from memory as it is now.
+        plan = {k: incident.remediation.get(k) for k in PLAN_KEYS}
+    else:
+        plan, handover = _choose(ctx, state)
+        if not plan:
+            return handover
     incident.remediation = {
-        "action": plan["action"],
-        "service": plan["service"],
-        "params": plan["params"],
-        "source": plan["source"],
-        "memory_ref": plan.get("memory_ref"),
+        **{k: plan.get(k) for k in PLAN_KEYS},
         "outcome": "pending",
     }
     refusal = ctx.policy.refuse(plan, sum(a.get("step") == "applied" for a in incident.audit))
@@ -376,17 +397,30 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         )
     else:
         plan = state["plan"]
-        ctx.actuator.undo(plan["action"], plan["service"], state["applied"])
         incident.status = "escalated"
-        incident.remediation["outcome"] = "undone"
-        incident.audit.append({"ts": time.time(), "step": "undone", **plan})
-        ctx.say(
-            "fixer",
-            state,
-            f"not recovered within {settings.verify_timeout_s:.0f} s "
-            f"(error rate {after['error_rate']:.0%}); action undone, escalating",
-            verification=verification,
-        )
+        try:
+            ctx.actuator.undo(plan["action"], plan["service"], state["applied"])
+        except Exception as exc:  # still escalate, and say the undo did not happen
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            incident.remediation["outcome"] = "failed"
+            incident.audit.append({"ts": time.time(), "step": "undo-failed", "error": why, **plan})
+            ctx.say(
+                "fixer",
+                state,
+                f"not recovered within {settings.verify_timeout_s:.0f} s and the undo failed "
+                f"({why}); escalating: {plan['action']} {plan['service']} is still applied",
+                verification=verification,
+            )
+        else:
+            incident.remediation["outcome"] = "undone"
+            incident.audit.append({"ts": time.time(), "step": "undone", **plan})
+            ctx.say(
+                "fixer",
+                state,
+                f"not recovered within {settings.verify_timeout_s:.0f} s "
+                f"(error rate {after['error_rate']:.0%}); action undone, escalating",
+                verification=verification,
+            )
     ctx.log.save(incident)
     return {"verification": verification, "outcome": incident.remediation["outcome"]}
 
