@@ -71,3 +71,15 @@ def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_escape_sequences_from_telemetry_never_reach_the_terminal() -> None:
+    from sre_space.incidents import Event
+    from sre_space.safe_text import printable, printable_lines
+
+    hostile = "pool exhausted\x1b]0;pwned\x07\x1b[2J\rfake line\x9b31m"
+    line = Event(1, "INC-1", 0.0, "brain", "step", f"root cause {hostile}", {}).line()
+    assert "\x1b" not in line and "\x07" not in line and "\r" not in line and "\x9b" not in line
+    assert "pool exhausted" in line and "fake line" in line
+    assert printable("a\tb") == "a\tb"  # tabs are harmless
+    assert printable_lines("one\x1b[1m\ntwo") == "one?[1m\ntwo"

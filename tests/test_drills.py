@@ -169,3 +169,24 @@ def test_a_bad_drill_file_is_refused_before_anything_starts(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (home / "lab").exists()  # no lab was started for a drill that cannot run
+
+
+def test_junit_is_valid_xml_whatever_the_steps_say() -> None:
+    import xml.dom.minidom
+
+    from sre_space.drill import junit
+
+    doc = {
+        "title": 'drill "quoted" & <angled>',
+        "fault": "db-timeout",
+        "duration": 3.2,
+        "run": [
+            {"step": "localise", "ok": False, "root_cause": 'a"b<c>&', "expected": "checkout"},
+            {"step": "mitigate", "ok": True},
+        ],
+    }
+    suite = xml.dom.minidom.parseString(junit(doc)).documentElement
+    assert suite.getAttribute("name") == doc["title"]
+    assert suite.getAttribute("failures") == "1"
+    [failure] = suite.getElementsByTagName("failure")
+    assert json.loads(failure.getAttribute("message"))["root_cause"] == 'a"b<c>&'

@@ -25,6 +25,7 @@ from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_stack import down, stack_mode, up
 from sre_space.config import Settings, default_home, load
 from sre_space.errors import ExitCode, SreSpaceError, UsageError
+from sre_space.safe_text import printable, printable_lines
 
 app = typer.Typer(
     name="sre-space",
@@ -302,10 +303,12 @@ def incidents(
         rc = i.root_cause
         rem = i.remediation
         print(
-            f"{i.id}  {i.status:<10} {rc.get('service', '?')} {rc.get('operation', '')} "
-            f"[{rc.get('fault_class', '?')}]  fix: {rem.get('action', '-')} {rem.get('params', '')} "
-            f"({rem.get('source', '-')}, {rem.get('outcome', '-')})  "
-            f"TTD {_secs(i.ttd_s)}  TTM {_secs(i.ttm_s)}"
+            printable(
+                f"{i.id}  {i.status:<10} {rc.get('service', '?')} {rc.get('operation', '')} "
+                f"[{rc.get('fault_class', '?')}]  fix: {rem.get('action', '-')} "
+                f"{rem.get('params', '')} ({rem.get('source', '-')}, {rem.get('outcome', '-')})  "
+                f"TTD {_secs(i.ttd_s)}  TTM {_secs(i.ttm_s)}"
+            )
         )
 
 
@@ -326,7 +329,7 @@ def analyze(
     result = run_analysis(
         files, baseline or [], top=top, latency_threshold_ms=_settings().latency_threshold_ms
     )
-    _out(result.to_json()) if json_out else print(result.render())
+    _out(result.to_json()) if json_out else print(printable_lines(result.render()))
 
 
 def _secs(value: float | None) -> str:

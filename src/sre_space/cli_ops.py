@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -77,11 +78,17 @@ def drill(
     from sre_space import drill as dr
 
     spec = dr.DrillSpec.load(fault)
+    for path in (journal, junit):  # before minutes of drill, not after
+        if path is not None and not os.access(path.parent or Path("."), os.W_OK):
+            raise UsageError(f"cannot write {path}: {path.parent} is not a writable directory")
     doc = dr.run(load(policy=policy), spec, timeout_s=timeout)
-    if journal:
-        journal.write_text(json.dumps(doc, indent=2, default=str))
-    if junit:
-        junit.write_text(dr.junit(doc))
+    try:
+        if journal:
+            journal.write_text(json.dumps(doc, indent=2, default=str))
+        if junit:
+            junit.write_text(dr.junit(doc))
+    except OSError as exc:
+        raise UsageError(f"cannot write the drill's results: {exc}") from None
     if json_out:
         out(doc)
     else:

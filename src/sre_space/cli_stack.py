@@ -15,6 +15,9 @@ from sre_space.errors import Unavailable
 from sre_space.infra.compose import STACK_FILE
 from sre_space.paths import Paths
 
+EMBEDDED_TIMEOUT_S = 60.0
+COMPOSE_TIMEOUT_S = 900.0
+
 
 def _stack(settings: Settings) -> dict[str, Any] | None:
     from sre_space.infra.compose import running_stack
@@ -32,7 +35,10 @@ def stack_mode(settings: Settings) -> str | None:
 
 
 def up(
-    timeout: Annotated[float, typer.Option(help="Seconds to wait until healthy.")] = 60.0,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait until healthy [default: 60 embedded, 900 Compose]."),
+    ] = None,
     compose: Annotated[
         bool | None,
         typer.Option("--compose/--embedded", help="Force the Compose stack or the embedded lab."),
@@ -47,13 +53,14 @@ def up(
     if compose and not reachable:
         raise Unavailable(f"--compose needs a Docker engine: {reason}")
     if reachable:
-        _compose_up(settings, max(timeout, 900.0), json_out)
+        # The first Compose start pulls and builds images: minutes, not seconds.
+        _compose_up(settings, COMPOSE_TIMEOUT_S if timeout is None else timeout, json_out)
         return
     from sre_space.lab.launcher import start_lab
 
     if not json_out:
         err(f"using the embedded lab: {reason}")
-    state = start_lab(settings, timeout_s=timeout)
+    state = start_lab(settings, timeout_s=EMBEDDED_TIMEOUT_S if timeout is None else timeout)
     doc = {
         "mode": state.mode,
         "reason": reason,

@@ -7,12 +7,13 @@ localise and TTM (AIOpsLab's terms) and the verdict; `deviated` means exit 1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import quoteattr
 
 from sre_space.config import Settings
 from sre_space.errors import UsageError
@@ -119,25 +120,34 @@ def _steady(mind: Any, settings: Settings, hold_s: float, timeout_s: float) -> d
 
 
 def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[str, Any]:
+    from sre_space.infra.compose import running_stack
     from sre_space.lab.control import LabClient
     from sre_space.lab.launcher import read_lab_state, start_lab, stop_lab
     from sre_space.mind import Mind
 
+    if running_stack(settings.home) is not None:
+        raise UsageError(
+            "drills break the embedded lab, and this home runs the Compose stack: "
+            "`sre-space down` first, or use another SRE_SPACE_HOME"
+        )
     journal = Journal(spec)
-    started_lab = read_lab_state(settings) is None
-    start_lab(settings)
-    mind = Mind(settings).start()
-    client = LabClient.from_settings(settings)
-    try:
+    # Whatever fails, everything this drill started is put back, newest first:
+    # the fault reverted, the mind stopped, the lab stopped if the drill started it.
+    with contextlib.ExitStack() as undo:
+        if read_lab_state(settings) is None:
+            undo.callback(stop_lab, settings)
+            start_lab(settings)
+        mind = Mind(settings).start()
+        undo.callback(mind.stop)
+        client = LabClient.from_settings(settings)
         before = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=60)
         journal.doc["steady_states"]["before"] = before
         journal.step("steady-state-before", before["ok"])
         if not before["ok"]:
             return journal.finish()
+        undo.callback(_restore, journal, mind, client, settings, spec.fault)
         injected_at = time.time()
-        client.inject(
-            spec.fault, target=spec.target, params=spec.params, replicas=spec.replicas
-        )
+        client.inject(spec.fault, target=spec.target, params=spec.params, replicas=spec.replicas)
         journal.step(
             "inject",
             True,
@@ -148,16 +158,18 @@ def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[s
         )
         incident = _await_incident(mind, injected_at, timeout_s)
         _judge(journal, spec, incident, injected_at, mind.log.events(0, limit=100_000))
-    finally:
-        reverted = client.revert(spec.fault)
-        journal.doc["rollbacks"].append({"revert": reverted, "ts": time.time()})
-        after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=90)
-        journal.doc["steady_states"]["after"] = after
-        journal.step("steady-state-after", after["ok"])
-        mind.stop()
-        if started_lab:
-            stop_lab(settings)
     return journal.finish()
+
+
+def _restore(
+    journal: Journal, mind: Any, client: Any, settings: Settings, fault: str
+) -> None:
+    """Revert the fault, then check the steady state came back."""
+    reverted = client.revert(fault)
+    journal.doc["rollbacks"].append({"revert": reverted, "ts": time.time()})
+    after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=90)
+    journal.doc["steady_states"]["after"] = after
+    journal.step("steady-state-after", after["ok"])
 
 
 def _await_incident(mind: Any, since: float, timeout_s: float) -> Any:
@@ -210,15 +222,19 @@ def _judge(
 
 
 def junit(doc: dict[str, Any]) -> str:
+    """JUnit XML: one testcase per drill step, a failure for each step that deviated."""
     cases = []
     for step in doc["run"]:
-        body = "" if step["ok"] else f'<failure message="{escape(json.dumps(step))}"/>'
+        body = "" if step["ok"] else f"<failure message={quoteattr(json.dumps(step))}/>"
         cases.append(
-            f'  <testcase classname="sre-space.drill.{escape(doc["fault"])}" name="{escape(step["step"])}">{body}</testcase>'
+            f"  <testcase classname={quoteattr('sre-space.drill.' + doc['fault'])} "
+            f"name={quoteattr(step['step'])}>{body}</testcase>"
         )
     failures = sum(not s["ok"] for s in doc["run"])
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<testsuite name="{escape(doc["title"])}" tests="{len(doc["run"])}" failures="{failures}" '
-        f'time="{doc.get("duration", 0)}">\n' + "\n".join(cases) + "\n</testsuite>\n"
+        f"<testsuite name={quoteattr(doc['title'])} tests=\"{len(doc['run'])}\" "
+        f'failures="{failures}" time="{doc.get("duration", 0)}">\n'
+        + "\n".join(cases)
+        + "\n</testsuite>\n"
     )

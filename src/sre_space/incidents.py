@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sre_space.safe_text import printable
+
 ACTIVE = ("open", "diagnosing", "mitigating")
 STATUSES = (*ACTIVE, "mitigated", "resolved", "escalated")
 
@@ -103,7 +105,7 @@ class Event:
     def line(self) -> str:
         when = datetime.fromtimestamp(self.ts, UTC).strftime("%H:%M:%S")
         prefix = f"[{self.incident_id}] " if self.incident_id else ""
-        return f"{when} {self.agent:<6} {prefix}{self.message}"
+        return f"{when} {self.agent:<6} {prefix}{printable(self.message)}"
 
 
 class IncidentLog:

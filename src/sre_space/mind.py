@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import sqlite3
 import threading
 import time
 from typing import IO, Any
@@ -98,6 +99,7 @@ class Mind:
         self._api: Any = None
         self._memory: Any = None
         self._graph: Any = None
+        self._checkpoints: sqlite3.Connection | None = None
         self._review_due = 0.0
         self.started_at = time.time()
 
@@ -131,7 +133,8 @@ class Mind:
         ctx = SquadContext(
             self.settings, self.store, self.log, self._memory, actuator, self.policy
         )
-        self._graph = build(ctx, self.paths.checkpoints_db)
+        self._checkpoints = sqlite3.connect(self.paths.checkpoints_db, check_same_thread=False)
+        self._graph = build(ctx, self._checkpoints)
         self._api = LocalApi(
             {
                 "/status": lambda _: self.status(),
@@ -155,8 +158,12 @@ class Mind:
 
     def stop(self) -> None:
         self._stop.set()
+        # An incident in flight finishes first (verification has a deadline of its
+        # own), so Jules does not archive into a memory that is already closed.
         for t in self._threads:
-            t.join(timeout=5)
+            t.join(timeout=self.settings.verify_timeout_s + 30)
+            if t.is_alive():
+                log.warning("the squad is still busy; stopping without it")
         self._teardown()
 
     def _teardown(self) -> None:
@@ -167,6 +174,9 @@ class Mind:
         if self._memory is not None:
             self._memory.close()  # releases the memory's single-writer lock
             self._memory = None
+        if self._checkpoints is not None:
+            self._checkpoints.close()
+            self._checkpoints = None
         with contextlib.suppress(FileNotFoundError):
             self.paths.mind_state.unlink()
         self._lock.release()

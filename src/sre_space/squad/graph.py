@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -69,7 +68,8 @@ def _after_fixer(state: SquadState) -> str:
     return "verify" if state.get("applied") else "jules"
 
 
-def build(ctx: SquadContext, checkpoints: Path) -> Any:
+def build(ctx: SquadContext, checkpoints: sqlite3.Connection) -> Any:
+    """The squad's graph, checkpointed on ``checkpoints`` (the caller owns and closes it)."""
     graph = StateGraph(SquadState)
     graph.add_node("scout", partial(agents.scout, ctx))
     graph.add_node("brain", partial(agents.brain, ctx))
@@ -84,8 +84,7 @@ def build(ctx: SquadContext, checkpoints: Path) -> Any:
     )
     graph.add_edge("verify", "jules")
     graph.add_edge("jules", END)
-    conn = sqlite3.connect(checkpoints, check_same_thread=False)
-    return graph.compile(checkpointer=SqliteSaver(conn))
+    return graph.compile(checkpointer=SqliteSaver(checkpoints))
 
 
 def run_incident(app: Any, state: SquadState) -> SquadState:
