@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     verify_timeout_s: float = 60.0
     verify_window_s: float = 5.0
     policy: str = "auto"
+    # The Fixer's hands: auto (Docker for a Compose stack `up` started, else the
+    # lab's control API), lab, docker, or plan-compose / plan-kubectl (GitOps: the
+    # change is written under $SRE_SPACE_HOME/plans for a person or pipeline to apply).
+    actuator: Literal["auto", "lab", "docker", "plan-compose", "plan-kubectl"] = "auto"
     # The safety policy's guards (squad/policy.py); they hold in every mode.
     policy_allowed_actions: list[str] | None = None  # None: every known action
     policy_allowed_services: list[str] | None = None  # None: every service

@@ -145,10 +145,17 @@ class Mind:
         ).start()
 
     def _actuator(self) -> Any:
-        """The Fixer's hands: Docker for a Compose stack `up` started, else the lab's API."""
+        """The Fixer's hands, as the ``actuator`` setting says (see config.py)."""
         from sre_space.infra.compose import running_stack
 
-        if running_stack(self.settings.home) is not None:
+        choice = self.settings.actuator
+        if choice == "auto":
+            choice = "docker" if running_stack(self.settings.home) is not None else "lab"
+        if choice.startswith("plan-"):
+            from sre_space.actuators.plan import PlanActuator
+
+            return PlanActuator.from_settings(self.settings, style=choice.removeprefix("plan-"))
+        if choice == "docker":
             from sre_space.actuators.docker import DockerActuator
 
             return DockerActuator.from_settings(self.settings)

@@ -328,6 +328,14 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         ctx.say("fixer", state, f"{plan['action']} {plan['service']} failed ({why}); escalating")
         return {"plan": {}}
     applied["ts"] = time.time()
+    if applied.get("planned"):
+        # GitOps: the change is a proposal for a person or a pipeline to apply;
+        # nothing changed yet, so there is nothing to verify here.
+        incident.remediation["outcome"] = "proposed"
+        incident.audit.append({"ts": applied["ts"], "step": "proposed", **plan, "result": applied})
+        ctx.log.save(incident)
+        ctx.say("fixer", state, f"proposal written: {applied.get('file')}; escalating to apply it")
+        return {"plan": {}}
     incident.audit.append({"ts": applied["ts"], "step": "applied", **plan, "result": applied})
     ctx.log.save(incident)
     return {"plan": plan, "applied": applied}
