@@ -53,9 +53,17 @@ class FakeContainer:
             self.labels["sre-space.actions"] = actions
         self.attrs = {"Config": {"Env": [f"{k}={v}" for k, v in env.items()]}}
         self.restarts: list[int] = []
+        self.log: list[str] | None = None  # shared among containers: the order of restarts
+        self.barrier: Any = None  # restarts that must overlap wait here for each other
 
     def restart(self, timeout: int = 10) -> None:
         self.restarts.append(timeout)
+        if self.log is not None:
+            self.log.append(f"stop {self.id}")
+        if self.barrier is not None:
+            self.barrier.wait()
+        if self.log is not None:
+            self.log.append(f"start {self.id}")
 
 
 class FakeContainers:
@@ -164,6 +172,52 @@ def test_restart_restarts_each_container_in_turn(override: Path) -> None:
     assert compose.calls == []
 
 
+def test_the_runbooks_rolling_restart_is_carried_out_a_batch_at_a_time(override: Path) -> None:
+    """The runbook's restart plan ({"batch": 1, "replicas": N}) on recorded fakes.
+
+    No Docker engine here: the fake containers record the order of their
+    restarts, which is what the batch decides.
+    """
+    log: list[str] = []
+    containers = _stack(checkout_replicas=3)
+    for c in containers:
+        c.log = log
+    actuator, _, compose = _actuator(override, containers)
+    applied = actuator.apply("restart", "checkout", {"batch": 1, "replicas": 3})
+    assert applied["summary"] == "restart checkout (3 containers, one at a time)"
+    assert applied["change"]["batch"] == 1
+    ids = [c.id for c in containers[:3]]
+    assert log == [f"{step} {i}" for i in ids for step in ("stop", "start")]  # never two down
+    assert compose.calls == [] and not override.exists()
+    # replicas is what the runbook saw: informational, the containers decide what restarts.
+    log.clear()
+    actuator.apply("restart", "checkout", {"batch": 1, "replicas": 5})
+    assert len(log) == 6
+
+
+def test_a_restart_batch_goes_together_and_the_next_waits_for_it(override: Path) -> None:
+    """Recorded fakes, no engine: a barrier proves a batch's restarts overlap."""
+    import threading
+
+    log: list[str] = []
+    together = threading.Barrier(2, timeout=10)
+    containers = _stack(checkout_replicas=3)
+    for c in containers:
+        c.log = log
+    containers[0].barrier = containers[1].barrier = together
+    actuator, _, _ = _actuator(override, containers)
+    applied = actuator.apply("restart", "checkout", {"batch": 2})
+    assert applied["summary"] == "restart checkout (3 containers, 2 at a time)"
+    first, second = log[:4], log[4:]
+    assert sorted(first) == sorted(f"{s} {c.id}" for c in containers[:2] for s in ("stop", "start"))
+    assert second == [f"stop {containers[2].id}", f"start {containers[2].id}"]
+    # A batch never takes every container down at once, unless there is only one.
+    with pytest.raises(ActionRefused, match="all 3 containers down at once; at most 2"):
+        actuator.apply("restart", "checkout", {"batch": 3})
+    single, _, _ = _actuator(override, _stack(checkout_replicas=1))
+    assert single.apply("restart", "checkout", {"batch": 4})["change"]["batch"] == 1
+
+
 # --- refusals -------------------------------------------------------------------------
 
 
@@ -175,7 +229,10 @@ def test_restart_restarts_each_container_in_turn(override: Path) -> None:
         ("restart", "ghost", {}, "unknown service 'ghost'"),
         ("restart", "kafka", {}, "not managed by sre-space"),
         ("scale_out", "frontend", {}, "allows only restart"),
-        ("restart", "checkout", {"force": True}, "takes no parameters"),
+        ("restart", "checkout", {"force": True}, "takes batch or replicas, not force"),
+        ("restart", "checkout", {"batch": 0}, "batch must be at least 1"),
+        ("restart", "checkout", {"batch": "1"}, "batch must be a whole number"),
+        ("restart", "checkout", {"batch": 1, "replicas": "2"}, "replicas must be a whole number"),
         ("restart", "../etc", {}, "not a service name"),
         ("patch_config", "checkout", {"max_threads": 8}, "unknown setting"),
         ("patch_config", "checkout", {"PATH": "/tmp"}, "unknown setting"),

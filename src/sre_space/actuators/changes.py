@@ -8,6 +8,10 @@ alone, so the rules hold the same whether an engine runs or not:
 - an action the Fixer names maps to one of three operations:
   ``restart``; ``scale`` (``scale_out``, ``scale``); ``recreate`` with a changed
   environment (``patch_config``, ``recreate``). Anything else is refused;
+- a restart is rolling: ``batch`` containers at a time (default 1) while the
+  rest keep serving, so a batch never takes in every container of a service
+  that has more than one; ``replicas`` (what the runbook saw running) is
+  informational and only checked to be a whole number;
 - a service is acted on only when it is known (its containers or its compose
   definition carry the ``sre-space.actions`` label) and that label lists the
   operation: infrastructure (Kafka, the Collector...) carries no label;
@@ -76,11 +80,13 @@ class Change:
     previous_env: Mapping[str, str] = field(default_factory=dict)
     containers: tuple[str, ...] = ()
     summary: str = ""
+    batch: int = 1  # restart: how many containers at a time
 
     def to_json(self) -> dict[str, Any]:
         return {
             "op": self.op,
             "service": self.service,
+            "batch": self.batch,
             "replicas": self.replicas,
             "previous_replicas": self.previous_replicas,
             "env": dict(self.env),
@@ -103,6 +109,7 @@ class Change:
             previous_env={str(k): str(v) for k, v in (doc.get("previous_env") or {}).items()},
             containers=tuple(str(c) for c in doc.get("containers") or ()),
             summary=str(doc.get("summary", "")),
+            batch=_opt_int(doc.get("batch")) or 1,
         )
 
 
@@ -158,10 +165,10 @@ def _env_value(key: str, value: Any) -> str:
     return text
 
 
-def _int_param(params: Mapping[str, Any], key: str) -> int:
+def _int_param(params: Mapping[str, Any], key: str, op: str = "scale") -> int:
     value = params[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ActionRefused(f"scale: {key} must be a whole number, not {value!r}")
+        raise ActionRefused(f"{op}: {key} must be a whole number, not {value!r}")
     return value
 
 
@@ -199,16 +206,30 @@ def decide(
 
 
 def _restart(service: str, params: Mapping[str, Any], state: ServiceState) -> Change:
-    if params:
-        raise ActionRefused(f"restart takes no parameters, got {', '.join(sorted(params))}")
+    unknown = set(params) - {"batch", "replicas"}
+    if unknown:
+        raise ActionRefused(f"restart takes batch or replicas, not {', '.join(sorted(unknown))}")
+    batch = _int_param(params, "batch", "restart") if "batch" in params else 1
+    if batch < 1:
+        raise ActionRefused(f"restart: batch must be at least 1, not {batch}")
+    if "replicas" in params:  # what the caller saw: informational, the containers decide
+        _int_param(params, "replicas", "restart")
     if not state.containers:
         raise ActionRefused(f"{service} has no container to restart")
     n = len(state.containers)
+    if n > 1 and batch >= n:
+        raise ActionRefused(
+            f"restart {service}: a batch of {batch} would take all {n} containers down at "
+            f"once; at most {n - 1} so the rest keep serving"
+        )
+    batch = min(batch, n)
+    pace = "one at a time" if batch == 1 else f"{batch} at a time"
     return Change(
         op="restart",
         service=service,
         containers=state.containers,
-        summary=f"restart {service} ({n} container{'s' if n != 1 else ''}, one at a time)",
+        batch=batch,
+        summary=f"restart {service} ({n} container{'s' if n != 1 else ''}, {pace})",
     )
 
 

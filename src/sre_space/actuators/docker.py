@@ -5,7 +5,8 @@ observed state; this module only observes and carries out:
 
 - observe: the project's containers for one service (Compose's labels), their
   ``sre-space.actions`` label, their environment, how many there are;
-- restart: each container in turn, through the Docker API (SDK or CLI);
+- restart: ``batch`` containers at a time (one by default), through the Docker
+  API (SDK or CLI); a batch is back before the next one goes, the rest serve;
 - scale and recreate: through `docker compose up` on one service, with the
   change recorded in an override file first, so the next `sre-space up`
   keeps it (desired state) and `undo` puts back exactly what was there.
@@ -201,9 +202,10 @@ class DockerActuator:
     def _carry_out(self, change: Change) -> None:
         if change.op == "restart":
             wanted = set(change.containers)
-            for container in self._containers(change.service):
-                if container.id in wanted:  # one at a time: the others keep serving
-                    container.restart(timeout=self.restart_timeout_s)
+            chosen = [c for c in self._containers(change.service) if c.id in wanted]
+            batch = max(1, change.batch)
+            for i in range(0, len(chosen), batch):  # a batch at a time: the others keep serving
+                self._restart_batch(chosen[i : i + batch])
         elif change.op == "scale":
             assert change.replicas is not None
             self._record(change.service, scale=change.replicas)
@@ -219,6 +221,18 @@ class DockerActuator:
             )
         else:  # pragma: no cover - decide() never yields another op
             raise ActionRefused(f"unknown operation {change.op!r}")
+
+    def _restart_batch(self, batch: list[ContainerLike]) -> None:
+        """Restart these containers together; return once every one is back (or failed)."""
+        if len(batch) == 1:
+            batch[0].restart(timeout=self.restart_timeout_s)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(batch), thread_name_prefix="restart") as pool:
+            futures = [pool.submit(c.restart, timeout=self.restart_timeout_s) for c in batch]
+        for future in futures:
+            future.result()  # the first failure stops the rollout before the next batch
 
     def _record(
         self, service: str, *, env: Mapping[str, str] | None = None, scale: int | None = None
