@@ -140,8 +140,37 @@ def test_docker_actuator_is_an_actuator(override: Path) -> None:
         "db_pool_timeout_ms": 250,
         "release": "v1",
         "replicas": 1,
+        "_process": {"running": 1, "replicas": 1},
     }
     assert actuator.config("nope") == {}
+
+
+def test_config_says_how_many_containers_run_of_how_many(override: Path) -> None:
+    """From recorded container statuses (no engine here): a crashed one is expected, not running."""
+    containers = _stack(checkout_replicas=3)
+    containers[1].status = "exited"
+    containers[2].status = "restarting"
+    actuator, _, _ = _actuator(override, containers)
+    config = actuator.config("checkout")
+    assert config["_process"] == {"running": 1, "replicas": 3}
+    # The runbook reads it: fewer running than expected is a crash to restart, a rolling one.
+    crash = {"service": "checkout", "fault_class": "crash", "exception": "connection refused"}
+    plan = runbook.plan_for(crash, config)
+    assert plan is not None and plan["action"] == "restart"
+    assert plan["params"] == {"batch": 1, "replicas": 3}
+    assert plan["reason"] == "checkout: 1 of 3 process(es) running"
+    applied = actuator.apply(plan["action"], plan["service"], plan["params"])
+    assert [c.restarts for c in containers[:3]] == [[10], [10], [10]]
+    assert applied["op"] == "restart"
+    # Every replica runs yet callers are refused: a dependency, not a crash; not restarted.
+    for c in containers:
+        c.status = "running"
+    running = actuator.config("checkout")
+    assert running["_process"] == {"running": 3, "replicas": 3}
+    refused = runbook.plan_for(
+        {**crash, "call_edge": "frontend -> checkout"}, running, lambda _: {}
+    )
+    assert refused is None  # frontend has no circuit for checkout: escalate
 
 
 def test_observes_only_the_projects_containers_of_that_service(override: Path) -> None:

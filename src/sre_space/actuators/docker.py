@@ -141,7 +141,9 @@ class DockerActuator:
 
     def state(self, service: str) -> ServiceState | None:
         """The service as its containers show it; None when the project has no such service."""
-        containers = self._containers(service)
+        return self._state_of(service, self._containers(service))
+
+    def _state_of(self, service: str, containers: list[ContainerLike]) -> ServiceState | None:
         if not containers:
             return None
         running = [c for c in containers if c.status == "running"] or containers
@@ -155,13 +157,26 @@ class DockerActuator:
         )
 
     def config(self, service: str) -> dict[str, Any]:
+        """Its settings, and under ``_process`` how many of its containers run of how many.
+
+        Every container Compose made for the service counts as an expected
+        replica, a stopped or crashed one too; only those whose status is
+        ``running`` run. The runbook reads this to tell a crash (fewer running)
+        from a dependency that refuses while every replica runs.
+        """
         try:
-            state = self.state(check_name(service))
+            containers = self._containers(check_name(service))
         except ActionRefused:
             return {}
+        state = self._state_of(service, containers)
         if state is None:
             return {}
-        return {**config_from_env(state.env, self.prefix), "replicas": state.replicas}
+        running = sum(1 for c in containers if c.status == "running")
+        return {
+            **config_from_env(state.env, self.prefix),
+            "replicas": state.replicas,
+            "_process": {"running": running, "replicas": state.replicas},
+        }
 
     # --- acting ---------------------------------------------------------------------
 
