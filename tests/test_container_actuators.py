@@ -173,6 +173,37 @@ def test_config_says_how_many_containers_run_of_how_many(override: Path) -> None
     assert refused is None  # frontend has no circuit for checkout: escalate
 
 
+def test_from_settings_runs_compose_with_the_stacks_lab_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token `sre-space up` kept in the home goes into every compose run.
+
+    No engine here: the Docker client is a fake, and what is checked is the
+    environment the actuator hands to it and to `docker compose`.
+    """
+    from sre_space.actuators import docker
+    from sre_space.config import Settings
+    from sre_space.localapi import write_secret
+    from sre_space.paths import Paths
+
+    seen: list[dict[str, str]] = []
+
+    def fake_client(env: Mapping[str, str] | None = None) -> FakeClient:
+        seen.append(dict(env or {}))
+        return FakeClient([])
+
+    monkeypatch.setattr(docker, "docker_client", fake_client)
+    settings = Settings(home=tmp_path)
+    paths = Paths(tmp_path).ensure()
+    write_secret(paths.control_token, "the-stacks-token")
+    DockerActuator.from_settings(settings)
+    assert seen[-1]["SRE_SPACE_LAB_TOKEN"] == "the-stacks-token"
+    # No token kept (no `up` ran here): none is made up, the admin endpoints stay shut.
+    paths.control_token.unlink()
+    DockerActuator.from_settings(settings)
+    assert "SRE_SPACE_LAB_TOKEN" not in seen[-1]
+
+
 def test_observes_only_the_projects_containers_of_that_service(override: Path) -> None:
     actuator, client, _ = _actuator(override, _stack(checkout_replicas=3))
     state = actuator.state("checkout")

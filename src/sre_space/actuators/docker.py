@@ -39,6 +39,7 @@ from sre_space.config import Settings
 from sre_space.errors import Unavailable
 from sre_space.infra.compose import PROJECT, compose_dir, compose_env, load, override_path
 from sre_space.infra.docker_engine import PROJECT_LABEL, SERVICE_LABEL, Compose, docker_client
+from sre_space.paths import Paths
 
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 NUMBER_LABEL = "com.docker.compose.container-number"
@@ -85,6 +86,14 @@ def _env_of(container: ContainerLike) -> dict[str, str]:
     return env
 
 
+def _lab_token(settings: Settings) -> str | None:
+    """The token `sre-space up` wrote for the Compose stack; None when there is none."""
+    try:
+        return Paths(settings.home).control_token.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def _number(container: ContainerLike) -> int:
     try:
         return int(container.labels.get(NUMBER_LABEL, "0"))
@@ -122,9 +131,17 @@ class DockerActuator:
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> DockerActuator:
-        """The real thing: the Docker SDK (or CLI) and `docker compose` on the project's files."""
+        """The real thing: the Docker SDK (or CLI) and `docker compose` on the project's files.
+
+        The lab token `sre-space up` gave the stack (kept in the home, 0600) goes
+        into every compose run: a recreated or added container gets the same one,
+        not an empty token that would shut its admin endpoints.
+        """
         directory = project_dir or compose_dir()
-        run_env = dict(env) if env is not None else compose_env(directory)
+        if env is not None:
+            run_env = dict(env)
+        else:
+            run_env = compose_env(directory, lab_token=_lab_token(settings))
         compose = Compose(
             directory, project=project, env=run_env, override=override_path(settings.home)
         )
