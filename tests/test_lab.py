@@ -41,6 +41,101 @@ ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 INSTRUMENTED = {"frontend", "checkout", "payments", "inventory"}
 
 
+# --- settings from the environment (no lab needed) -------------------------------------
+
+
+def test_a_service_reads_its_settings_from_sre_space_cfg_variables() -> None:
+    """The parsing alone, without starting the lab: what a recreated container starts with."""
+    from sre_space.lab.service import DEFAULTS, settings_from_env
+
+    env = {
+        "SRE_SPACE_CFG_DB_POOL_SIZE": "100",
+        "SRE_SPACE_CFG_DB_POOL_TIMEOUT_MS": " 500 ",
+        "SRE_SPACE_CFG_RELEASE": "007",  # text stays text, not the number 7
+        "SRE_SPACE_CFG_SHED_SHARE": "0.25",
+        "SRE_SPACE_CFG_CIRCUIT_PAYMENTS": "open",
+        "SRE_SPACE_CFG_NOT_A_SETTING": "x",  # another service's, or nobody's: not read
+        "SRE_SPACE_LAB_RATE": "20",
+        "PATH": "/usr/bin",
+    }
+    found = settings_from_env("checkout", env)
+    assert found == {
+        "db_pool_size": 100,
+        "db_pool_timeout_ms": 500,
+        "release": "007",
+        "shed_share": 0.25,
+        "circuit_payments": "open",
+    }
+    assert all(type(v) is type(DEFAULTS["checkout"][k]) for k, v in found.items())
+    assert settings_from_env("frontend", env) == {"release": "007", "shed_share": 0.25}
+    assert settings_from_env("db", env) == {}
+    assert settings_from_env("checkout", {}) == {}
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "why"),
+    [
+        ("SRE_SPACE_CFG_DB_POOL_SIZE", "lots", "db_pool_size takes a whole number"),
+        ("SRE_SPACE_CFG_DB_POOL_SIZE", "2.5", "db_pool_size takes a whole number"),
+        (
+            "SRE_SPACE_CFG_DB_POOL_SIZE",
+            "0",
+            "db_pool_size must be at least 1 and db_pool_timeout_ms >= 0",
+        ),
+        ("SRE_SPACE_CFG_SHED_SHARE", "half", "shed_share takes a number"),
+        ("SRE_SPACE_CFG_SHED_SHARE", "nan", "shed_share must be between 0 and 1"),
+        (
+            "SRE_SPACE_CFG_CIRCUIT_INVENTORY",
+            "ajar",
+            "circuit_inventory must be one of closed, open",
+        ),
+    ],
+)
+def test_a_setting_that_does_not_fit_is_refused_in_one_line(var: str, value: str, why: str) -> None:
+    from sre_space.lab.service import settings_from_env
+
+    with pytest.raises(ValueError) as info:
+        settings_from_env("checkout", {var: value, "SRE_SPACE_CFG_RELEASE": "v2"})
+    assert str(info.value) == f"{var}={value!r}: {why}"
+
+
+def test_a_bad_setting_stops_the_service_at_start_with_one_line(tmp_path: Path) -> None:
+    """The process exits before it listens or exports anything (no lab around it)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
+    env["SRE_SPACE_CFG_DB_POOL_SIZE"] = "lots\nmore"
+    proc = subprocess.run(
+        [sys.executable, "-m", "sre_space.lab.service", "checkout"],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        "sre-space lab checkout: SRE_SPACE_CFG_DB_POOL_SIZE='lots\\nmore': "
+        "db_pool_size takes a whole number\n"
+    )
+
+
+def test_the_compose_files_settings_are_ones_the_services_read() -> None:
+    """Every SRE_SPACE_CFG_* the shipped compose file gives a lab service is a setting it reads."""
+    from sre_space.actuators.changes import config_from_env
+    from sre_space.actuators.plan import ComposeFileInventory
+    from sre_space.infra.compose import compose_file
+    from sre_space.lab.service import DEFAULTS, settings_from_env
+
+    inventory = ComposeFileInventory(compose_file(), environ={})
+    declared = 0
+    for name in DEFAULTS:
+        state = inventory.state(name)
+        assert state is not None, name
+        wanted = config_from_env(state.env)
+        found = settings_from_env(name, state.env)
+        assert set(found) == set(wanted), name
+        declared += len(found)
+    assert declared >= 3  # checkout's pool, its timeout, the releases
+
+
 # --- a real OTLP/HTTP receiver -------------------------------------------------------
 
 

@@ -3,22 +3,31 @@
 frontend -> checkout -> payments; checkout -> inventory; checkout -> db (through
 a pool). Every request is a SERVER span, every outgoing call a CLIENT span,
 context carried in W3C traceparent headers, exported over OTLP/HTTP.
+
+A service starts from its DEFAULTS, over which ``SRE_SPACE_CFG_<KEY>``
+environment variables set key ``<key>`` (the encoding the container actuators
+use, actuators/changes.py), typed like the default: that is how a recreated
+container comes back with a changed setting. A value that does not fit stops
+the service at start with one line saying which variable and why.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
+from sre_space.actuators.changes import ENV_PREFIX
 from sre_space.lab import runtime
 from sre_space.lab.faults import FAULT_PATH
 from sre_space.lab.mechanisms import Faults
@@ -44,6 +53,47 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 CIRCUIT_STATES = ("closed", "open")
 
 
+def check_settings(typed: Mapping[str, Any]) -> None:
+    """ValueError (one line) unless these already typed settings are values the service runs with."""
+    if typed.get("db_pool_size", 1) < 1 or typed.get("db_pool_timeout_ms", 0) < 0:
+        raise ValueError("db_pool_size must be at least 1 and db_pool_timeout_ms >= 0")
+    for key, value in typed.items():
+        if key.startswith("circuit_") and value not in CIRCUIT_STATES:
+            raise ValueError(f"{key} must be one of {', '.join(CIRCUIT_STATES)}")
+    if not 0.0 <= float(typed.get("shed_share", 0.0)) <= 1.0:
+        raise ValueError("shed_share must be between 0 and 1")
+
+
+def settings_from_env(
+    name: str, environ: Mapping[str, str], prefix: str = ENV_PREFIX
+) -> dict[str, Any]:
+    """What ``<prefix><KEY>`` variables set over the service's DEFAULTS, typed like them.
+
+    Only keys the service declares are read: one environment may carry other
+    services' settings (the embedded lab's children share the supervisor's).
+    A value that does not fit raises ValueError, one line naming the variable.
+    """
+    defaults = DEFAULTS[name]
+    found: dict[str, Any] = {}
+    for var, raw in sorted(environ.items()):
+        key = var[len(prefix) :].lower()
+        if not var.startswith(prefix) or key not in defaults:
+            continue
+        kind = type(defaults[key])
+        try:
+            value = kind(raw.strip()) if kind in (int, float) else raw
+        except ValueError:
+            raise ValueError(
+                f"{var}={raw!r}: {key} takes {'a whole number' if kind is int else 'a number'}"
+            ) from None
+        try:
+            check_settings({key: value})
+        except ValueError as exc:
+            raise ValueError(f"{var}={raw!r}: {exc}") from None
+        found[key] = value
+    return found
+
+
 def _statement_name(sql: str) -> str:
     """A low-cardinality span name, e.g. ``INSERT orders`` or ``SELECT stock``."""
     words = sql.replace("(", " ").split()
@@ -60,10 +110,11 @@ class UpstreamError(Exception):
 
 
 class Service:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
         self.name = name
         self.ports = runtime.ports()
-        self.config: dict[str, Any] = dict(DEFAULTS[name])
+        # ``settings``: what settings_from_env read over the defaults, already checked.
+        self.config: dict[str, Any] = {**DEFAULTS[name], **(settings or {})}
         self.lock = threading.Lock()
         self.provider = runtime.tracer_provider(name)
         self.tracer = self.provider.get_tracer("sre-space-lab")
@@ -85,15 +136,7 @@ class Service:
                 )
             # Coerce to each key's type first, so a bad value changes nothing.
             typed = {k: type(DEFAULTS[self.name][k])(v) for k, v in params.items()}
-            if self.pool is not None and (
-                typed.get("db_pool_size", 1) < 1 or typed.get("db_pool_timeout_ms", 0) < 0
-            ):
-                raise ValueError("db_pool_size must be at least 1 and db_pool_timeout_ms >= 0")
-            for key, value in typed.items():
-                if key.startswith("circuit_") and value not in CIRCUIT_STATES:
-                    raise ValueError(f"{key} must be one of {', '.join(CIRCUIT_STATES)}")
-            if not 0.0 <= float(typed.get("shed_share", 0.0)) <= 1.0:
-                raise ValueError("shed_share must be between 0 and 1")
+            check_settings(typed)
             previous = {k: self.config[k] for k in params}
             self.config.update(typed)
             if self.pool is not None:
@@ -317,6 +360,12 @@ class Handler(runtime.JsonHandler):
 
 def main(argv: list[str]) -> None:
     name = argv[1]
+    if name not in DEFAULTS:
+        raise SystemExit(f"sre-space lab: no service {name!r}; services: {', '.join(DEFAULTS)}")
+    try:  # before anything starts: a bad setting is one line on stderr and exit status 1
+        settings = settings_from_env(name, os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"sre-space lab {name}: {exc}") from None
     runtime.quiet_logging(name)
     runtime.exit_with_supervisor()
     if name == "db":
@@ -324,7 +373,7 @@ def main(argv: list[str]) -> None:
 
         serve()
         return
-    service = Service(name)
+    service = Service(name, settings)
     Handler.service = service
     server = runtime.listening_server(Handler)
     try:
