@@ -231,18 +231,33 @@ class _Msg:
 
 
 class ReplayConsumer:
-    """Hands out recorded messages like confluent-kafka's Consumer.poll, then None."""
+    """Hands out recorded messages like confluent-kafka's Consumer.poll, then None.
 
-    def __init__(self, messages: list[_Msg]) -> None:
+    ``commit(message=..., asynchronous=...)`` is recorded, as are polls, in
+    ``log``: the order in which a message is read, accepted and committed.
+    """
+
+    def __init__(self, messages: list[_Msg], log: list[str] | None = None) -> None:
         self.messages = list(messages)
         self.closed = False
         self.subscribed: tuple[str, str, str] | None = None
+        self.committed: list[_Msg] = []
+        self.log = log if log is not None else []
 
     def poll(self, timeout: float) -> _Msg | None:
+        assert not self.closed, "polled after close"
         if self.messages:
-            return self.messages.pop(0)
+            msg = self.messages.pop(0)
+            self.log.append(f"poll {msg.value()!r}")
+            return msg
         time.sleep(min(timeout, 0.01))
         return None
+
+    def commit(self, *, message: _Msg, asynchronous: bool) -> None:
+        assert not self.closed, "committed after close"
+        assert asynchronous  # never waits on the broker in the consuming loop
+        self.committed.append(message)
+        self.log.append(f"commit {message.value()!r}")
 
     def close(self) -> None:
         self.closed = True
@@ -281,6 +296,87 @@ def test_kafka_source_consumes_recorded_otlp_proto_messages() -> None:
     assert len(store.trace(failed.trace_id)) == 2
     assert source.stats.spans == 4 and source.stats.bad_payloads == 1 and source.stats.errors == 1
     assert intake.stats().bad_requests == 1
+    # Every message was done with (two accepted, one unreadable); the error event has no offset.
+    assert [m.value() for m in consumer.committed] == [m.value() for m in recorded_messages()]
+
+
+class ScriptedIntake(Intake):
+    """An intake whose put answers from a script: True takes the spans, False has no room."""
+
+    def __init__(self, answers: list[bool], log: list[str]) -> None:
+        super().__init__(TraceStore())
+        self.answers, self.log = answers, log
+        self.on_full: Any = None  # what happens while it has no room (the source stops)
+
+    def put(self, decoded: Any, source: str, timeout: float | None = None) -> bool:
+        accepted = self.answers.pop(0) if self.answers else True
+        self.log.append(f"put {'accepted' if accepted else 'full'}")
+        if not accepted and self.on_full is not None:
+            self.on_full()
+        return accepted
+
+
+def test_kafka_commits_a_message_only_after_the_intake_accepted_it() -> None:
+    """A fake consumer and intake (no broker here): the commit decision, step by step.
+
+    Offsets are committed by hand, asynchronously, each after its spans are
+    accepted; a message the source stopped waiting on is never committed (the
+    group reads it again on the next start), and nothing is polled after it.
+    """
+    first, second, third = [*recorded_messages()[:2], _Msg(b"never polled")]
+    log: list[str] = []
+    consumer = ReplayConsumer([first, second, third], log)
+    intake = ScriptedIntake([True, False, False], log)
+    source = KafkaSource("b:9092", intake, consumer_factory=lambda *_: consumer)
+
+    assert source.poll_once(0.01) == 2
+    assert log == [f"poll {first.value()!r}", "put accepted", f"commit {first.value()!r}"]
+
+    # The second waits for room: still none when the source is told to stop.
+    log.clear()
+    intake.on_full = source.stop
+    assert source.poll_once(0.01) == 0
+    assert log == [f"poll {second.value()!r}", "put full"]
+    assert consumer.committed == [first] and consumer.closed
+    assert source.stats.spans == 2
+    # Stopping, it polls nothing more: committing a later offset would skip the second.
+    assert source.poll_once(0.01) == 0
+    assert consumer.messages == [third]
+
+
+def test_kafka_commits_unreadable_messages_but_not_error_events() -> None:
+    """A fake consumer (no broker): a bad payload is done with; an error event has no offset."""
+    bad, event, empty = _Msg(b"\xff\xfenot protobuf"), _Msg(None, error="_PARTITION_EOF"), _Msg(b"")
+    consumer = ReplayConsumer([bad, event, empty])
+    source = KafkaSource("b:9092", TraceStore(), consumer_factory=lambda *_: consumer)
+    assert [source.poll_once(0.01) for _ in range(3)] == [0, 0, 0]
+    assert consumer.committed == [bad, empty]
+    assert source.stats.bad_payloads == 1 and source.stats.errors == 1
+
+
+def test_the_confluent_consumer_does_not_auto_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in confluent_kafka module (the client may not be installed): its config."""
+    import sys
+    import types
+
+    from sre_space.telemetry.sources import confluent_consumer
+
+    made: list[Any] = []
+
+    class Consumer:
+        def __init__(self, config: dict[str, Any]) -> None:
+            self.config, self.topics = config, []
+            made.append(self)
+
+        def subscribe(self, topics: list[str]) -> None:
+            self.topics = topics
+
+    module = types.ModuleType("confluent_kafka")
+    module.Consumer = Consumer  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "confluent_kafka", module)
+    confluent_consumer("b:9092", "sre-space", "otlp_spans")
+    assert made[0].config["enable.auto.commit"] is False
+    assert made[0].config["group.id"] == "sre-space" and made[0].topics == ["otlp_spans"]
 
 
 def test_kafka_needs_its_optional_client_and_a_known_encoding() -> None:

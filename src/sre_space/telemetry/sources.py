@@ -19,8 +19,17 @@ to the ``otlp_spans`` topic as one message, encoded ``otlp_proto`` (a
 serialized ``TracesData``, the wire shape of ``ExportTraceServiceRequest``) or
 ``otlp_json``, keyed by trace id when ``partition_traces_by_id`` is set. The
 consumer is confluent-kafka's, imported only when a Kafka source starts
-(``pip install 'sre-space[kafka]'``); any object with ``poll(timeout)`` and
-``close()`` whose messages have ``value()`` and ``error()`` will do.
+(``pip install 'sre-space[kafka]'``); any object with ``poll(timeout)``,
+``commit(message=..., asynchronous=...)`` and ``close()`` whose messages have
+``value()`` and ``error()`` will do.
+
+Offsets are committed by hand, never automatically: a message's offset is
+committed (asynchronously) only once the intake has accepted its spans, or once
+it is known unreadable (counted as a bad payload; read again it would fail
+again). A message polled while the source stops and not accepted is left
+uncommitted, and nothing is polled after it, so the group reads it again on
+its next start: nothing polled is dropped (at least once; a redelivered span
+the store already holds is a duplicate, not a loss).
 """
 
 from __future__ import annotations
@@ -260,6 +269,7 @@ class KafkaMessage(Protocol):
 
 class KafkaConsumer(Protocol):
     def poll(self, timeout: float) -> KafkaMessage | None: ...
+    def commit(self, *, message: Any, asynchronous: bool) -> Any: ...
     def close(self) -> None: ...
 
 
@@ -274,7 +284,10 @@ def confluent_consumer(brokers: str, group: str, topic: str) -> KafkaConsumer:
             "bootstrap.servers": brokers,
             "group.id": group,
             "auto.offset.reset": "latest",
-            "enable.auto.commit": True,
+            # Committed by KafkaSource once the intake has a message's spans, not
+            # on a timer: an auto-commit could commit a message polled but never
+            # accepted (the source stopping while it waited for room).
+            "enable.auto.commit": False,
         }
     )
     consumer.subscribe([topic])
@@ -314,8 +327,13 @@ class KafkaSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def handle(self, value: bytes) -> int:
-        """Decode one message and hand its spans on (waiting for room); spans handed on."""
+    def handle(self, value: bytes) -> int | None:
+        """Decode one message and hand its spans on, waiting for room.
+
+        The spans handed on; 0 for a payload that cannot be read (counted, done
+        with); None when the source stopped before the intake took them: the
+        message is not done with, and its offset must not be committed.
+        """
         try:
             decoded = self._decode(value)
         except DecodeFailure as exc:
@@ -325,25 +343,32 @@ class KafkaSource:
             return 0
         while not self.intake.put(decoded, self.name, timeout=1.0):
             if self._stop.is_set():
-                return 0
+                return None
         self.stats.spans += len(decoded.spans)
         return len(decoded.spans)
 
     def poll_once(self, timeout: float = 1.0) -> int:
-        """Read at most one message; spans handed on."""
+        """Read at most one message, commit it once handled; spans handed on."""
+        if self._stop.is_set():
+            return 0  # stopping: a message polled now could not be accepted
         if self._consumer is None:
             self._consumer = self._factory(self.brokers, self.group, self.topic)
-        msg = self._consumer.poll(timeout)
+        consumer = self._consumer
+        msg = consumer.poll(timeout)
         self.stats.polls += 1
         if msg is None:
             return 0
         err = msg.error()
-        if err:
+        if err:  # an event (partition end, transport failure), not a message: no offset
             self.stats.errors += 1
             self.stats.last_error = str(err)
             return 0
         value = msg.value()
-        return self.handle(value) if value else 0
+        spans = self.handle(value) if value else 0
+        if spans is None:
+            return 0  # left uncommitted: the group reads it again on the next start
+        consumer.commit(message=msg, asynchronous=True)
+        return spans
 
     def _loop(self) -> None:
         while not self._stop.is_set():
