@@ -48,18 +48,6 @@ def _reap() -> None:
             _spawned.remove(proc)
 
 
-def docker_engine_reason() -> str:
-    """Why the embedded lab is used (the Compose path needs a reachable engine)."""
-    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if host.startswith("unix://"):
-        sock = host[len("unix://") :]
-        if not os.path.exists(sock):
-            return f"no Docker engine reachable at {sock}"
-        if not os.access(sock, os.R_OK | os.W_OK):
-            return f"the Docker socket {sock} is not accessible to this user"
-    return f"Compose support is not enabled in this build (DOCKER_HOST={host})"
-
-
 def read_lab_state(settings: Settings) -> LabState | None:
     """The running lab, or None; a lab.json whose supervisor is gone is removed."""
     _reap()
