@@ -525,15 +525,48 @@ def _sre(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProc
     return proc
 
 
-def _writer(home: Path, then: str) -> subprocess.Popen[str]:
+def _writer(home: Path, then: str, ready: str = "archived") -> subprocess.Popen[str]:
+    """A writer process that has archived one entry and goes on with ``then``.
+
+    Should it not report ``ready``, it is killed before the assertion leaves:
+    a failing test must not leave a child behind (``then`` may sleep 600 s).
+    """
     script = _WRITER.format(tests=str(Path(__file__).parent), home=str(home), then=then)
     proc = subprocess.Popen(
         [sys.executable, "-c", script], env=_env(home), stdout=subprocess.PIPE, text=True
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.strip() == "archived", line
-    return proc
+    handed_over = False
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == ready, line
+        handed_over = True
+        return proc
+    finally:
+        if not handed_over:
+            proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def test_a_writer_that_does_not_report_ready_is_killed_not_leaked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper itself: its assertion fails, and the sleeping child is gone with it."""
+    started: list[subprocess.Popen[str]] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: Any, **kwargs: Any) -> subprocess.Popen[str]:
+        proc: subprocess.Popen[str] = real_popen(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    with pytest.raises(AssertionError, match="archived"):
+        _writer(tmp_path, then="time.sleep(600)", ready="something it never says")
+    (child,) = started
+    assert child.returncode == -signal.SIGKILL  # killed and reaped, not left sleeping
 
 
 def test_memory_survives_a_killed_writer(tmp_path: Path) -> None:
