@@ -21,6 +21,7 @@ import pytest
 from sre_space.config import Settings
 from sre_space.drill import _steady
 from sre_space.incidents import AWAITING_APPROVAL, Incident
+from sre_space.lab import runtime
 from sre_space.lab.control import LabClient
 from sre_space.lab.launcher import start_lab, stop_lab
 from sre_space.mind import Mind
@@ -48,6 +49,23 @@ def client(lab: dict[str, Any]) -> Iterator[LabClient]:
     # would do it too, but its dropped requests would look like a new incident.)
     client.revert(None)
     client.act("patch_config", "checkout", {"db_pool_size": 20})
+    # ... and its traffic healthy again: requests queued behind the fault drain for
+    # a few seconds, and the next test's mind would rightly see them as an incident.
+    port = int(client.status()["services"]["frontend"]["port"])
+    wait_until(lambda: _answers_fast(port, times=5), 60, interval=0.5, what="a drained lab")
+
+
+def _answers_fast(port: int, times: int) -> bool:
+    """``times`` checkouts in a row, each answered without error within the 800 ms rule."""
+    for _ in range(times):
+        started = time.monotonic()
+        try:
+            code, _ = runtime.call(port, "POST", "/api/checkout", {"item": 1}, timeout=2.0)
+        except OSError:
+            return False
+        if code >= 500 or time.monotonic() - started > 0.8:
+            return False
+    return True
 
 
 def host(lab: dict[str, Any], **overrides: Any) -> Mind:
