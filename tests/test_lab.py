@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import signal
 import stat
@@ -494,14 +495,27 @@ def _calm(client: LabClient) -> None:
 
 def test_crash_refuses_callers_and_stays_down_until_restarted(client: LabClient) -> None:
     port = _port(client, "checkout")
-    victim = client.status()["services"]["checkout"]["pid"]
+    before = client.status()["services"]["checkout"]
+    victim = before["pid"]
     client.inject("crash")
     assert not pid_alive(victim)
     assert _get(port) == "ConnectionRefusedError"
-    # Longer than the supervisor's backoff for an ordinary death: it is held down.
-    time.sleep(2.0)
-    svc = client.status()["services"]["checkout"]
-    assert svc["running"] == 0 and svc["pid"] == victim
+    # An ordinary death is restarted by the monitor: one pass (maybe in flight when it
+    # died) may miss it, the next sees it and starts the backoff, and passes at least
+    # MONITOR_INTERVAL_S apart end it (one more to spare). Counted in the monitor's
+    # passes, not in seconds; through all of them the crashed one must stay down.
+    from sre_space.lab.supervisor import MONITOR_INTERVAL_S, backoff_s
+
+    passes = 2 + math.ceil(backoff_s(int(before["restarts"])) / MONITOR_INTERVAL_S) + 1
+    first = int(client.status()["monitor_passes"])
+
+    def past_the_backoff_still_down() -> bool:
+        doc = client.status()
+        svc = doc["services"]["checkout"]
+        assert svc["running"] == 0 and svc["pid"] == victim, svc  # never comes back
+        return int(doc["monitor_passes"]) >= first + passes
+
+    wait_until(past_the_backoff_still_down, 60, what="the monitor past checkout's backoff")
     done = client.act("restart", "checkout")
     assert done["ok"] and done["pid"] != victim
     assert _get(port) == 200  # the same port again

@@ -34,6 +34,15 @@ SERVICES = ("db", "payments", "inventory", "checkout", "frontend")
 REPLICAS = {"payments": 2, "inventory": 2}  # behind a balancer; the rest run one process
 MAX_REPLICAS = 6
 DEFAULT_RATE = 50.0
+MONITOR_INTERVAL_S = 0.5  # at least this long between two passes of the monitor
+BACKOFF_CAP_S = 5.0
+
+
+def backoff_s(restarts: int) -> float:
+    """How long the monitor leaves a child that died on its own down before starting it."""
+    return min(BACKOFF_CAP_S, 0.5 * (restarts + 1))
+
+
 ACTIONS = (
     "patch_config",
     "restart",
@@ -56,6 +65,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.lock = threading.RLock()  # children, faults and lab.json change under it
         self._written = ""  # the last lab.json text
+        self.monitor_passes = 0  # passes the monitor has finished (status shows it)
         self.instances: dict[str, list[Child]] = {}
         self.balancers: dict[str, Balancer] = {}
         # Config patched per instance, kept so a restarted process gets it back.
@@ -243,7 +253,7 @@ class Supervisor:
         }
 
     def monitor(self) -> None:
-        while not self.stopping.wait(0.5):
+        while not self.stopping.wait(MONITOR_INTERVAL_S):
             self.chaos.expire()
             for child in [*self.all_children(), self.loadgen]:
                 if child.alive():
@@ -256,12 +266,13 @@ class Supervisor:
                     continue  # chaos crashed it; it stays down until restarted
                 if not child.next_restart_at:
                     # Simple backoff: longer after each unexpected death, at most 5 s.
-                    child.next_restart_at = time.monotonic() + min(5.0, 0.5 * (child.restarts + 1))
+                    child.next_restart_at = time.monotonic() + backoff_s(child.restarts)
                 elif time.monotonic() >= child.next_restart_at:
                     child.next_restart_at = 0.0
                     with contextlib.suppress(RuntimeError, OSError):
                         self.restart_child(child)
             self.write_state()
+            self.monitor_passes += 1
 
     def shutdown(self) -> None:
         with self.lock:
@@ -346,6 +357,8 @@ class Supervisor:
         for name, svc in doc["services"].items():
             svc["config"] = self.config_of(name)
             svc["healthy"] = svc["healthy"] and bool(svc["config"] or name == "db")
+        # Not in lab.json, which would change on every pass: how far the monitor has got.
+        doc["monitor_passes"] = self.monitor_passes
         return doc
 
     # --- actions ------------------------------------------------------------------------
