@@ -45,12 +45,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 def client(lab: dict[str, Any]) -> Iterator[LabClient]:
     client = LabClient.from_settings(Settings(**lab))
     yield client
-    # Leave the lab as found: no fault, checkout back to its default pool. (A restart
-    # would do it too, but its dropped requests would look like a new incident.)
+    leave_clean(client)
+
+
+def leave_clean(client: LabClient) -> None:
+    """Leave the lab as found: no fault, checkout's default pool, traffic healthy again.
+
+    Call it while the test's mind still runs: the lab's exporters retry what they
+    could not deliver, so spans of a fault still on when a mind stops reach the
+    next test's mind, which would rightly see them as an incident. (A restart
+    would reset the pool too, but its dropped requests would look like one.)
+    """
     client.revert(None)
     client.act("patch_config", "checkout", {"db_pool_size": 20})
-    # ... and its traffic healthy again: requests queued behind the fault drain for
-    # a few seconds, and the next test's mind would rightly see them as an incident.
     port = int(client.status()["services"]["frontend"]["port"])
     wait_until(lambda: _answers_fast(port, times=5), 60, interval=0.5, what="a drained lab")
 
@@ -121,6 +128,7 @@ def test_second_occurrence_is_fixed_from_memory(lab: dict[str, Any], client: Lab
         keys = {c["key"] for c in second.hardening[0]["changes"]}
         assert "db_pool_size" in keys
     finally:
+        leave_clean(client)
         mind.stop()
 
 
@@ -152,6 +160,7 @@ def test_approve_pauses_until_a_human_answers(lab: dict[str, Any], client: LabCl
         assert done.id == incident.id
         assert any(a["step"] == "human:approve" for a in done.audit)
     finally:
+        leave_clean(client)
         mind.stop()
 
 
@@ -168,6 +177,7 @@ def test_deny_escalates_without_acting(lab: dict[str, Any], client: LabClient) -
         assert done.remediation["outcome"] == "denied"
         assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
     finally:
+        leave_clean(client)
         mind.stop()
 
 
@@ -184,6 +194,7 @@ def test_dry_run_writes_the_plan_and_changes_nothing(
         assert any(a["step"] == "planned" for a in done.audit)
         assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
     finally:
+        leave_clean(client)
         mind.stop()
 
 
@@ -200,6 +211,7 @@ def test_a_fix_that_does_not_help_is_undone(lab: dict[str, Any], client: LabClie
         assert steps.index("applied") < steps.index("verified") < steps.index("undone")
         assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
     finally:
+        leave_clean(client)
         mind.stop()
 
 
