@@ -48,7 +48,7 @@ def client(lab: dict[str, Any]) -> Iterator[LabClient]:
     leave_clean(client)
 
 
-def leave_clean(client: LabClient) -> None:
+def leave_clean(client: LabClient, mind: Mind | None = None) -> None:
     """Leave the lab as found: no fault, checkout's default pool, traffic healthy again.
 
     Call it while the test's mind still runs: the lab's exporters retry what they
@@ -60,6 +60,8 @@ def leave_clean(client: LabClient) -> None:
     client.act("patch_config", "checkout", {"db_pool_size": 20})
     port = int(client.status()["services"]["frontend"]["port"])
     wait_until(lambda: _answers_fast(port, times=5), 60, interval=0.5, what="a drained lab")
+    if mind is not None:  # every late span of the fault delivered, and judged healthy again
+        assert _steady(mind, mind.settings, hold_s=2.0, timeout_s=90)["ok"]
 
 
 def _answers_fast(port: int, times: int) -> bool:
@@ -128,7 +130,7 @@ def test_second_occurrence_is_fixed_from_memory(lab: dict[str, Any], client: Lab
         keys = {c["key"] for c in second.hardening[0]["changes"]}
         assert "db_pool_size" in keys
     finally:
-        leave_clean(client)
+        leave_clean(client, mind)
         mind.stop()
 
 
@@ -160,7 +162,7 @@ def test_approve_pauses_until_a_human_answers(lab: dict[str, Any], client: LabCl
         assert done.id == incident.id
         assert any(a["step"] == "human:approve" for a in done.audit)
     finally:
-        leave_clean(client)
+        leave_clean(client, mind)
         mind.stop()
 
 
@@ -177,7 +179,7 @@ def test_deny_escalates_without_acting(lab: dict[str, Any], client: LabClient) -
         assert done.remediation["outcome"] == "denied"
         assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
     finally:
-        leave_clean(client)
+        leave_clean(client, mind)
         mind.stop()
 
 
@@ -194,7 +196,7 @@ def test_dry_run_writes_the_plan_and_changes_nothing(
         assert any(a["step"] == "planned" for a in done.audit)
         assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
     finally:
-        leave_clean(client)
+        leave_clean(client, mind)
         mind.stop()
 
 
@@ -211,7 +213,7 @@ def test_a_fix_that_does_not_help_is_undone(lab: dict[str, Any], client: LabClie
         assert steps.index("applied") < steps.index("verified") < steps.index("undone")
         assert client.status()["services"]["checkout"]["config"]["db_pool_size"] == 20
     finally:
-        leave_clean(client)
+        leave_clean(client, mind)
         mind.stop()
 
 
