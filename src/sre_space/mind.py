@@ -197,6 +197,7 @@ class Mind:
             "otlp_endpoint": self.settings.otlp_endpoint,
             "api_port": self._api.port if self._api else None,
             "policy": self.settings.policy,
+            "actuator": self.settings.actuator,
             "started_at": self.started_at,
         }
         tmp = self.paths.mind_state.with_suffix(".tmp")
@@ -210,6 +211,7 @@ class Mind:
             "pid": os.getpid(),
             "otlp_endpoint": self.settings.otlp_endpoint,
             "policy": self.settings.policy,
+            "actuator": self.settings.actuator,
             "store": self.senses.stats(),
             "active_incidents": [i.id for i in self.log.active()],
             "uptime_s": round(time.time() - self.started_at, 1),
