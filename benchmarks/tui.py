@@ -15,7 +15,9 @@ Prints, in one run:
    row drawn once, a screen at a time), the same after sorting by latency;
 5. ``keypress``: milliseconds from a page-down key to the next idle screen,
    through Textual (median of many), beside an unbound key's (the Pilot's
-   own cost) for comparison.
+   own cost) for comparison;
+6. ``idle CPU``: the share of one core the app uses over 5 s with nothing to
+   do (it still polls the incident log and the mind).
 
 Usage: ``python benchmarks/tui.py [--spans 10000] [--size 200x60] [--json]``
 """
@@ -42,6 +44,8 @@ from sre_space.telemetry.store import TraceStore
 SERVICES = ["frontend", "checkout", "payments", "inventory", "db", "cache", "queue"]
 TRACE = "b16b16b16b16b16b16b16b16b16b16b1"
 
+
+IDLE_S = 5.0  # seconds of idle the CPU is measured over
 
 def big_trace(n: int) -> list[Span]:
     """A tree of ``n`` spans, ten children each, spread over a second; one in 97 failed."""
@@ -165,6 +169,12 @@ async def measure(spans: int, size: tuple[int, int]) -> dict[str, Any]:
                 await pilot.press("f12")
                 idle.append(time.perf_counter() - t)
             results["noop_keypress_ms_median"] = statistics.median(idle) * 1e3
+            # CPU while nothing happens: the app polls its sources, nothing else.
+            cpu, wall = time.process_time(), time.perf_counter()
+            await pilot.pause(IDLE_S)
+            results["idle_cpu_pct"] = (
+                100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
+            )
             await pilot.press("q")
     return results
 
@@ -201,6 +211,7 @@ def main() -> None:
     print(f"  ... by latency  {r['full_scroll_by_latency_ms']:.0f} ms")
     print(f"  keypress        {r['keypress_ms_median']:.1f} ms  (page down -> idle, median of 30)")
     print(f"  ... unbound key {r['noop_keypress_ms_median']:.1f} ms  (the Pilot's own cost)")
+    print(f"  idle CPU        {r['idle_cpu_pct']:.1f} %  of one core ({IDLE_S:.0f} s with nothing to do)")
 
 
 if __name__ == "__main__":
