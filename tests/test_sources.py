@@ -472,3 +472,26 @@ def test_e2e_kafka_otlp_spans_topic() -> None:
 
 if __name__ == "__main__":
     record_kafka_fixture()
+
+
+def test_the_mind_fetches_an_evidence_trace_it_no_longer_holds_from_jaeger(
+    jaeger: FakeJaeger, tmp_path: Path
+) -> None:
+    """The mind's /trace (the cockpit's waterfall) falls back on Jaeger's /api/v3/traces/ID."""
+    from sre_space.config import Settings
+    from sre_space.mind import Mind
+
+    from helpers import free_port
+
+    doc = v3_traces()
+    trace_id = doc["result"]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
+    jaeger.answers[f"/api/v3/traces/{trace_id}"] = (200, doc)
+    settings = Settings(
+        home=tmp_path, otlp_http_port=free_port(), otlp_grpc_port=-1, jaeger_url=url_of(jaeger)
+    )
+    mind = Mind(settings)
+    assert mind.store.trace(trace_id) == []  # not in the store ...
+    spans = mind.trace(trace_id)  # ... but Jaeger has it
+    assert spans and {s.trace_id for s in spans} == {trace_id}
+    assert (f"/api/v3/traces/{trace_id}", {}) in jaeger.queries
+    assert mind.trace("0" * 32) == []  # Jaeger's 404: no such trace, no error

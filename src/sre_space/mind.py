@@ -139,7 +139,7 @@ class Mind:
             {
                 "/status": lambda _: self.status(),
                 **memory_routes(self._memory),
-                "/trace": lambda p: [span_json(s) for s in self.store.trace(p["id"])],
+                "/trace": lambda p: [span_json(s) for s in self.trace(p["id"])],
             },
             self.paths.mind_token,
         ).start()
@@ -205,6 +205,20 @@ class Mind:
         os.replace(tmp, self.paths.mind_state)
 
     # --- API ------------------------------------------------------------------
+
+    def trace(self, trace_id: str) -> list[Any]:
+        """A trace's spans: from the store, else (evicted, or seen by another Scout) Jaeger's."""
+        spans = self.store.trace(trace_id)
+        if spans or not self.settings.jaeger_url:
+            return spans
+        from sre_space.telemetry.sources import JaegerSource
+
+        try:
+            found = JaegerSource(self.settings.jaeger_url, self.senses.intake).get_trace(trace_id)
+        except Unavailable as exc:
+            log.warning("evidence trace %s: %s", trace_id, exc)
+            return []
+        return [s for s in found.spans if s.trace_id == trace_id]
 
     def status(self) -> dict[str, Any]:
         return {
