@@ -54,3 +54,20 @@ def test_a_bad_policy_is_a_usage_error(
 ) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         policy_from(Settings(home=tmp_path, **setting))
+
+
+def test_per_service_rules_come_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sre_space.mind import scout_rules
+
+    monkeypatch.setenv("SRE_SPACE_HOME", str(tmp_path))
+    (tmp_path / "config.toml").write_text(
+        "[service_rules.reports]\nlatency_ms = 5000\n[service_rules.auth]\nerrors = false\n"
+    )
+    rules = scout_rules(Settings())
+    assert rules.latency_for("reports") == 5000 and rules.latency_for("checkout") == 800
+    assert rules.errors_for("auth") is False and rules.errors_for("checkout") is True
+    (tmp_path / "config.toml").write_text("[service_rules.reports]\nlatency = 5\n")
+    with pytest.raises(UsageError, match="service_rules"):
+        scout_rules(Settings())

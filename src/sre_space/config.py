@@ -58,6 +58,12 @@ class Settings(BaseSettings):
 
     # Scout's static rules (DESIGN: error status, latency over 800 ms).
     latency_threshold_ms: float = 800.0
+    # Per-service overrides of Scout's static rules, e.g. in config.toml:
+    #   [service_rules.reports]
+    #   latency_ms = 5000        # a batch service: its requests take seconds
+    #   [service_rules.auth]
+    #   errors = false           # its instrumentation marks 4xx as ERROR
+    service_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     error_rate_threshold: float = 0.05
     detect_window_s: float = 10.0
     min_requests: int = 10

@@ -17,8 +17,9 @@ import time
 from typing import IO, Any
 
 from sre_space.config import Settings
+from sre_space.detect.rules import Rules
 from sre_space.detect.window import WindowDetector
-from sre_space.errors import Unavailable
+from sre_space.errors import Unavailable, UsageError
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
@@ -50,6 +51,16 @@ def span_json(span: Any) -> dict[str, Any]:
         ],
         "resource": span.resource,
     }
+
+
+def scout_rules(settings: Settings) -> Rules:
+    """The static rules with the per-service overrides of ``service_rules``."""
+    try:
+        return Rules.from_mapping(
+            {"latency_ms": settings.latency_threshold_ms, "services": settings.service_rules}
+        )
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"service_rules: {exc}") from None
 
 
 class MindLock:
@@ -89,7 +100,11 @@ class Mind:
         self.policy = policy_from(settings)  # a bad policy is refused before anything starts
         self.paths = Paths(settings.home).ensure()
         self.store = TraceStore(settings.store_max_spans, settings.store_max_bytes)
-        self.detector = WindowDetector(settings.detect_window_s, settings.latency_threshold_ms)
+        self.detector = WindowDetector(
+            settings.detect_window_s,
+            settings.latency_threshold_ms,
+            rules=scout_rules(settings),
+        )
         self.store.subscribe(self.detector.observe)
         self.log = IncidentLog(self.paths.incidents_db)
         self._lock = MindLock(self.paths)
