@@ -1,10 +1,17 @@
-"""Shared test helpers: free ports and waiting on a condition with a deadline."""
+"""Shared test helpers: free ports, waiting on a condition with a deadline, a Chroma server."""
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -26,3 +33,79 @@ def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def _chroma_executable() -> str | None:
+    beside = Path(sys.executable).with_name("chroma")
+    return str(beside) if beside.exists() else shutil.which("chroma")
+
+
+def _heartbeat(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def chroma_server(path: Path) -> Iterator[str]:
+    """A real Chroma server (``chroma run``, from the chromadb package) on a free port; its URL.
+
+    Skips the test when the executable is not installed; fails with the server's
+    log when it exits or does not answer its heartbeat within 60 s.
+    """
+    import pytest
+
+    exe = _chroma_executable()
+    if exe is None:
+        pytest.skip("the `chroma` executable is not installed (pip install chromadb provides it)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = path / "chroma.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [exe, "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _heartbeat(url):
+                if proc.poll() is not None:
+                    tail = log_path.read_text(errors="replace")[-2000:]
+                    pytest.fail(f"chroma run exited with {proc.returncode}:\n{tail}")
+                if time.monotonic() > deadline:
+                    pytest.fail("chroma run did not answer its heartbeat within 60 s")
+                time.sleep(0.1)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+class BlockedStore:
+    """A real store whose consumer blocks on its first batch until ``release()``.
+
+    What a full intake queue needs to be reached on purpose: the intake's
+    consumer thread is held inside the store's listener (``entered`` says when).
+    """
+
+    def __init__(self) -> None:
+        from sre_space.telemetry.store import TraceStore
+
+        self.store = TraceStore()
+        self.entered = threading.Event()
+        self._gate = threading.Event()
+        self.store.subscribe(self._block)
+
+    def _block(self, spans: object) -> None:
+        self.entered.set()
+        self._gate.wait(10)
+
+    def release(self) -> None:
+        self._gate.set()

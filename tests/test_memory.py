@@ -7,12 +7,7 @@ real Chroma server (``chroma run``) and talks to it through ``chroma_url``.
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +18,7 @@ import pytest
 from sre_space.config import Settings
 from sre_space.memory.store import KnowledgeEntry, MemoryHit, MemoryStore
 
+from helpers import chroma_server as helpers_chroma_server
 from helpers import free_port
 
 DB_SIGNATURE = "checkout|POST /checkout|saturation|DatabaseTimeout"
@@ -408,64 +404,10 @@ def test_the_collection_persists_the_offline_function(tmp_path: Path) -> None:
 # --- a real Chroma server ---------------------------------------------------------------
 
 
-def _chroma_executable() -> str | None:
-    beside = Path(sys.executable).with_name("chroma")
-    return str(beside) if beside.exists() else shutil.which("chroma")
-
-
-def _heartbeat(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def chroma_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    exe = _chroma_executable()
-    if exe is None:
-        pytest.skip("the `chroma` executable (from the chromadb package) is not on PATH")
-    port = free_port()
-    log = (tmp_path / "chroma.log").open("wb")
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        [
-            exe,
-            "run",
-            "--path",
-            str(tmp_path / "server-db"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def stop() -> None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
-
-    request.addfinalizer(stop)
-    deadline = started + 60
-    while not _heartbeat(port):
-        if proc.poll() is not None:
-            output = (tmp_path / "chroma.log").read_text(errors="replace")[-2000:]
-            pytest.fail(f"chroma run exited with {proc.returncode}:\n{output}")
-        if time.monotonic() > deadline:
-            pytest.fail("chroma run did not answer its heartbeat within 60 s")
-        time.sleep(0.1)
-    took = time.monotonic() - started
-    request.node.user_properties.append(("chroma_server_start_s", round(took, 2)))
-    print(f"chroma server answered its heartbeat after {took:.2f} s")
-    yield f"http://127.0.0.1:{port}"
+def chroma_server(tmp_path: Path) -> Iterator[str]:
+    with helpers_chroma_server(tmp_path) as url:
+        yield url
 
 
 def test_memory_in_a_chroma_server(tmp_path: Path, chroma_server: str) -> None:

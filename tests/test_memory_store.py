@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from sre_space.errors import Unavailable, UsageError
 from sre_space.memory.model import KnowledgeEntry, read_jsonl, to_jsonl
 from sre_space.memory.store import COLLECTION, MemoryStore, signature_match
 
+from helpers import chroma_server as helpers_chroma_server
 from helpers import free_port
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
@@ -144,53 +143,11 @@ def lab_entries() -> list[KnowledgeEntry]:
 # --- backends ---------------------------------------------------------------------------
 
 
-def _chroma_executable() -> str | None:
-    beside = Path(sys.executable).parent / "chroma"
-    return str(beside) if beside.exists() else shutil.which("chroma")
-
-
-def _heartbeat(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Chroma server (``chroma run``) on a free port; its URL."""
-    exe = _chroma_executable()
-    if exe is None:
-        pytest.skip("the `chroma` executable is not installed (pip install chromadb provides it)")
-    path = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    log = (path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(path / "data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while not _heartbeat(url):
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"chroma run exited {proc.returncode}: {(path / 'server.log').read_text()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError("chroma run did not answer its heartbeat within 60 s")
-            time.sleep(0.2)
+    with helpers_chroma_server(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(params=["embedded", "server"])

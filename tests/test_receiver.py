@@ -6,12 +6,10 @@ import gzip
 import http.client
 import json
 import socket
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google.rpc import status_pb2
@@ -31,7 +29,7 @@ from sre_space.telemetry.model import SpanKind
 from sre_space.telemetry.receiver import OtlpHttpReceiver
 from sre_space.telemetry.store import TraceStore
 
-from helpers import wait_until
+from helpers import BlockedStore, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
 PB = "application/x-protobuf"
@@ -233,14 +231,8 @@ def test_paths_methods_encodings_and_lengths(receiver: tuple[OtlpHttpReceiver, T
 
 
 def test_full_intake_answers_503_with_retry_after_then_recovers() -> None:
-    gate, entered = threading.Event(), threading.Event()
-    store = TraceStore()
-
-    def blocked_detector(spans: list[Any]) -> None:
-        entered.set()
-        gate.wait(10)
-
-    store.subscribe(blocked_detector)
+    blocked = BlockedStore()
+    store, entered = blocked.store, blocked.entered
     intake = Intake(store, max_batches=1, max_spans=1000, retry_after_s=2).start()
     rx = OtlpHttpReceiver(intake, "127.0.0.1", 0, max_body_bytes=1 << 20).start()
     try:
@@ -256,12 +248,12 @@ def test_full_intake_answers_503_with_retry_after_then_recovers() -> None:
             assert err.value.code == 503 and err.value.headers["Retry-After"] == "2"
             assert "retry later" in err.value.read().decode("latin-1")
         assert intake.stats().refused_requests == 2
-        gate.set()
+        blocked.release()
         assert intake.flush(5)
         assert post(rx.port, one_span_request(b"\x03" * 16), PB)[0] == 200
         assert intake.flush(5)
     finally:
-        gate.set()
+        blocked.release()
         rx.stop()
         intake.stop()
     assert store.stats().spans_in == 3  # every accepted span arrived

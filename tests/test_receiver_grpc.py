@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,7 +24,7 @@ from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.model import SpanKind
 from sre_space.telemetry.store import TraceStore
 
-from helpers import wait_until
+from helpers import BlockedStore, wait_until
 
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -121,14 +120,8 @@ def test_bad_payload_is_invalid_argument_with_bad_request(
 
 
 def test_full_intake_is_unavailable_with_retry_info() -> None:
-    gate, entered = threading.Event(), threading.Event()
-    store = TraceStore()
-
-    def blocked_detector(spans: list[Any]) -> None:
-        entered.set()
-        gate.wait(10)
-
-    store.subscribe(blocked_detector)
+    blocked = BlockedStore()
+    store, entered = blocked.store, blocked.entered
     intake = Intake(store, max_batches=1, max_spans=100, retry_after_s=3).start()
     rx = OtlpGrpcReceiver(intake, "127.0.0.1", 0, max_message_bytes=1 << 20).start()
     try:
@@ -146,7 +139,7 @@ def test_full_intake_is_unavailable_with_retry_info() -> None:
         assert retry.retry_delay.seconds == 3
         assert intake.stats().refused_requests == 1
     finally:
-        gate.set()
+        blocked.release()
         rx.stop()
         intake.stop()
     assert store.stats().spans_in == 2
