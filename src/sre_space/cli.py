@@ -26,6 +26,7 @@ from sre_space.cli_stack import down, stack_mode, up
 from sre_space.config import Settings, default_home, load
 from sre_space.errors import ExitCode, SreSpaceError, UsageError
 from sre_space.safe_text import printable, printable_lines
+from sre_space.squad.policy import MODES
 
 app = typer.Typer(
     name="sre-space",
@@ -66,8 +67,8 @@ def _mind_settings(source: str | None, **flags: Any) -> Settings:
 
     if source not in (None, "kafka", "otlp"):
         raise UsageError(f"unknown source {source!r}; use kafka or otlp")
-    if flags.get("policy") not in (None, "auto", "approve", "dry-run"):
-        raise UsageError(f"unknown policy {flags['policy']!r}; use auto, approve or dry-run")
+    if flags.get("policy") not in (None, *MODES):
+        raise UsageError(f"unknown policy {flags['policy']!r}; use {', '.join(MODES)}")
     base = load(**flags)
     overrides = mind_overrides(base.home, source)
     return load(**{**overrides, **flags}) if overrides else base

@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from sre_space.detect.rules import LATENCY_MS
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -57,7 +59,7 @@ class Settings(BaseSettings):
     kafka_group: str = "sre-space"
 
     # Scout's static rules (DESIGN: error status, latency over 800 ms).
-    latency_threshold_ms: float = 800.0
+    latency_threshold_ms: float = LATENCY_MS
     # Per-service overrides of Scout's static rules, e.g. in config.toml:
     #   [service_rules.reports]
     #   latency_ms = 5000        # a batch service: its requests take seconds

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+LATENCY_MS = 800.0  # DESIGN's rule: a request slower than this is a slow one
+
 
 @dataclass(frozen=True)
 class ServiceRule:
@@ -27,7 +29,7 @@ class ServiceRule:
 
 @dataclass(frozen=True)
 class Rules:
-    latency_ms: float = 800.0
+    latency_ms: float = LATENCY_MS
     errors: bool = True  # count ERROR status as a failed request
     services: Mapping[str, ServiceRule] = field(default_factory=dict)
 
@@ -56,7 +58,7 @@ class Rules:
                 bool(errors) if errors is not None else None,
             )
         return cls(
-            latency_ms=float(doc.get("latency_ms", 800.0)),
+            latency_ms=float(doc.get("latency_ms", LATENCY_MS)),
             errors=bool(doc.get("errors", True)),
             services=services,
         )

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
 
+from sre_space.detect.rules import LATENCY_MS
 from sre_space.rca.changepoint import change_point
 from sre_space.rca.reference import MIN_SAMPLES, Reference
 from sre_space.rca.stats import excess_weight, median, median_low
@@ -517,7 +518,7 @@ def _rank(j: _Judgement, n_traces: int, top: int, method: str) -> list[Candidate
 
 def localize(
     traces: Iterable[list[Span]],
-    latency_threshold_ms: float = 800.0,
+    latency_threshold_ms: float = LATENCY_MS,
     top: int = 5,
     baseline: Iterable[list[Span]] | None = None,
 ) -> list[Candidate]:

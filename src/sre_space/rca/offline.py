@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sre_space.detect.rules import LATENCY_MS
 from sre_space.errors import UsageError
 from sre_space.rca.localize import Candidate, localize, paused_gc
 from sre_space.rca.traces import group
@@ -117,7 +118,7 @@ def analyze(
     baseline: Sequence[str] = (),
     *,
     top: int = 5,
-    latency_threshold_ms: float = 800.0,
+    latency_threshold_ms: float = LATENCY_MS,
 ) -> Analysis:
     if not files:
         raise UsageError("give at least one trace file")
