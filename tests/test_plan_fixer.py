@@ -1,35 +1,23 @@
 """GitOps: with `actuator = "plan-compose"` the Fixer writes its change as a proposal.
 
 The real plan actuator judges against the shipped compose file and writes a real
-override file; the real incident log records the outcome. Memory is a small
-stand-in (the Fixer only asks it which fixes failed before): the real store is
-covered by the memory tests and is not what this test is about.
+override file; the real incident log records the outcome; the real (empty)
+memory answers that nothing failed before.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
+from sre_space.memory.store import MemoryStore
 from sre_space.mind import Mind
 from sre_space.squad import agents
 from sre_space.squad.policy import Policy
 from sre_space.telemetry.store import TraceStore
-
-
-class NoFailures:
-    def search(self, query: str, **_: Any) -> list[Any]:
-        return []
-
-    def archive(self, entry: Any) -> Any:
-        return entry
-
-    def failed_remediations(self, signature: str) -> list[dict[str, Any]]:
-        return []
 
 
 def test_a_plan_actuator_turns_the_fix_into_a_proposal(tmp_path: Path) -> None:
@@ -39,7 +27,8 @@ def test_a_plan_actuator_turns_the_fix_into_a_proposal(tmp_path: Path) -> None:
     log = IncidentLog(tmp_path / "incidents.db")
     incident = Incident(id=log.new_id(), status="open", detected_at=0.0)
     log.save(incident)
-    ctx = agents.SquadContext(settings, TraceStore(), log, NoFailures(), actuator, Policy())
+    memory = MemoryStore(settings)
+    ctx = agents.SquadContext(settings, TraceStore(), log, memory, actuator, Policy())
     diagnosis = {
         "service": "checkout",
         "operation": "POST /checkout",
@@ -48,7 +37,10 @@ def test_a_plan_actuator_turns_the_fix_into_a_proposal(tmp_path: Path) -> None:
         "signature": "checkout|POST /checkout|saturation|DatabaseTimeout",
         "confidence": 0.9,
     }
-    out = agents.fixer(ctx, {"incident_id": incident.id, "diagnosis": diagnosis, "recall": []})
+    try:
+        out = agents.fixer(ctx, {"incident_id": incident.id, "diagnosis": diagnosis, "recall": []})
+    finally:
+        memory.close()
     assert out["plan"] == {}  # nothing was applied, so nothing to verify
     saved = log.get(incident.id)
     assert saved is not None and saved.remediation["outcome"] == "proposed"

@@ -47,7 +47,9 @@ def deny(
 def review(
     since: Annotated[str, typer.Option(help="How far back: 24h, 90m, 7d.")] = "24h",
     json_out: JsonOpt = False,
-    md: Annotated[bool, typer.Option("--md", help="Markdown.")] = False,
+    md: Annotated[
+        bool, typer.Option("--md", help="Markdown (also what prints without --json).")
+    ] = False,
 ) -> None:
     """The daily review: incidents, TTD and TTM, recurring signatures, open proposals."""
     from sre_space import review as rv
