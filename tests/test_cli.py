@@ -81,5 +81,5 @@ def test_escape_sequences_from_telemetry_never_reach_the_terminal() -> None:
     line = Event(1, "INC-1", 0.0, "brain", "step", f"root cause {hostile}", {}).line()
     assert "\x1b" not in line and "\x07" not in line and "\r" not in line and "\x9b" not in line
     assert "pool exhausted" in line and "fake line" in line
-    assert printable("a\tb") == "a\tb"  # tabs are harmless
+    assert printable("a\tb") == "a b"  # one cell: columns stay put
     assert printable_lines("one\x1b[1m\ntwo") == "one?[1m\ntwo"

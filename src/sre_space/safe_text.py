@@ -1,23 +1,99 @@
-"""Text from telemetry, made safe to print on an operator's terminal.
+"""Text from outside, made safe to show: the one escaping rule.
 
-Span names, status messages and exception texts come from the systems being
-watched; a hostile or broken one could embed terminal escape sequences (to
-rewrite the screen, set the window title, or worse). Human output passes them
-through ``printable``; JSON output escapes them by itself.
+Span and service names, status messages, exception texts, memory entries and
+imported files come from systems we do not control. Shown as they are, they
+could rewrite the operator's screen (ESC and CSI sequences), plant a link
+(OSC 8), reorder what is read (bidi overrides), hide characters (zero-width),
+style themselves (Rich markup such as ``[bold]`` or ``[link=...]``) or run on
+for pages. Every place that shows such text passes it through one of:
+
+- ``printable``: one line for a terminal. Control characters (C0, DEL, C1, so
+  ESC and the OSC 8 introducer) become ``?`` (a tab, a space); format characters (bidi
+  controls, zero-width spaces and joiners, the BOM), line separators and lone
+  surrogates are shown as ``<U+202E>``; ``limit`` caps the length with ``…``.
+- ``printable_lines``: the same, line by line, for a multi-line rendering.
+- ``markup_safe``: ``printable`` with Rich/Textual markup escaped, for a place
+  that takes a whole markup string. Do not glue it before a tag (a trailing
+  backslash would escape the tag); the TUI builds ``rich.text.Text`` instead,
+  which is never parsed as markup.
+- ``markdown_safe``: ``printable`` with Markdown's punctuation escaped, for
+  Markdown reports (``review --md``), table cells included.
+
+JSON output is data, not display: ``json.dumps`` escapes control characters
+by itself and nothing here is applied to it.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+ELLIPSIS = "…"
+NAME_LIMIT = 160  # a name, an id, a table cell: one line on any terminal
+TEXT_LIMIT = 4000  # a message, an attribute value, a summary: a few wrapped lines
+REPLACEMENT = "?"
+
+# Tag-like brackets, as Rich and Textual parse them ([bold], [/], [link=...], [@click]).
+_MARKUP_TAG = re.compile(r"(\\*)(\[[a-zA-Z#/@][^[]*?\])")
+# Markdown's inline punctuation (links, emphasis, code, HTML and entities), | for tables.
+_MARKDOWN = re.compile(r"([\\`*_\[\]<>|~&])")
+# Letters that draw nothing (Hangul fillers), a favourite of look-alike names.
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
 
 
-def printable(text: str) -> str:
-    """``text`` with control characters (ESC, CR, newlines, C1 codes) shown as ``?``; tabs kept."""
-    return _CONTROL.sub("?", text)
+def _shown(char: str) -> str:
+    """How one character is shown: itself, ``?`` for a control, ``<U+XXXX>`` if invisible."""
+    if char.isprintable() and char not in _BLANK_LETTERS:
+        return char
+    if char == "\t":
+        return " "  # one cell, so columns and widths stay predictable
+    category = unicodedata.category(char)
+    if category == "Cc":
+        return REPLACEMENT
+    if category in ("Cf", "Zl", "Zp", "Cs") or char in _BLANK_LETTERS:
+        return f"<U+{ord(char):04X}>"
+    # Unassigned and private-use code points are printable enough; Zs is a space.
+    return char
 
 
-def printable_lines(text: str) -> str:
-    """``printable`` for each line of a multi-line rendering."""
-    return "\n".join(printable(line) for line in text.split("\n"))
+def _cap(pieces: list[str], limit: int | None) -> str:
+    text = "".join(pieces)
+    if limit is None or len(text) <= limit:
+        return text
+    out: list[str] = []
+    room = max(0, limit - 1)
+    for piece in pieces:
+        if len(piece) > room:  # never cut a <U+...> in half
+            break
+        out.append(piece)
+        room -= len(piece)
+    return "".join(out) + ELLIPSIS
+
+
+def printable(text: object, limit: int | None = None) -> str:
+    """One line safe for a terminal: controls as ``?``, invisibles as ``<U+XXXX>``, capped."""
+    text = "" if text is None else str(text)
+    if limit is None and text.isprintable() and _BLANK_LETTERS.isdisjoint(text):
+        return text  # the common case: nothing to do
+    return _cap([_shown(c) for c in text], limit)
+
+
+def printable_lines(text: str, limit: int | None = None) -> str:
+    """``printable`` for each line of a multi-line rendering (newlines kept)."""
+    return "\n".join(printable(line, limit) for line in text.split("\n"))
+
+
+def markup_safe(text: object, limit: int | None = None) -> str:
+    """``printable``, then Rich/Textual markup escaped: ``[bold]`` shows as ``[bold]``."""
+    safe = printable(text, limit)
+
+    def escape(match: re.Match[str]) -> str:
+        backslashes, tag = match.groups()
+        return f"{backslashes}{backslashes}\\{tag}"
+
+    return _MARKUP_TAG.sub(escape, safe)
+
+
+def markdown_safe(text: object, limit: int | None = None) -> str:
+    """``printable``, then Markdown's punctuation escaped (safe in a table cell too)."""
+    return _MARKDOWN.sub(r"\\\1", printable(text, limit))

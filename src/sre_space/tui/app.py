@@ -21,17 +21,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import BindingType
 from textual.containers import Horizontal
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input
 
 from sre_space.config import Settings
 from sre_space.incidents import ACTIVE, AWAITING_APPROVAL, Incident, IncidentLog
 from sre_space.paths import Paths
+from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 from sre_space.tui.commands import CockpitCommands
 from sre_space.tui.feed import Feed, Snapshot
 from sre_space.tui.host import MindHost
@@ -331,7 +334,7 @@ class SreSpaceApp(App[None]):
         self.selected_id = incident_id
         incident = self.selected
         self.query_one(MemoryHits).show(incident)
-        self.query_one(MemoryHits).border_title = f"memory · {incident_id}"
+        self.query_one(MemoryHits).border_title = Text(f"memory · {printable(incident_id)}")
         self._trace_ids = exemplar_trace_ids(incident)
         self._trace_index = 0
         self._load_trace()
@@ -388,7 +391,7 @@ class SreSpaceApp(App[None]):
             return
         n = len(self._trace_ids)
         which = f" {self._trace_index % n + 1}/{n}" if n > 1 else ""
-        wf.border_title = f"trace{which} {trace_id[:12]}…"
+        wf.border_title = Text(f"trace{which} {printable(trace_id[:12])}…")
         if missing:
             wf.border_subtitle = "no spans"
             return
@@ -398,8 +401,8 @@ class SreSpaceApp(App[None]):
         if tree.orphans:
             bits.append(f"partial: {tree.orphans} without parent")
         if wf.view.filter:
-            bits.append(f"/{wf.view.filter}")
-        wf.border_subtitle = " · ".join(bits)
+            bits.append(f"/{printable(wf.view.filter, NAME_LIMIT)}")
+        wf.border_subtitle = Text(" · ".join(bits))  # Text: never parsed as markup
 
     def on_waterfall_span_highlighted(self, message: Waterfall.SpanHighlighted) -> None:
         # A burst of moves (a held j, page downs) updates the side panel once, at rest.
@@ -513,7 +516,7 @@ class SreSpaceApp(App[None]):
 
     def action_sort(self) -> None:
         sort = self.waterfall.cycle_sort()
-        self.notify(f"spans sorted by {sort}", timeout=2)
+        self._tell(f"spans sorted by {sort}", timeout=2)
 
     def action_next_failure(self) -> None:
         self.waterfall.next_failure()
@@ -548,7 +551,8 @@ class SreSpaceApp(App[None]):
     def _apply_filter(self, text: str) -> None:
         if self._filter_target == "incidents":
             self.table.set_filter(text)
-            self.table.border_subtitle = f"/{text.strip()}" if text.strip() else ""
+            shown = printable(text.strip(), NAME_LIMIT)
+            self.table.border_subtitle = Text(f"/{shown}" if shown else "")
         else:
             self.waterfall.set_filter(text)
             self._title_waterfall()
@@ -585,11 +589,15 @@ class SreSpaceApp(App[None]):
         self.terminal.set_follow(not self.terminal.follow)
         self._render_status()
 
+    def _tell(self, text: str, severity: SeverityLevel = "information", timeout: float = 5) -> None:
+        """A notification: it may quote outside text, so escaped and never read as markup."""
+        self.notify(printable(text, TEXT_LIMIT), severity=severity, timeout=timeout, markup=False)
+
     # --- acting: approve, deny, chaos, revert ------------------------------------------
 
     def _refused(self, action: str) -> bool:
         if self.readonly and action in ACTING:
-            self.notify(f"readonly: {action} is disabled", severity="warning")
+            self._tell(f"readonly: {action} is disabled", severity="warning")
             return True
         return False
 
@@ -611,12 +619,12 @@ class SreSpaceApp(App[None]):
             return
         incident = self._target()
         if incident is None:
-            self.notify("no incident selected", severity="warning")
+            self._tell("no incident selected", severity="warning")
             return
         rem = incident.remediation
         if not _awaiting(incident):
             outcome = rem.get("outcome") or "no remediation yet"
-            self.notify(f"{incident.id} is not awaiting approval ({outcome})", severity="warning")
+            self._tell(f"{incident.id} is not awaiting approval ({outcome})", severity="warning")
             return
         params = " ".join(f"{k}={v}" for k, v in (rem.get("params") or {}).items())
         plan = f"{rem.get('action', '?')} {rem.get('service', '')} {params}".strip()
@@ -704,7 +712,7 @@ class SreSpaceApp(App[None]):
     def on_action_done(self, message: ActionDone) -> None:
         if self._gone():
             return
-        self.notify(message.text, severity="information" if message.ok else "error")
+        self._tell(message.text, severity="information" if message.ok else "error")
         self.terminal.note(message.text, style="" if message.ok else "red")
         self._read_extras()
 

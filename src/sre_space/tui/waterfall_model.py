@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from sre_space.safe_text import NAME_LIMIT, printable
 from sre_space.telemetry.model import Span
 
 SortKey = Literal["start", "latency"]
@@ -278,7 +279,10 @@ class WaterfallView:
         # What the name column needs: the deepest guides and the longest name (+ a flag).
         self.depth_shown = max((r.node.depth for r in rows), default=0)
         self.longest_name = max(
-            (len(r.span.name) + (4 if r.span.error or r.hidden_failure else 0) for r in rows),
+            (
+                len(shown_name(r.span)) + (4 if r.span.error or r.hidden_failure else 0)
+                for r in rows
+            ),
             default=0,
         )
 
@@ -410,6 +414,11 @@ def axis(total_ns: int, width: int, ticks: int = 4) -> str:
             continue
         cells[at : at + len(label)] = label
     return "".join(cells)
+
+
+def shown_name(span: Span) -> str:
+    """The span's name as the waterfall draws it: escaped and capped (safe_text)."""
+    return printable(span.name, NAME_LIMIT)
 
 
 def span_details(

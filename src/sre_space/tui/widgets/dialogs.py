@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
+from sre_space.safe_text import TEXT_LIMIT, printable_lines
 from sre_space.tui.keys import keys_for
 
 
@@ -26,8 +27,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog") as box:
-            box.border_title = self._title
-            yield Static(self.question, id="question")
+            box.border_title = Text(self._title)
+            # The question quotes the incident (outside text): Text, never markup.
+            yield Static(Text(printable_lines(self.question, TEXT_LIMIT)), id="question")
             with Horizontal(id="buttons"):
                 yield Button(f"{self._yes} (y)", id="yes", variant="warning")
                 yield Button("Cancel (n)", id="no")

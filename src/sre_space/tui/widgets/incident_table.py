@@ -9,6 +9,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
 from sre_space.incidents import ACTIVE, AWAITING_APPROVAL, Incident
+from sre_space.safe_text import NAME_LIMIT, printable
 
 STATUS_STYLES: dict[str, str] = {
     "open": "bold red",
@@ -36,24 +37,29 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
 
-def incident_cells(incident: Incident) -> tuple[Any, ...]:
+def _cell(value: object) -> Text:
+    """A cell from outside text: a ``Text`` (a plain ``str`` would be parsed as markup)."""
+    return Text(printable(value, NAME_LIMIT))
+
+
+def incident_cells(incident: Incident) -> tuple[Text, ...]:
     rc, rem = incident.root_cause, incident.remediation
     cause = " ".join(str(p) for p in (rc.get("service"), rc.get("operation")) if p) or "-"
     params = rem.get("params") or {}
     args = " ".join(f"{k}={v}" for k, v in params.items()) if isinstance(params, dict) else ""
     fix = " ".join(p for p in (str(rem.get("action") or "-"), args) if p)
-    status = Text(incident.status, style=STATUS_STYLES.get(incident.status, ""))
+    status = Text(printable(incident.status), style=STATUS_STYLES.get(incident.status, ""))
     if rem.get("outcome") == AWAITING_APPROVAL and incident.status in ACTIVE:
         status = Text("approve?", style="bold black on yellow")  # a human is needed: a / d
     return (
-        incident.id,
+        _cell(incident.id),
         status,
-        cause,
-        str(rc.get("fault_class") or "-"),
-        fix,
-        str(rem.get("outcome") or "-"),
-        _secs(incident.ttd_s),
-        _secs(incident.ttm_s),
+        _cell(cause),
+        _cell(rc.get("fault_class") or "-"),
+        _cell(fix),
+        _cell(rem.get("outcome") or "-"),
+        _cell(_secs(incident.ttd_s)),
+        _cell(_secs(incident.ttm_s)),
     )
 
 
@@ -62,8 +68,8 @@ class IncidentTable(DataTable[Any]):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._shown: dict[str, tuple[Any, ...]] = {}  # rows in the table
-        self._known: dict[str, tuple[Any, ...]] = {}  # every incident read, filtered or not
+        self._shown: dict[str, tuple[Text, ...]] = {}  # rows in the table
+        self._known: dict[str, tuple[Text, ...]] = {}  # every incident read, filtered or not
         self._detected_at: dict[str, float] = {}
         self.filter_text = ""
 
@@ -74,8 +80,8 @@ class IncidentTable(DataTable[Any]):
     def show(self, incidents: list[Incident]) -> None:
         """Add new incidents and update changed cells; never rebuild the table."""
         for incident in incidents:
-            self._known[incident.id] = incident_cells(incident)
-            self._detected_at[incident.id] = incident.detected_at
+            cells = self._known[incident.id] = incident_cells(incident)
+            self._detected_at[cells[0].plain] = incident.detected_at  # the sort sees the cell
         self._sync()
 
     def set_filter(self, text: str) -> None:
@@ -83,9 +89,9 @@ class IncidentTable(DataTable[Any]):
         self.filter_text = text.strip()
         self._sync()
 
-    def _matches(self, cells: tuple[Any, ...]) -> bool:
+    def _matches(self, cells: tuple[Text, ...]) -> bool:
         needle = self.filter_text.casefold()
-        return not needle or any(needle in str(cell).casefold() for cell in cells)
+        return not needle or any(needle in cell.plain.casefold() for cell in cells)
 
     def _sync(self) -> None:
         added = False

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from sre_space.incidents import Incident
+from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 from sre_space.tui.widgets.plain import plain_text
 
 OUTCOME_STYLES: dict[str, str] = {"recovered": "green", "undone": "red", "failed": "red"}
@@ -31,23 +32,24 @@ def hits_renderable(incident: Incident | None, top: int = 3) -> RenderableType:
             score = f"{float(hit.get('score', 0.0)):.2f}"
         except (TypeError, ValueError):
             score = "?"
+        # Everything in a hit came from memory (maybe imported): escaped and capped.
         head = Text.assemble(
             (f"{rank}. ", "dim"),
             (score, "bold"),
             " ",
-            (str(hit.get("id", "?")), "italic"),
+            (printable(hit.get("id", "?"), NAME_LIMIT), "italic"),
             " ",
-            (str(hit.get("service", "")), "cyan"),
+            (printable(hit.get("service", ""), NAME_LIMIT), "cyan"),
         )
         fix = Text.assemble(
             "   ",
-            (f"{action} {args}".strip(), "bold"),
+            (printable(f"{action} {args}".strip(), NAME_LIMIT), "bold"),
             " → ",
-            (outcome, OUTCOME_STYLES.get(outcome, "yellow")),
+            (printable(outcome, NAME_LIMIT), OUTCOME_STYLES.get(outcome, "yellow")),
         )
         parts.append(head)
         parts.append(fix)
-        summary = str(hit.get("summary") or "")
+        summary = printable(hit.get("summary") or "", TEXT_LIMIT)
         if summary:
             parts.append(Text(f"   {summary}", style="dim", overflow="ellipsis", no_wrap=True))
     return Group(*parts)

@@ -13,6 +13,7 @@ from rich.text import Text
 from textual import events
 from textual.widgets import RichLog
 
+from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 from sre_space.telemetry.model import Span
 from sre_space.tui.waterfall_model import span_details
 from sre_space.tui.widgets.plain import plain_text
@@ -36,7 +37,10 @@ def details_renderable(
         for key, value in rows:
             style = "bold red" if (key, value) == ("status", "ERROR") or key == "error" else ""
             style = "yellow" if key == "note" else style
-            table.add_row(key, Text(value, style=style))
+            # Keys and values are the span's own: Text (a str cell is parsed as markup).
+            table.add_row(
+                Text(printable(key, NAME_LIMIT)), Text(printable(value, TEXT_LIMIT), style=style)
+            )
         parts.append(table)
     return Group(*parts)
 
@@ -56,7 +60,8 @@ class SpanDetails(RichLog):
 
     def show(self, span: Span | None, trace_start_ns: int, parent_missing: bool = False) -> None:
         self._renderable = details_renderable(span, trace_start_ns, parent_missing)
-        self.border_title = f"span {span.name}" if span is not None else "span"
+        # A Text title: a str one would be parsed as markup.
+        self.border_title = Text(f"span {printable(span.name, NAME_LIMIT)}" if span else "span")
         self._redraw()
 
     def _redraw(self) -> None:

@@ -14,6 +14,7 @@ from rich.text import Text
 from textual.widgets import RichLog
 
 from sre_space.incidents import Event
+from sre_space.safe_text import TEXT_LIMIT, printable
 
 AGENT_STYLES: dict[str, str] = {
     "scout": "bold cyan",
@@ -28,7 +29,7 @@ MAX_LINES = 5000
 
 def render_event(event: Event) -> Text:
     """The event's own line, with its time dimmed and its agent in the agent's colour."""
-    text = Text(event.line())
+    text = Text(printable(event.line(), TEXT_LIMIT))  # line() escapes the message; this caps it
     plain = text.plain
     when_end = plain.find(" ")
     if when_end > 0:
@@ -74,7 +75,11 @@ class SquadTerminal(RichLog):
         """A line from the cockpit itself (why it observes, a read error)."""
         when = datetime.now(UTC).strftime("%H:%M:%S")  # the clock Event.line() uses
         line = Text.assemble(
-            (when, "dim"), " ", ("watch ", AGENT_STYLES["watch"]), " ", (message, style)
+            (when, "dim"),
+            " ",
+            ("watch ", AGENT_STYLES["watch"]),
+            " ",
+            (printable(message, TEXT_LIMIT), style),
         )
         self.write(line, expand=True, scroll_end=self.follow and not self.scrolled_up)
 

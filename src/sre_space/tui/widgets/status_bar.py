@@ -7,6 +7,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
+from sre_space.safe_text import NAME_LIMIT, printable
+
 MODE_STYLES: dict[str, str] = {
     "hosting": "bold green",
     "observing": "bold cyan",
@@ -39,14 +41,16 @@ class StatusBar(Static):
         else:
             parts.append(Text.assemble("lab ", ("up", "green") if lab_up else ("down", "red")))
         if chaos:
-            parts.append(Text.assemble("chaos ", (",".join(chaos), "bold yellow")))
+            parts.append(
+                Text.assemble("chaos ", (printable(",".join(chaos), NAME_LIMIT), "bold yellow"))
+            )
         if mind is not None:
             store = mind.get("store") or {}
             rate = store.get("spans_per_s")
             if isinstance(rate, int | float):
                 parts.append(Text(f"{rate:.0f} spans/s"))
             if mind.get("policy"):
-                parts.append(Text(f"policy {mind['policy']}"))
+                parts.append(Text(f"policy {printable(mind['policy'], NAME_LIMIT)}"))
         if policy and (mind is None or not mind.get("policy")):
             parts.append(Text(f"policy {policy}"))
         parts.append(
@@ -54,11 +58,14 @@ class StatusBar(Static):
         )
         if awaiting:
             parts.append(
-                Text.assemble(("awaiting approval ", "bold yellow"), (" ".join(awaiting), "bold"))
+                Text.assemble(
+                    ("awaiting approval ", "bold yellow"),
+                    (printable(" ".join(awaiting), NAME_LIMIT), "bold"),
+                )
             )
         parts.append(Text(follow, style="" if follow == "follow" else "yellow"))
         if error:
-            parts.append(Text(f"log: {error}", style="red"))
+            parts.append(Text(f"log: {printable(error, NAME_LIMIT)}", style="red"))
         line = Text()
         for n, part in enumerate(parts):
             if n:

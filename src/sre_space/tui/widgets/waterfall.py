@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from sre_space.safe_text import printable
 from sre_space.telemetry.model import Span
 from sre_space.tui.waterfall_model import (
     Row,
@@ -29,6 +30,7 @@ from sre_space.tui.waterfall_model import (
     axis,
     bar_cells,
     format_duration,
+    shown_name,
     tree_prefix,
 )
 
@@ -321,7 +323,7 @@ class Waterfall(ScrollView, can_focus=True, inherit_bindings=False):
         index = round(self.scroll_y) + y - 1
         rows = self.view.rows
         if not rows:
-            lines = self.empty_message.splitlines()
+            lines = [printable(line, width) for line in self.empty_message.splitlines()]
             if 1 <= y <= len(lines):
                 style = base + self.get_component_rich_style("waterfall--empty", partial=True)
                 return Strip([Segment(set_cell_size(f" {lines[y - 1]}", width), style)])
@@ -376,7 +378,7 @@ class Waterfall(ScrollView, can_focus=True, inherit_bindings=False):
         if used > name_w - 4:  # a very deep span: keep room for its name
             segments = [Segment(set_cell_size(" " + prefix + marker, name_w - 4), guide_style)]
             used = name_w - 4
-        name = set_cell_size(span.name, max(0, name_w - used - 1)) + " "
+        name = set_cell_size(shown_name(span), max(0, name_w - used - 1)) + " "
         segments.append(Segment(name, text_style))
         duration = format_duration(span.end_ns - span.start_ns).rjust(DURATION_W - 1) + " "
         segments.append(Segment(duration + " ", text_style))
