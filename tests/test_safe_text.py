@@ -14,7 +14,13 @@ from markdown_it import MarkdownIt
 from rich.text import Text
 from textual.content import Content
 
-from sre_space.safe_text import markdown_safe, markup_safe, printable, printable_lines
+from sre_space.safe_text import (
+    markdown_code,
+    markdown_safe,
+    markup_safe,
+    printable,
+    printable_lines,
+)
 
 OSC8 = "\x1b]8;;https://evil.example\x1b\\pay\x1b]8;;\x1b\\"
 
@@ -111,3 +117,10 @@ def test_markdown_escapes_links_emphasis_and_html() -> None:
 def test_lines_keep_their_breaks_and_lose_their_escapes() -> None:
     assert printable_lines("one\x1b[1m\ntwo\u202e") == "one?[1m\ntwo<U+202E>"
     assert printable(None) == "" and printable(42) == "42"
+
+
+@pytest.mark.parametrize("text", ["plain", "a`b", "``x``", "`edge`", "[link=x]y[/link] *z*"])
+def test_markdown_code_spans_hold_any_text_literally(text: str) -> None:
+    html = MarkdownIt("commonmark").render(markdown_code(text))
+    literal = printable(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert html.strip() == f"<p><code>{literal}</code></p>"

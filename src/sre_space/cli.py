@@ -20,6 +20,7 @@ from sre_space.cli_common import JsonOpt
 from sre_space.cli_common import err as _err
 from sre_space.cli_common import mind_port as _mind_port
 from sre_space.cli_common import out as _out
+from sre_space.cli_common import say as _say
 from sre_space.cli_memory import memory_app
 from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_stack import down, stack_mode, up
@@ -110,20 +111,20 @@ def status(json_out: JsonOpt = False) -> None:
         return
     lab = doc["lab"]
     if lab is None:
-        print("lab: down")
+        _say("lab: down")
     else:
-        print(f"lab: {lab.get('mode', 'embedded')} up")
+        _say(f"lab: {lab.get('mode', 'embedded')} up")
         for name, svc in (lab.get("services") or {}).items():
             health = "healthy" if svc.get("healthy") else "UNHEALTHY"
-            print(f"  {name:<10} pid {svc.get('pid')}  port {svc.get('port')}  {health}")
+            _say(f"  {name:<10} pid {svc.get('pid')}  port {svc.get('port')}  {health}")
     m = doc["mind"]
     if m is None:
-        print("mind: not running")
+        _say("mind: not running")
     elif "error" in m:
-        print(f"mind: {m['error']}")
+        _say(f"mind: {m['error']}")
     else:
         st = m["store"]
-        print(
+        _say(
             f"mind: pid {m['pid']} policy {m['policy']}  intake {st['spans_per_s']:.0f} spans/s, "
             f"{st['spans_in']} in, {st['rejected']} rejected, {st['evicted_spans']} evicted, "
             f"{st['traces_held']} traces held; active incidents: {len(m['active_incidents'])}"

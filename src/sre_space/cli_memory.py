@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sre_space.cli_common import JsonOpt, mind_port, out
+from sre_space.cli_common import JsonOpt, mind_port, out, say
 from sre_space.config import Settings, load
 from sre_space.errors import Unavailable, UsageError
+from sre_space.safe_text import NAME_LIMIT, printable
 
 if TYPE_CHECKING:
     from sre_space.memory.store import MemoryStore
@@ -101,9 +102,11 @@ def _fix(rem: dict[str, Any]) -> str:
 
 
 def _table(rows: list[list[str]]) -> None:
+    """Columns of cells from memory (outside text): each escaped and capped before measuring."""
+    rows = [[printable(c, NAME_LIMIT) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        say("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), None)
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -136,18 +139,18 @@ def memory_search(
         out(hits)
         return
     if not hits:
-        print("no memories match" if service else "no memories yet")
+        say("no memories match" if service else "no memories yet")
     for n, h in enumerate(hits, 1):
         where = f"{h['service']} {h.get('operation', '')}".strip()
         if h.get("fault_class"):
             where += f" ({h['fault_class']})"
         confidence = h.get("confidence")
         conf = f"  confidence {confidence:.2f}" if confidence is not None else ""
-        print(f"{n}. {h['id']}  score {h['score']:.2f}{conf}  {where}")
-        print(f"   fix: {_fix(h.get('remediation') or {})} -> {h['outcome']}")
-        print(f"   {h['summary']}")
+        say(f"{n}. {h['id']}  score {h['score']:.2f}{conf}  {where}")
+        say(f"   fix: {_fix(h.get('remediation') or {})} -> {h['outcome']}")
+        say(f"   {h['summary']}")
         if h.get("why"):
-            print(f"   why: {h['why']}")
+            say(f"   why: {h['why']}")
 
 
 @memory_app.command("list")
@@ -176,7 +179,7 @@ def memory_list(
         out(entries)
         return
     if not entries:
-        print("no memories yet")
+        say("no memories yet")
         return
     rows = [["ID", "WHEN", "SERVICE", "FAULT", "FIX", "OUTCOME", "SEEN"]]
     for e in entries:
@@ -217,7 +220,7 @@ def memory_show(
             value = f"{_when(value)} ({value})"
         elif isinstance(value, dict | list):
             value = json.dumps(value, default=str)
-        print(f"{key.ljust(width)}  {value}")
+        say(f"{key.ljust(width)}  {value}")
 
 
 @memory_app.command("forget")
@@ -233,7 +236,7 @@ def memory_forget(
     if json_out:
         out({"forgotten": id})
     else:
-        print(f"forgot {id}")
+        say(f"forgot {id}")
 
 
 @memory_app.command("export")
@@ -263,7 +266,7 @@ def memory_export(
     if json_out:
         out({"exported": len(lines), "file": str(path)})
     else:
-        print(f"exported {len(lines)} entries to {path}")
+        say(f"exported {len(lines)} entries to {path}")
 
 
 @memory_app.command("import")
@@ -298,7 +301,7 @@ def memory_import(
     if json_out:
         out({"imported": imported, "rejected": rejected, "file": file})
     elif imported or not rejected:
-        print(f"imported {imported} entries from {file}")
+        say(f"imported {imported} entries from {file}")
     if rejected:
         listed = ", ".join(f"line {r['line']} ({r['error']})" for r in rejected[:MAX_LISTED_ERRORS])
         more = (
@@ -326,17 +329,17 @@ def memory_stats(
     def counts(d: dict[str, int]) -> str:
         return ", ".join(f"{k} {v}" for k, v in d.items()) or "-"
 
-    print(f"{doc['count']} entries, {doc.get('signatures', 0)} signatures")
-    print(f"by service:     {counts(doc['by_service'])}")
-    print(f"by outcome:     {counts(doc['by_outcome'])}")
-    print(f"by fault class: {counts(doc.get('by_fault_class', {}))}")
+    say(f"{doc['count']} entries, {doc.get('signatures', 0)} signatures")
+    say(f"by service:     {counts(doc['by_service'])}")
+    say(f"by outcome:     {counts(doc['by_outcome'])}")
+    say(f"by fault class: {counts(doc.get('by_fault_class', {}))}")
     recurring = doc.get("recurring") or []
     if not recurring:
-        print("no signature has recurred")
+        say("no signature has recurred")
         return
-    print("recurring signatures:")
+    say("recurring signatures:")
     for r in recurring:
-        print(
+        say(
             f"  x{r['recurrences'] + 1}  {r['signature']}  "
             f"({r['entries']} kept, {r['recovered']} recovered, last {_when(r['last_seen'])})"
         )

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sre_space.cli_common import JsonOpt, err, out
+from sre_space.cli_common import JsonOpt, err, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, UsageError
 from sre_space.incidents import AWAITING_APPROVAL, IncidentLog
@@ -27,7 +27,7 @@ def _decide(incident_id: str, decision: str) -> None:
     if incident.remediation.get("outcome") != AWAITING_APPROVAL:
         raise UsageError(f"{incident_id} is not awaiting approval (status {incident.status})")
     log.decide(incident_id, decision, by="cli")
-    print(f"{decision} recorded for {incident_id}; the mind resumes it")
+    say(f"{decision} recorded for {incident_id}; the mind resumes it")
 
 
 def approve(
@@ -64,7 +64,7 @@ def review(
     if json_out:
         out(doc)
     else:
-        print(rv.markdown(doc), end="")
+        print(rv.markdown(doc), end="")  # every outside value in it is escaped
     _ = md  # markdown is also the human format
 
 
@@ -102,6 +102,6 @@ def drill(
             f"{name} {'-' if doc.get(key) is None else f'{doc[key]} s'}"
             for name, key in (("TTD", "ttd_s"), ("TTL", "ttl_s"), ("TTM", "ttm_s"))
         )
-        print(f"{doc['title']}: {doc['status']}  {times}  ({doc['duration']} s)")
+        say(f"{doc['title']}: {doc['status']}  {times}  ({doc['duration']} s)")
     if doc["deviated"]:
         raise CheckFailed(f"drill {spec.fault} deviated")

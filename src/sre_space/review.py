@@ -10,6 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sre_space.incidents import IncidentLog
+from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, markdown_code, markdown_safe
 
 
 def parse_since(text: str) -> float:
@@ -63,12 +64,18 @@ def build(log: IncidentLog, since_s: float, now: float | None = None) -> dict[st
     }
 
 
+def _cell(value: object) -> str:
+    """A table cell from the incident log (outside text): escaped, ``-`` when empty."""
+    return "-" if value is None or value == "" else markdown_safe(value, NAME_LIMIT)
+
+
 def markdown(doc: dict[str, Any]) -> str:
+    """The review as Markdown; every value that came from outside is escaped (safe_text)."""
     when = datetime.fromtimestamp(doc["generated_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# sre-space daily review ({when}, last {doc['since_s'] / 3600:.0f} h)", ""]
     lines.append(
         f"{doc['incidents']} incident(s): "
-        + (", ".join(f"{n} {s}" for s, n in doc["by_status"].items()) or "none")
+        + (", ".join(f"{n} {markdown_safe(s)}" for s, n in doc["by_status"].items()) or "none")
     )
     for key, label in (("ttd_s", "time to detect"), ("ttm_s", "time to mitigate")):
         st = doc[key]
@@ -81,22 +88,28 @@ def markdown(doc: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         for i in doc["items"]:
-            lines.append(
-                f"| {i['id']} | {i['status']} | {i['root_cause'] or '-'} | {i['fix'] or '-'} | "
-                f"{i['outcome'] or '-'} | {i['ttd_s'] if i['ttd_s'] is not None else '-'} | "
-                f"{i['ttm_s'] if i['ttm_s'] is not None else '-'} |"
-            )
+            cells = [
+                i[k] for k in ("id", "status", "root_cause", "fix", "outcome", "ttd_s", "ttm_s")
+            ]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if doc["recurring"]:
         lines += ["", "## Recurring signatures"]
-        lines += [f"- `{r['signature']}` x{r['count']}" for r in doc["recurring"]]
+        lines += [
+            f"- {markdown_code(r['signature'], NAME_LIMIT)} x{r['count']}" for r in doc["recurring"]
+        ]
     if doc["open_proposals"]:
         lines += ["", "## Open hardening proposals"]
         for p in doc["open_proposals"]:
-            lines.append(f"- {p['incident']}: {p['title']} ({'; '.join(p['why'])})")
-            lines += [
-                f"  - `{c['service']}.{c['key']}`: {c['from']} -> {c['to']}" for c in p["changes"]
-            ]
-            lines += [f"  - {r}" for r in p["reasoning"]]
+            why = "; ".join(str(w) for w in p["why"])
+            lines.append(
+                f"- {markdown_safe(p['incident'])}: {markdown_safe(p['title'], TEXT_LIMIT)} "
+                f"({markdown_safe(why, TEXT_LIMIT)})"
+            )
+            for c in p["changes"]:
+                setting = markdown_code(f"{c['service']}.{c['key']}", NAME_LIMIT)
+                change = f"{markdown_safe(c['from'], NAME_LIMIT)} -> {markdown_safe(c['to'], NAME_LIMIT)}"
+                lines.append(f"  - {setting}: {change}")
+            lines += [f"  - {markdown_safe(r, TEXT_LIMIT)}" for r in p["reasoning"]]
     return "\n".join(lines) + "\n"
 
 

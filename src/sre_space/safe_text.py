@@ -17,7 +17,8 @@ for pages. Every place that shows such text passes it through one of:
   backslash would escape the tag); the TUI builds ``rich.text.Text`` instead,
   which is never parsed as markup.
 - ``markdown_safe``: ``printable`` with Markdown's punctuation escaped, for
-  Markdown reports (``review --md``), table cells included.
+  Markdown reports (``review --md``), table cells included; ``markdown_code``
+  the same as an inline code span (a fence longer than any backtick run in it).
 
 JSON output is data, not display: ``json.dumps`` escapes control characters
 by itself and nothing here is applied to it.
@@ -97,3 +98,13 @@ def markup_safe(text: object, limit: int | None = None) -> str:
 def markdown_safe(text: object, limit: int | None = None) -> str:
     """``printable``, then Markdown's punctuation escaped (safe in a table cell too)."""
     return _MARKDOWN.sub(r"\\\1", printable(text, limit))
+
+
+def markdown_code(text: object, limit: int | None = None) -> str:
+    """``printable`` as an inline code span: backslashes do not escape inside one, so the
+    fence is one backtick longer than the longest run in the text (not for table cells)."""
+    safe = printable(text, limit)
+    longest = max((len(run) for run in re.findall(r"`+", safe)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if safe.startswith("`") or safe.endswith("`") else ""
+    return f"{fence}{pad}{safe}{pad}{fence}"
