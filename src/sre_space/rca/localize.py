@@ -48,6 +48,7 @@ from typing import Any, NamedTuple
 
 from sre_space.detect.rules import LATENCY_MS
 from sre_space.rca.changepoint import change_point
+from sre_space.rca.classify import CALLEE_CLASSES, classify_span
 from sre_space.rca.reference import MIN_SAMPLES, Reference
 from sre_space.rca.stats import excess_weight, median, median_low
 from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_of, views
@@ -70,8 +71,7 @@ AFTER_CALL_CALLEE_SHARE = 2 / 3
 EXEMPLARS = 3
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
 
-_SATURATION = re.compile(r"pool|exhaust|saturat|queue full|too many|timed? ?out|timeout", re.I)
-_UNREACHABLE = re.compile(r"refused|unreachable|reset by peer|no route|connection closed", re.I)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _MASKS = [
     (
         re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
@@ -83,7 +83,12 @@ _MASKS = [
 
 
 def message_template(message: str) -> str:
-    """The message with ids and numbers masked, so recurrences share a signature."""
+    """The message with ids and numbers masked, so recurrences share a signature.
+
+    For signatures and matching only: people are shown the original message.
+    Control characters (terminal escapes, line breaks) become one space.
+    """
+    message = _CONTROL.sub(" ", message).strip()
     for pattern, mask in _MASKS:
         message = pattern.sub(mask, message)
     return message[:300]
@@ -168,14 +173,6 @@ class _WindowStats:
     involved: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
-def _classify(message: str) -> str:
-    if _UNREACHABLE.search(message):
-        return "crash"
-    if _SATURATION.search(message):
-        return "saturation"
-    return "error"
-
-
 def _message(span: Span) -> str:
     status = span.http_status
     return span.exception_message or (f"HTTP {status}" if status else span.status_message)
@@ -194,12 +191,14 @@ def _callee(call: Call, ref: Reference | None) -> tuple[str, str] | None:
 
 def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
     message = _message(call.span)
-    fault = _classify(message)
+    fault = classify_span(call.span) or "error"
     if call.exit:
         callee = _callee(call, ref)
         if callee is not None and call.callee is None:
-            # The callee never answered (no span of its own): it is the suspect.
-            return _Blame(callee[0], callee[1], "error", "crash", weight, call.key, message)
+            # The callee never answered (no span of its own): it is the suspect,
+            # unreachable unless the failure says it took the call and went quiet.
+            no_answer = fault if fault in CALLEE_CLASSES or fault == "saturation" else "unreachable"
+            return _Blame(callee[0], callee[1], "error", no_answer, weight, call.key, message)
         if callee is not None:
             # The callee answered without failing; the call failed between them
             # (a deadline, the network): the callee's answer did not come in time.
@@ -225,13 +224,13 @@ def _blame_latency(
 
 def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_Blame]:
     """An unusual step in a call's sequence of child calls (see the module docstring)."""
-    own = _Blame(
-        call.service, call.entry_op, "structure", "structural", weight, call.key, step=step
-    )
+    own = _Blame(call.service, call.entry_op, "structure", "error", weight, call.key, step=step)
     answer = ref.answered_by(call.key)
     if answer is not None and call.callee is None and answer in ref.typical_children(call.key):
         # A call out whose callee's span is gone: the callee never answered.
-        return [_Blame(answer[0], answer[1], "structure", "crash", weight, call.key, step=step)]
+        return [
+            _Blame(answer[0], answer[1], "structure", "unreachable", weight, call.key, step=step)
+        ]
     prev = step[0]
     if prev == START:
         return [own]  # its first move changed: its own decision
@@ -249,7 +248,7 @@ def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_
             answer[0],
             answer[1],
             "structure",
-            "structural",
+            "error",
             weight * AFTER_CALL_CALLEE_SHARE,
             call.key,
             step=step,
