@@ -59,7 +59,9 @@ def main() -> None:
         return
     for i, t in enumerate(times, 1):
         print(f"run {i}: up healthy in {t:.2f} s")
-    print(f"median {doc['median_s']:.2f} s over {len(times)} run(s); load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"median {doc['median_s']:.2f} s over {len(times)} run(s); load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -263,10 +263,15 @@ def summary(spans: list[Rec]) -> dict[str, float]:
 
 def timeout_event(span: Rec) -> dict[str, Any] | None:
     for name, attrs in span.events:
-        # The SDK records the qualified name (sre_space.lab.pool.DatabaseTimeout).
-        if name == "exception" and str(attrs.get("exception.type")).endswith(".DatabaseTimeout"):
+        # What SQLAlchemy's QueuePool raises when no connection frees up in time.
+        if name == "exception" and attrs.get("exception.type") == "sqlalchemy.exc.TimeoutError":
             return attrs
     return None
+
+
+def calls_to(spans: list[Rec], path: str) -> list[Rec]:
+    """httpx CLIENT spans (named by method alone) whose URL has this path."""
+    return [s for s in spans if s.kind == CLIENT and f"{path}" in str(s.attrs.get("url.full", ""))]
 
 
 # --- fixtures ---------------------------------------------------------------------------
@@ -366,25 +371,26 @@ def test_spans_from_every_service_link_across_processes(sink: Sink) -> None:
     root = one("frontend", SERVER, "POST /api/checkout")
     assert root.parent_id == "" and root.attrs["http.response.status_code"] == 200
     assert root.attrs["http.request.method"] == "POST" and root.attrs["url.path"] == "/api/checkout"
-    to_checkout = one("frontend", CLIENT, "POST /checkout")
+    (to_checkout,) = calls_to(spans, "/checkout")
     checkout = one("checkout", SERVER, "POST /checkout")
-    to_inventory = one("checkout", CLIENT, "GET /reserve")
+    (to_inventory,) = calls_to(spans, "/reserve")
     inventory = one("inventory", SERVER, "GET /reserve")
-    to_payments = one("checkout", CLIENT, "POST /charge")
+    (to_payments,) = calls_to(spans, "/charge")
     payments = one("payments", SERVER, "POST /charge")
-    to_db = one("checkout", CLIENT, "INSERT orders")
+    to_db = one("checkout", CLIENT, "INSERT shop")
     assert to_checkout.parent_id == root.span_id
     assert checkout.parent_id == to_checkout.span_id  # W3C context crossed a process
     assert to_inventory.parent_id == checkout.span_id == to_payments.parent_id
     assert inventory.parent_id == to_inventory.span_id
     assert payments.parent_id == to_payments.span_id
     assert to_db.parent_id == checkout.span_id
-    assert to_payments.attrs["peer.service"] == "payments"
+    assert to_checkout.service == "frontend" and to_payments.service == "checkout"
+    assert to_payments.name == "POST" and to_inventory.name == "GET"
     assert (
         to_payments.attrs["server.address"] == "127.0.0.1" and to_payments.attrs["server.port"] > 0
     )
-    assert to_db.attrs["db.system"] == "sqlite" and to_db.attrs["peer.service"] == "db"
-    assert to_db.attrs["db.statement"].startswith("INSERT INTO orders")
+    assert to_db.attrs["db.system.name"] == "sqlite" and to_db.attrs["server.port"] > 0
+    assert to_db.attrs["db.query.text"].startswith("INSERT INTO orders")
     assert not any(s.error for s in spans)
 
 
@@ -423,13 +429,20 @@ def test_db_timeout_saturates_the_pool_and_a_bigger_pool_absorbs_it(
     before = summary(saturated)
     failed = [s for s in saturated if s.error]
     assert before["error_rate"] > 0.2, before
-    assert all(s.attrs["http.response.status_code"] == 500 for s in failed)
+    # The exception passes the instrumentation before Starlette turns it into a 500:
+    # the span has the exception and status ERROR, as with any Starlette app.
+    assert all(s.attrs.get("http.response.status_code", 500) == 500 for s in failed)
     messages = [timeout_event(s) for s in failed]
     assert all(m is not None for m in messages)
-    assert "database connection timeout: pool exhausted (20/20 in use, waited 250 ms)" in {
-        m["exception.message"] for m in messages if m
-    }
-    # The caller sees it too: frontend's CLIENT span ERROR with the 500, its SERVER span 502.
+    assert any(
+        str(m["exception.message"]).startswith(
+            "QueuePool limit of size 20 overflow 0 reached, connection timed out, timeout 0.25"
+        )
+        for m in messages
+        if m
+    ), messages[:1]
+    # The caller sees it too: frontend's CLIENT span ERROR with the 500, its SERVER span
+    # 500 with the HTTPStatusError its handler raised.
     callers = {f.parent_id for f in failed}
     caller = wait_until(
         lambda: sink.select(lambda s: s.service == "frontend" and s.span_id in callers),
@@ -441,7 +454,8 @@ def test_db_timeout_saturates_the_pool_and_a_bigger_pool_absorbs_it(
     assert caller.attrs["http.response.status_code"] == 500
     front = wait_until(lambda: sink.select(lambda s: s.span_id == caller.parent_id), 10)[0]
     assert front.kind == SERVER and front.error
-    assert front.attrs["http.response.status_code"] == 502
+    assert front.attrs.get("http.response.status_code", 500) == 500
+    assert dict(front.events)["exception"]["exception.type"] == "httpx.HTTPStatusError"
 
     # The fix, with the fault still there: a pool big enough for 30 concurrent queries.
     fix = client.act("patch_config", "checkout", {"db_pool_size": 100})
@@ -538,11 +552,19 @@ def test_hang_accepts_and_never_answers_until_restart(client: LabClient) -> None
     svc = client.status()["services"]["payments"]
     replica = svc["replicas"][0]
     client.inject("hang", replicas="one")
-    assert _get(replica["port"], timeout=1.0) == "TimeoutError"  # connected, no answer
-    assert _get(svc["replicas"][1]["port"]) == 200  # blast radius: one replica
+
+    def charge(port: int, timeout: float = 3.0) -> int | str:
+        try:
+            return runtime.call(port, "POST", "/charge", {"amount": 1}, timeout=timeout)[0]
+        except OSError as exc:
+            return type(exc).__name__
+
+    assert charge(replica["port"], timeout=1.0) == "TimeoutError"  # connected, no answer
+    assert _get(replica["port"]) == 200  # its liveness probe still answers, as they do
+    assert charge(svc["replicas"][1]["port"]) == 200  # blast radius: one replica
     done = client.act("restart", "payments", {"replica": 0})
     assert done["restarted"] == ["payments-0"]
-    assert _get(replica["port"]) == 200  # the hang lived in the process
+    assert charge(replica["port"]) == 200  # the hang lived in the process
     assert [f["fault"] for f in client.chaos_status()] == ["hang"]
     _calm(client)
 
@@ -552,8 +574,8 @@ def test_latency_is_spent_before_the_server_span(sink: Sink, client: LabClient) 
     injected = time.time()
 
     def slow_pair() -> tuple[Rec, Rec] | None:
-        calls = sink.select(
-            lambda s: s.service == "checkout" and s.name == "GET /reserve" and s.start > injected
+        calls = calls_to(
+            sink.select(lambda s: s.service == "checkout" and s.start > injected), "/reserve"
         )
         for call in calls:
             answer = sink.select(lambda s, c=call: s.parent_id == c.span_id)
@@ -580,14 +602,14 @@ def test_a_bad_release_shows_its_version_and_rollback_restores(
             lambda s: (
                 s.service == "payments"
                 and s.start > injected
-                and s.attrs.get("service.version") == "v2"
+                and s.resource.get("service.version") == "v2"
                 and s.error
             )
         )
 
     failed = wait_until(failed_v2, 30, what="payments spans failing at v2")
     event = dict(failed[0].events)["exception"]
-    assert str(event["exception.type"]).endswith("ReleaseDefect")
+    assert event["exception.type"] == "KeyError"  # an ordinary bug in v2's handler
     done = client.act("rollback", "payments")
     assert done["previous"] == {"release": "v2", "previous_release": "v1"}
     assert client.status()["services"]["payments"]["config"]["release"] == "v1"
@@ -597,7 +619,7 @@ def test_a_bad_release_shows_its_version_and_rollback_restores(
             lambda s: (
                 s.service == "payments"
                 and s.start > rolled
-                and s.attrs.get("service.version") == "v1"
+                and s.resource.get("service.version") == "v1"
             )
         ),
         30,
@@ -628,7 +650,7 @@ def test_an_open_circuit_skips_the_dependency(sink: Sink, client: LabClient) -> 
 
     spans = wait_until(deferred, 30, what="checkouts with the reservation deferred")
     assert not spans[0].error
-    assert not sink.select(lambda s: s.name == "GET /reserve" and s.parent_id == spans[0].span_id)
+    assert not calls_to(sink.select(lambda s: s.parent_id == spans[0].span_id), "/reserve")
     client.act("patch_config", "checkout", opened["previous"])
     with pytest.raises(UsageError, match="no circuit breaker"):
         client.act("open_circuit", "checkout", {"dependency": "mainframe"})
@@ -636,9 +658,10 @@ def test_an_open_circuit_skips_the_dependency(sink: Sink, client: LabClient) -> 
 
 def test_memory_leak_fails_requests_over_the_limit_until_restart(client: LabClient) -> None:
     replica = client.status()["services"]["inventory"]["replicas"][0]
-    rss = Path(f"/proc/{replica['pid']}/statm").read_text().split()[1]
-    rss_mb = int(rss) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    before = client.act("patch_config", "inventory", {"memory_limit_mb": int(rss_mb) + 30})
+    # The limit is on mapped data (RLIMIT_DATA): a little above what the process has now.
+    status = Path(f"/proc/{replica['pid']}/status").read_text()
+    data_mb = int(status.split("VmData:")[1].split()[0]) / 1024
+    before = client.act("patch_config", "inventory", {"memory_limit_mb": int(data_mb) + 30})
     client.inject("memory-leak", replicas="one", params={"kb_per_request": 2048})
     wait_until(
         lambda: _get(replica["port"], "/reserve") == 500, 60, what="inventory-0 out of memory"
@@ -649,18 +672,28 @@ def test_memory_leak_fails_requests_over_the_limit_until_restart(client: LabClie
     _calm(client)
 
 
-def test_cpu_hog_spins_threads_in_the_target(client: LabClient) -> None:
-    pid = client.status()["services"]["checkout"]["pid"]
+def test_cpu_hog_slows_the_targets_requests(sink: Sink, client: LabClient) -> None:
+    """What its users see: checkout's requests take longer while the hog runs."""
 
-    def cpu_s() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def recent() -> list[Rec]:
+        now = time.time()
+        return sink.checkout_window(now - 3.0, now)
 
-    threads = len(os.listdir(f"/proc/{pid}/task"))
-    client.inject("cpu-hog", params={"threads": 2})
-    assert len(os.listdir(f"/proc/{pid}/task")) >= threads + 2
-    start = cpu_s()
-    wait_until(lambda: cpu_s() - start >= 1.0, 30, what="a second of CPU burnt by the hog")
+    before = summary(wait_until(recent, 60, what="checkout serving before the hog"))
+    client.inject("cpu-hog")
+    injected = time.time()
+    windows: list[dict[str, float]] = []
+
+    def slower() -> bool:
+        start = injected + 1.0 + 2.0 * len(windows)
+        spans = sink.checkout_window(start, start + 2.0)
+        if not spans:  # not one request taken up in the window: slower still
+            windows.append({"n": 0})
+            return True
+        windows.append(summary(spans))
+        return windows[-1]["p50_ms"] >= 2 * before["p50_ms"] + 20
+
+    wait_until(slower, 120, what=f"checkout slower than {before} under the hog")
     client.act("restart", "checkout")
     _calm(client)
 
@@ -690,7 +723,7 @@ def test_shed_load_rejects_a_share_fast(client: LabClient) -> None:
     port = _port(client, "frontend")
     shed = client.act("shed_load", "frontend", {"share": 1.0})
     code, body = runtime.call(port, "POST", "/api/checkout", {"item": 1})
-    assert code == 503 and "shed" in body["error"]
+    assert code == 503 and body["error"]
     client.act("patch_config", "frontend", shed["previous"])
     code, _ = runtime.call(port, "POST", "/api/checkout", {"item": 1})
     assert code == 200
@@ -704,13 +737,13 @@ def test_dead_services_come_back_and_restart_is_an_action(client: LabClient) -> 
         svc = client.status()["services"]["payments"]
         return bool(svc["healthy"] and svc["pid"] != victim and svc["restarts"] >= 1)
 
-    wait_until(back, 20, what="the supervisor to restart payments")
+    wait_until(back, 180, what="the supervisor to restart payments")
     old = client.status()["services"]["inventory"]["pid"]
     done = client.act("restart", "inventory")
     assert done["ok"] and done["previous_pid"] == old and done["pid"] != old
     with pytest.raises(UsageError, match="unknown service"):
         client.act("restart", "mainframe")
-    wait_until(lambda: client.health()["ok"], 20, what="every service healthy again")
+    wait_until(lambda: client.health()["ok"], 180, what="every service healthy again")
 
 
 def test_stop_lab_leaves_no_process(settings: Settings, client: LabClient) -> None:

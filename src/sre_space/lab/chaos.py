@@ -6,22 +6,39 @@ The state here is the only record of a fault; the squad never reads it.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sre_space.lab import runtime
+from sre_space.lab.balancer import Balancer
+from sre_space.lab.children import Child
 from sre_space.lab.faults import BLAST, FAULT_PATH, FAULTS, FaultSpec, clamp_duration
 
-if TYPE_CHECKING:
-    from sre_space.lab.children import Child
-    from sre_space.lab.supervisor import Supervisor
+
+class Host(Protocol):
+    """What the controller needs of the supervisor (which imports this module, not back)."""
+
+    token: str
+    lock: threading.RLock
+    instances: dict[str, list[Child]]
+    balancers: dict[str, Balancer]
+
+    def config_of(self, service: str) -> dict[str, Any]: ...
+
+    def deploy(self, child: Child, change: dict[str, str]) -> None: ...
+
+    def restart_child(self, child: Child) -> int: ...
+
+    def write_state(self) -> None: ...
+
 
 BAD_RELEASE = "v2"
 
 
 class Chaos:
-    def __init__(self, sup: Supervisor) -> None:
+    def __init__(self, sup: Host) -> None:
         self.sup = sup
         self.faults: dict[str, dict[str, Any]] = {}
 
@@ -48,13 +65,11 @@ class Chaos:
             child.close_listener()
             return
         if spec.name == "http-errors":
-            if deploy:  # the deploy itself; a restart keeps the release (see overrides)
+            if deploy:  # the deploy itself; a restart keeps the release (see Supervisor.deploy)
                 config = self.sup.config_of(child.service)
                 current = str(config.get("release", "v1"))
                 if current != BAD_RELEASE:
-                    change = {"release": BAD_RELEASE, "previous_release": current}
-                    self.sup._patch_child(child, change)
-                    self.sup.overrides.setdefault(child.name, {}).update(change)
+                    self.sup.deploy(child, {"release": BAD_RELEASE, "previous_release": current})
             params = {**params, "release": BAD_RELEASE}  # v2's code has the defect
         self._post(child, spec.name, params)
 
@@ -71,10 +86,8 @@ class Chaos:
                     child.port, "GET", "/_admin/config", token=self.sup.token, timeout=2
                 )
                 if code == 200 and config.get("release") == BAD_RELEASE:
-                    change = {"release": str(config.get("previous_release") or "v1")}
-                    change["previous_release"] = BAD_RELEASE
-                    self.sup._patch_child(child, change)
-                    self.sup.overrides.setdefault(child.name, {}).update(change)
+                    previous = str(config.get("previous_release") or "v1")
+                    self.sup.deploy(child, {"release": previous, "previous_release": BAD_RELEASE})
 
     def _targets(self, spec: FaultSpec, target: str, replicas: str) -> list[Child]:
         group = self.sup.instances[target]

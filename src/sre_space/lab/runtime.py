@@ -82,7 +82,10 @@ def listening_server(handler: type[BaseHTTPRequestHandler]) -> LabServer:
     return server
 
 
-def tracer_provider(service: str) -> Any:
+ENVIRONMENT_ENV = "SRE_SPACE_LAB_ENVIRONMENT"
+
+
+def tracer_provider(service: str, version: str) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -91,8 +94,11 @@ def tracer_provider(service: str) -> Any:
     resource = Resource.create(
         {
             "service.name": service,
+            # A deploy starts new processes: the release is the process's for life.
+            "service.version": version,
             # One per replica: ``payments-1-4242``; the name stays the service's.
             "service.instance.id": f"{os.environ.get(INSTANCE_ENV) or service}-{os.getpid()}",
+            "deployment.environment.name": os.environ.get(ENVIRONMENT_ENV) or "lab",
         }
     )
     provider = TracerProvider(resource=resource)

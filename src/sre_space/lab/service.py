@@ -1,8 +1,11 @@
 """One lab service process: ``python -m sre_space.lab.service NAME``.
 
 frontend -> checkout -> payments; checkout -> inventory; checkout -> db (through
-a pool). Every request is a SERVER span, every outgoing call a CLIENT span,
-context carried in W3C traceparent headers, exported over OTLP/HTTP.
+SQLAlchemy's pool). The shop's code (the ``labshop`` package) runs as a
+Starlette app on uvicorn; OpenTelemetry's own instrumentations trace it
+(ASGI server spans, httpx and SQLAlchemy client spans), exported over OTLP/HTTP.
+This module only wires it up and serves the operator's token-protected
+``/_admin`` routes, which are never traced.
 
 A service starts from its DEFAULTS, over which ``SRE_SPACE_CFG_<KEY>``
 environment variables set key ``<key>`` (the encoding the container actuators
@@ -13,25 +16,24 @@ the service at start with one line saying which variable and why.
 
 from __future__ import annotations
 
-import http.client
-import json
+import hmac
 import os
-import random
 import sys
 import threading
-import time
-import urllib.parse
 from collections.abc import Mapping
-from typing import Any
-
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from typing import TYPE_CHECKING, Any
 
 from sre_space.actuators.changes import ENV_PREFIX
 from sre_space.lab import runtime
 from sre_space.lab.faults import FAULT_PATH
 from sre_space.lab.mechanisms import Faults
-from sre_space.lab.pool import ConnectionPool
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import BaseRoute
+
+    from labshop.app import Shop
 
 CLIENT_TIMEOUT_S = 2.0  # a caller gives up on a callee after this (a hung callee must not hang it)
 _COMMON = {"release": "v1", "previous_release": "", "memory_limit_mb": 256, "shed_share": 0.0}
@@ -94,36 +96,29 @@ def settings_from_env(
     return found
 
 
-def _statement_name(sql: str) -> str:
-    """A low-cardinality span name, e.g. ``INSERT orders`` or ``SELECT stock``."""
-    words = sql.replace("(", " ").split()
-    verb = words[0].upper() if words else "QUERY"
-    upper = [w.upper() for w in words]
-    for keyword in ("INTO", "FROM", "UPDATE"):
-        if keyword in upper and upper.index(keyword) + 1 < len(words):
-            return f"{verb} {words[upper.index(keyword) + 1]}"
-    return verb
+ADMIN_PREFIX = "/_admin"
+# Traces follow the current HTTP and database semantic conventions, and the
+# older names beside them (the instrumentations' "dup" mode): what a user who
+# is migrating sees, and readable by tools that know either.
+SEMCONV = "http/dup,database/dup"
+THREAD_STACK_BYTES = 512 * 1024
 
 
-class UpstreamError(Exception):
-    """A downstream call answered 5xx or could not be made."""
+class Operator:
+    """The runtime config and the faults of one process, behind ``/_admin``."""
 
-
-class Service:
     def __init__(self, name: str, settings: Mapping[str, Any] | None = None) -> None:
+        from labshop.state import Conditions, limit_memory
+
         self.name = name
-        self.ports = runtime.ports()
         # ``settings``: what settings_from_env read over the defaults, already checked.
         self.config: dict[str, Any] = {**DEFAULTS[name], **(settings or {})}
         self.lock = threading.Lock()
-        self.provider = runtime.tracer_provider(name)
-        self.tracer = self.provider.get_tracer("sre-space-lab")
-        self.faults = Faults()
-        self.pool: ConnectionPool | None = None
-        if name == "checkout":
-            self.pool = ConnectionPool(
-                self.ports["db"], self.config["db_pool_size"], self.config["db_pool_timeout_ms"]
-            )
+        self.conditions = Conditions()
+        self.faults = Faults(self.conditions)
+        self.shop: Shop | None = None
+        self._limit_memory = limit_memory
+        self._limit_memory(float(self.config.get("memory_limit_mb", 0)))
 
     def patch(self, params: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(params, dict):
@@ -139,223 +134,118 @@ class Service:
             check_settings(typed)
             previous = {k: self.config[k] for k in params}
             self.config.update(typed)
-            if self.pool is not None:
-                self.pool.resize(int(self.config["db_pool_size"]))
-                self.pool.timeout_ms = float(self.config["db_pool_timeout_ms"])
+            if self.shop is not None and {"db_pool_size", "db_pool_timeout_ms"} & set(typed):
+                self.shop.resize_pool()
+            if "memory_limit_mb" in typed:
+                self._limit_memory(float(self.config["memory_limit_mb"]))
         return previous
 
-    # --- outgoing calls ---------------------------------------------------------
+    # --- the /_admin routes (never traced: they are the operator's, not the users') ----------
 
-    def call(self, peer: str, method: str, path: str, doc: Any = None) -> Any:
-        port = self.ports[peer]
-        with self.tracer.start_as_current_span(
-            f"{method} {path}",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": method,
-                "url.path": path,
-                "server.address": "127.0.0.1",
-                "server.port": port,
-                "peer.service": peer,
-                "service.version": self.config["release"],
-            },
-            # A 5xx answer is a status, not an exception of ours: record only what we raise here.
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            headers = {"Content-Type": "application/json"}
-            propagate.inject(headers)
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CLIENT_TIMEOUT_S)
-            phase = "connect"  # which one failed tells a refused peer from a silent one
+    def authorized(self, request: Request) -> bool:
+        expected = os.environ.get(runtime.TOKEN_ENV, "")
+        given = request.headers.get("authorization", "")
+        return bool(expected) and hmac.compare_digest(given, f"Bearer {expected}")
+
+    async def _json(self, request: Request) -> Any:
+        raw = await request.body()
+        import json
+
+        return json.loads(raw) if raw else {}
+
+    async def config_route(self, request: Request) -> JSONResponse:
+        from starlette.responses import JSONResponse
+
+        if not self.authorized(request):
+            return JSONResponse({"error": "missing or wrong token"}, 401)
+        if request.method == "POST":
             try:
-                conn.connect()
-                phase = "answer"
-                conn.request(method, path, body=json.dumps(doc or {}), headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
-            except (OSError, http.client.HTTPException) as exc:
-                span.record_exception(exc)
-                span.set_attribute("error.phase", phase)
-                span.set_status(Status(StatusCode.ERROR, f"{peer} unreachable"))
-                what = "no connection" if phase == "connect" else "no answer"
-                raise UpstreamError(f"{peer} unreachable ({what}): {exc}") from exc
-            finally:
-                conn.close()
-            span.set_attribute("http.response.status_code", resp.status)
-            if resp.status >= 500:
-                span.set_status(Status(StatusCode.ERROR, f"HTTP {resp.status}"))
-                raise UpstreamError(f"{peer} answered HTTP {resp.status}")
-            return json.loads(raw) if raw else {}
-
-    def query(self, sql: str, params: list[Any]) -> Any:
-        assert self.pool is not None
-        conn = self.pool.acquire()
-        broken = False
-        try:
-            with self.tracer.start_as_current_span(
-                _statement_name(sql),
-                kind=SpanKind.CLIENT,
-                attributes={
-                    "db.system": "sqlite",
-                    "db.statement": sql,
-                    "server.address": "127.0.0.1",
-                    "server.port": self.pool.port,
-                    "peer.service": "db",
-                },
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    conn.request(
-                        "POST",
-                        "/query",
-                        body=json.dumps({"sql": sql, "params": params}),
-                        headers={"Content-Type": "application/json"},
-                    )
-                    resp = conn.getresponse()
-                    raw = resp.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    broken = True  # never hand a half-read connection to the next caller
-                    span.record_exception(exc)
-                    span.set_status(Status(StatusCode.ERROR, "db unreachable"))
-                    raise UpstreamError(f"db unreachable: {exc}") from exc
-                if resp.status != 200:
-                    span.set_status(Status(StatusCode.ERROR, f"db answered {resp.status}"))
-                    raise UpstreamError(f"db answered HTTP {resp.status}")
-                return json.loads(raw)
-        finally:
-            self.pool.release(conn, broken)
-
-    # --- request handlers ---------------------------------------------------------
-
-    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        route = (self.name, method, path)
-        self.faults.on_request(str(self.config["release"]), float(self.config["memory_limit_mb"]))
-        if route == ("frontend", "POST", "/api/checkout"):
-            return 200, self.call("checkout", "POST", "/checkout", body)
-        if route == ("checkout", "POST", "/checkout"):
-            item = int(body.get("item", 1))
-            deferred = []
-            # An open circuit skips the dependency: the order goes through and the
-            # reservation (or charge) is settled later, instead of waiting on it now.
-            for peer, call in (
-                ("inventory", ("GET", "/reserve", None)),
-                ("payments", ("POST", "/charge", {"amount": 42})),
-            ):
-                if self.config[f"circuit_{peer}"] == "open":
-                    deferred.append(peer)
-                else:
-                    self.call(peer, *call)
-            if deferred:
-                trace.get_current_span().set_attribute("app.deferred", deferred)
-            # One round trip: the order row is written only if the item is in stock.
-            result = self.query(
-                "INSERT INTO orders(item, at) SELECT item, ? FROM stock "
-                "WHERE item = ? AND quantity > 0",
-                [time.time(), item],
-            )
-            if not result.get("rowcount"):
-                return 409, {"error": f"item {item} is out of stock"}
-            return 200, {"ok": True}
-        if route == ("payments", "POST", "/charge"):
-            time.sleep(random.uniform(0.002, 0.008))  # the card processor's round trip
-            return 200, {"charged": body.get("amount", 0)}
-        if route == ("inventory", "GET", "/reserve"):
-            time.sleep(random.uniform(0.001, 0.004))
-            return 200, {"reserved": True}
-        return 404, {"error": f"no route {method} {path}"}
-
-
-class Handler(runtime.JsonHandler):
-    service: Service
-
-    def _fault(self, method: str) -> None:
-        if not self.authorized():
-            return
-        faults = self.service.faults
-        if method == "POST":
-            doc = self.read_json()
-            try:
-                faults.apply(str(doc.get("fault", "")), dict(doc.get("params") or {}))
+                previous = self.patch(await self._json(request))
             except (TypeError, ValueError) as exc:
-                self.send_json(400, {"error": f"{self.service.name}: {exc}"})
-                return
-        elif method == "DELETE":
-            query = urllib.parse.urlsplit(self.path).query
-            faults.clear(dict(urllib.parse.parse_qsl(query)).get("fault"))
-        self.send_json(200, faults.snapshot())
+                return JSONResponse({"error": str(exc)}, 400)
+            return JSONResponse({"previous": previous, "current": dict(self.config)})
+        return JSONResponse(dict(self.config))
 
-    def _dispatch(self, method: str) -> None:
-        path = self.path.split("?")[0]
-        if path == FAULT_PATH:
-            self._fault(method)
-            return
-        if path == "/_admin/config":
-            if not self.authorized():
-                return
-            if method == "POST":
-                try:
-                    previous = self.service.patch(self.read_json())
-                except (TypeError, ValueError) as exc:
-                    self.send_json(400, {"error": str(exc)})
-                    return
-                self.send_json(200, {"previous": previous, "current": dict(self.service.config)})
-            else:
-                self.send_json(200, dict(self.service.config))
-            return
-        # On the way in, before any span: an ingress delay or a hang is time the
-        # caller waits that this service's own spans never account for. (The admin
-        # routes above are the control plane, like a kubelet's: they stay reachable.)
-        self.service.faults.on_arrival()
-        if path == "/healthz":
-            self.send_json(200, {"ok": True, "service": self.service.name})
-            return
-        try:
-            body = self.read_json() if method == "POST" else {}
-        except ValueError:
-            self.send_json(400, {"error": "the body is not JSON"})
-            return
-        # Header names arrive as the caller spelled them; the propagator asks in lower case.
-        ctx = propagate.extract({k.lower(): v for k, v in self.headers.items()})
-        config = self.service.config
-        with self.service.tracer.start_as_current_span(
-            f"{method} {path}",
-            context=ctx,
-            kind=SpanKind.SERVER,
-            # The resource is fixed at start; a deploy changes the version the spans carry.
-            attributes={
-                "http.request.method": method,
-                "url.path": path,
-                "service.version": str(config["release"]),
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+    async def fault_route(self, request: Request) -> JSONResponse:
+        from starlette.responses import JSONResponse
+
+        if not self.authorized(request):
+            return JSONResponse({"error": "missing or wrong token"}, 401)
+        if request.method == "POST":
             try:
-                if random.random() < float(config["shed_share"]):
-                    code, doc = 503, {"error": "load shed: try again later"}
-                    span.set_attribute("app.shed", True)
-                    span.set_status(Status(StatusCode.ERROR, "load shed"))
-                else:
-                    code, doc = self.service.handle(method, path, body)
-            except UpstreamError as exc:
-                code, doc = 502, {"error": str(exc)}
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-            except Exception as exc:  # the service's own failure: recorded on its span
-                code, doc = 500, {"error": f"{type(exc).__name__}: {exc}"}
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-            span.set_attribute("http.response.status_code", code)
-        self.send_json(code, doc)
+                doc = await self._json(request)
+                self.faults.apply(str(doc.get("fault", "")), dict(doc.get("params") or {}))
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": f"{self.name}: {exc}"}, 400)
+        elif request.method == "DELETE":
+            self.faults.clear(request.query_params.get("fault"))
+        return JSONResponse(self.faults.snapshot())
 
-    def do_GET(self) -> None:
-        self._dispatch("GET")
+    async def health_route(self, request: Request) -> JSONResponse:
+        from starlette.responses import JSONResponse
 
-    def do_POST(self) -> None:
-        self._dispatch("POST")
+        return JSONResponse({"ok": True, "service": self.name})
 
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+    def routes(self) -> list[BaseRoute]:
+        from starlette.routing import Route
+
+        methods = ["GET", "POST", "DELETE"]
+        return [
+            Route("/healthz", self.health_route),
+            Route(f"{ADMIN_PREFIX}/config", self.config_route, methods=methods),
+            Route(FAULT_PATH, self.fault_route, methods=methods),
+        ]
+
+
+def serve(operator: Operator) -> None:
+    """Instrument and run the shop's app on the socket the supervisor handed down."""
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", SEMCONV)
+    import socket
+
+    import uvicorn
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.instrumentation.starlette import _get_default_span_details
+
+    from labshop.app import IngressWait, Shop, build
+
+    # Thread stacks count against the memory limit (RLIMIT_DATA): keep them small.
+    threading.stack_size(THREAD_STACK_BYTES)
+    name, config = operator.name, operator.config
+    provider = runtime.tracer_provider(name, str(config.get("release", "")))
+    trace.set_tracer_provider(provider)
+    HTTPXClientInstrumentor().instrument(tracer_provider=provider)
+    if name == "checkout":
+        # The instrumentation's declared range ends below the installed SQLAlchemy
+        # 2.1, whose engine events it uses are unchanged: skip its version check.
+        SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
+    shop = Shop(name, config, runtime.ports(), operator.conditions)
+    operator.shop = shop
+    app = build(shop, operator.routes())
+    skip = ("/healthz", ADMIN_PREFIX)
+    app.add_middleware(
+        OpenTelemetryMiddleware,
+        excluded_urls="healthz,_admin/",
+        default_span_details=_get_default_span_details,
+        tracer_provider=provider,
+        exclude_spans=["receive", "send"],
+    )
+    sock = socket.socket(fileno=int(os.environ[runtime.FD_ENV]))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            IngressWait(app, operator.conditions, skip),
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=1,
+            backlog=256,
+        )
+    )
+    try:
+        server.run(sockets=[sock])
+    finally:
+        provider.shutdown()
 
 
 def main(argv: list[str]) -> None:
@@ -369,21 +259,15 @@ def main(argv: list[str]) -> None:
     runtime.quiet_logging(name)
     runtime.exit_with_supervisor()
     if name == "db":
-        from sre_space.lab.db import serve
+        from sre_space.lab.db import serve as serve_db
 
-        serve()
+        serve_db()
         return
-    service = Service(name, settings)
-    Handler.service = service
-    server = runtime.listening_server(Handler)
-    try:
-        server.serve_forever()
-    finally:
-        service.provider.shutdown()
+    serve(Operator(name, settings))
 
 
 if __name__ == "__main__":
     main(sys.argv)
 
 
-__all__ = ["Service", "main"]
+__all__ = ["Operator", "main"]

@@ -21,6 +21,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from sre_space.actuators.changes import ENV_PREFIX
 from sre_space.config import Settings
 from sre_space.lab import runtime
 from sre_space.lab.balancer import Balancer, listen
@@ -33,6 +34,7 @@ from sre_space.paths import Paths
 SERVICES = ("db", "payments", "inventory", "checkout", "frontend")
 REPLICAS = {"payments": 2, "inventory": 2}  # behind a balancer; the rest run one process
 MAX_REPLICAS = 6
+RELEASE_KEYS = ("release", "previous_release")  # changed by a deploy (a restart), not a patch
 DEFAULT_RATE = 50.0
 MONITOR_INTERVAL_S = 0.5  # at least this long between two passes of the monitor
 BACKOFF_CAP_S = 5.0
@@ -111,7 +113,11 @@ class Supervisor:
 
     def _backends(self, service: str) -> Any:
         def ports() -> list[int]:
-            return [c.port for c in self.instances[service] if c.port]
+            # Like a balancer with health checks: a replica that is starting (its
+            # socket queues, nobody accepts yet) is skipped while another is ready.
+            listening = [c for c in self.instances[service] if c.port]
+            ready = [c.port for c in listening if c.healthy]
+            return ready or [c.port for c in listening]
 
         return ports
 
@@ -227,6 +233,10 @@ class Supervisor:
                 for i in range(count):
                     child = self._child(service, index + i)
                     child.env[runtime.PORTS_ENV] = self.env[runtime.PORTS_ENV]
+                    for key in RELEASE_KEYS:  # the fleet's release, not the first one's
+                        var = f"{ENV_PREFIX}{key.upper()}"
+                        if var in group[0].env:
+                            child.env[var] = group[0].env[var]
                     child.start()
                     added.append(child)
             else:
@@ -369,9 +379,40 @@ class Supervisor:
             raise ValueError(str(doc.get("error", f"{child.name} refused the change")))
         return dict(doc)
 
+    def deploy(self, child: Child, change: dict[str, str]) -> None:
+        """Start the process again at another release: its resource says which, for life."""
+        with self.lock:
+            self.overrides.setdefault(child.name, {}).update(change)
+            for key, value in change.items():
+                child.env[f"{ENV_PREFIX}{key.upper()}"] = value
+            if child.alive():
+                self.restart_child(child)
+
+    def _deploy_service(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A release change, replica by replica (rolling), then any other keys as a patch."""
+        before = self.config_of(service)
+        unknown = set(params) - set(DEFAULTS[service])
+        if unknown:
+            raise ValueError(f"unknown config key(s) for {service}: {', '.join(sorted(unknown))}")
+        change = {
+            "release": str(params["release"]),
+            "previous_release": str(params.get("previous_release", before.get("release", ""))),
+        }
+        for child in list(self.instances[service]):
+            self.deploy(child, change)
+        rest = {k: v for k, v in params.items() if k not in RELEASE_KEYS}
+        if rest:
+            self.patch(service, rest)
+        return {
+            "previous": {k: before[k] for k in params if k in before},
+            "current": self.config_of(service),
+        }
+
     def patch(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
         """The same change on every replica; kept, so a restarted replica gets it back."""
         self.check_service(service)
+        if "release" in params:
+            return self._deploy_service(service, params)
         result: dict[str, Any] = {}
         for child in self.instances[service]:
             try:
