@@ -11,6 +11,7 @@ import signal
 import sys
 import time
 import tomllib
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -25,7 +26,7 @@ from sre_space.cli_memory import memory_app
 from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_stack import down, stack_mode, up
 from sre_space.config import Settings, default_home, load
-from sre_space.errors import ExitCode, SreSpaceError, UsageError
+from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, UsageError
 from sre_space.safe_text import printable, printable_lines
 from sre_space.squad.policy import MODES
 
@@ -332,6 +333,66 @@ def analyze(
         files, baseline or [], top=top, latency_threshold_ms=_settings().latency_threshold_ms
     )
     _out(result.to_json()) if json_out else print(printable_lines(result.render()))
+
+
+@app.command(rich_help_panel=INCIDENTS)
+def replay(
+    files: Annotated[
+        list[str],
+        typer.Argument(help="Recordings in playing order: fault-free first, the incident after."),
+    ],
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Recorded seconds per second (default: as fast as the mind keeps up)."),
+    ] = None,
+    policy: Annotated[str, typer.Option(help="dry-run | approve (a replay never acts)")] = "dry-run",
+    expect: Annotated[
+        Path | None, typer.Option(help="Expectations to check (a drill file's expect: block).")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here (with --expect).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds of wall time before giving up.")] = 900.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Play recorded traces through the whole squad: what it would have done (acts on nothing)."""
+    from sre_space import replay as rp
+
+    rp.check_policy(policy)
+    title, expected = rp.load_expectations(expect) if expect else ("", {})
+    if junit is not None and not expected:
+        raise UsageError("--junit writes one test case per expectation: give --expect FILE")
+
+    def show(event: Any) -> None:
+        sys.stdout.write(event.line() + "\n")
+        sys.stdout.flush()
+
+    result = rp.replay(
+        _settings(),
+        files,
+        speed=speed,
+        policy=policy,
+        timeout_s=timeout,
+        on_event=None if json_out else show,
+    )
+    steps = rp.judge(result, expected) if expected else []
+    if junit is not None:
+        try:
+            junit.write_text(rp.junit(title, steps, result.wall_s))
+        except OSError as exc:
+            raise UsageError(f"cannot write {junit}: {exc.strerror or exc}") from None
+    if json_out:
+        doc = result.to_json()
+        if expected:
+            doc["expectations"] = steps
+        _out(doc)
+    else:
+        print(printable_lines("\n".join(["---", *result.summary()])))
+        for step in steps:
+            detail = {k: v for k, v in step.items() if k not in ("step", "ok")}
+            mark = "ok  " if step["ok"] else "FAIL"
+            print(printable(f"{mark} {step['step']:<14} {json.dumps(detail, default=str)}"))
+    failed = [s["step"] for s in steps if not s["ok"]]
+    if failed:
+        raise CheckFailed(f"replay: expectation(s) not met: {', '.join(failed)}")
 
 
 def _secs(value: float | None) -> str:

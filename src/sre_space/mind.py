@@ -16,6 +16,7 @@ import threading
 import time
 from typing import IO, Any
 
+from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.rules import Rules
 from sre_space.detect.window import WindowDetector
@@ -95,8 +96,9 @@ class MindLock:
 
 
 class Mind:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM) -> None:
         self.settings = settings
+        self.clock = clock  # Scout's windows and the squad's waits (replay: recorded time)
         self.policy = policy_from(settings)  # a bad policy is refused before anything starts
         self.paths = Paths(settings.home).ensure()
         self.store = TraceStore(settings.store_max_spans, settings.store_max_bytes)
@@ -104,6 +106,7 @@ class Mind:
             settings.detect_window_s,
             settings.latency_threshold_ms,
             rules=scout_rules(settings),
+            clock=clock.time,
         )
         self.store.subscribe(self.detector.observe)
         self.log = IncidentLog(self.paths.incidents_db)
@@ -139,14 +142,13 @@ class Mind:
         # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
         from sre_space.localapi import LocalApi
         from sre_space.memory.api import routes as memory_routes
-        from sre_space.memory.store import MemoryStore
         from sre_space.squad.agents import SquadContext
         from sre_space.squad.graph import build
 
         actuator = self._actuator()
-        self._memory = MemoryStore(self.settings)
+        self._memory = self._open_memory()
         ctx = SquadContext(
-            self.settings, self.store, self.log, self._memory, actuator, self.policy
+            self.settings, self.store, self.log, self._memory, actuator, self.policy, self.clock
         )
         self._checkpoints = sqlite3.connect(self.paths.checkpoints_db, check_same_thread=False)
         self._graph = build(ctx, self._checkpoints)
@@ -158,6 +160,11 @@ class Mind:
             },
             self.paths.mind_token,
         ).start()
+
+    def _open_memory(self) -> Any:
+        from sre_space.memory.store import MemoryStore
+
+        return MemoryStore(self.settings)
 
     def _actuator(self) -> Any:
         """The Fixer's hands, as the ``actuator`` setting says (see config.py)."""
@@ -271,10 +278,10 @@ class Mind:
         # incident, one bad second is none, and an incident handed to a human is
         # not reopened while its failure goes on.
         tracker = IncidentTracker(confirm_s=CONFIRM_S, quiet_s=RESOLVE_QUIET_S)
-        quiet_since = time.time()
-        while not self._stop.wait(0.5):
+        quiet_since = self.clock.time()
+        while not self.clock.wait(self._stop, 0.5):
             try:
-                now = time.time()
+                now = self.clock.time()
                 self._daily_review()
                 if self._resume_decided():
                     continue  # a paused incident holds the squad until a human answers
@@ -289,7 +296,7 @@ class Mind:
                     if change.what != "opened":
                         continue
                     status = self._handle(change.incident.signals)
-                    quiet_since = time.time()
+                    quiet_since = self.clock.time()
                     if status in ("mitigated", "resolved"):
                         # Fixed: if the failure comes back, that is a new incident.
                         tracker.forget(change.incident)
@@ -317,7 +324,7 @@ class Mind:
     def _handle(self, anomalies: list[Any]) -> str:
         from sre_space.squad.graph import run_incident
 
-        now = time.time()
+        now = self.clock.time()
         firsts = [a.first_bad_at for a in anomalies if a.first_bad_at is not None]
         incident = Incident(
             id=self.log.new_id(now),
@@ -351,7 +358,7 @@ class Mind:
     def _resolve_quiet(self) -> None:
         for incident in self.log.list(limit=20, status="mitigated"):
             incident.status = "resolved"
-            incident.resolved_at = time.time()
+            incident.resolved_at = self.clock.time()
             self.log.save(incident)
             self.log.emit(
                 "scout",

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from langgraph.types import interrupt
 
 from sre_space.actuators import Actuator
+from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
 from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
@@ -48,6 +49,7 @@ class SquadContext:
     memory: Memory
     actuator: Actuator
     policy: Policy
+    clock: Clock = SYSTEM  # the Brain's second look waits on it (replay: recorded time)
 
     def incident(self, state: SquadState) -> Incident:
         incident = self.log.get(state["incident_id"])
@@ -91,7 +93,7 @@ def scout(ctx: SquadContext, state: SquadState) -> SquadState:
 
 def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     if state.get("relook"):
-        time.sleep(RELOOK_S)  # the squad loop waits too: this incident is still open
+        ctx.clock.sleep(RELOOK_S)  # the squad loop waits too: this incident is still open
     incident = ctx.incident(state)
     # From a while before the window: the change point inside shows where the
     # trouble began, and what came before it is the reference for normal.
