@@ -350,7 +350,8 @@ def test_lab_json_and_status_describe_the_processes_not_the_faults(
     assert again.supervisor_pid == doc["supervisor_pid"]
 
 
-def test_spans_from_every_service_link_across_processes(sink: Sink) -> None:
+def test_spans_from_every_service_link_across_processes(sink: Sink, settings: Settings) -> None:
+    # ``settings`` starts the lab: this test may run alone (-k) or first.
     def full_trace() -> list[Rec]:
         by_trace: dict[str, list[Rec]] = {}
         for s in sink.select(lambda s: True):
@@ -504,7 +505,7 @@ def _get(port: int, path: str = "/healthz", timeout: float = 3.0) -> int | str:
 
 def _calm(client: LabClient) -> None:
     client.revert(None)
-    wait_until(lambda: client.health()["ok"], 30, what="every service healthy again")
+    wait_until(lambda: client.health()["ok"], 180, what="every service healthy again")
 
 
 def test_crash_refuses_callers_and_stays_down_until_restarted(client: LabClient) -> None:
