@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from sre_space.detect.incidents import IncidentTracker, group
+from sre_space.detect.incidents import IncidentTracker, origins
 from sre_space.detect.rules import Rules, ServiceRule
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.telemetry.model import Span, SpanKind
@@ -210,14 +210,20 @@ def test_a_cascade_across_five_services_is_one_incident() -> None:
     assert len(tracker.active()) == 1
 
 
-def test_unrelated_failures_are_separate_incidents_and_joining_ones_merge() -> None:
+def test_unrelated_failures_are_separate_incidents_and_a_shared_caller_joins_both() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30)
     edges = [*CHAIN, ("web", "search")]
     changes = tracker.update([sig("bank"), sig("mailer")], edges, now=0)
-    assert sorted(min(c.incident.services) for c in changes) == ["bank", "mailer"]
-    assert [len(g) for g in group([sig("bank"), sig("payments"), sig("mailer")], edges)] == [2, 1]
+    assert sorted(c.incident.origin for c in changes) == ["bank", "mailer"]
+    by_origin = origins([sig("web"), sig("api"), sig("bank"), sig("search")], edges)
+    assert {o: sorted(s.service for s in g) for o, g in by_origin.items()} == {
+        "api": ["api", "web"],  # api's callee is well: the cascade goes no deeper
+        "bank": ["bank"],
+        "search": ["search", "web"],
+    }
     [grew] = tracker.update([sig("bank"), sig("payments"), sig("mailer")], edges, now=1)
     assert grew.what == "grew" and grew.incident.services == {"bank", "payments"}
+    assert len(tracker.active()) == 2
 
 
 def test_one_bad_second_is_not_an_incident() -> None:
@@ -240,10 +246,10 @@ def test_an_incident_resolves_only_after_a_quiet_period_and_does_not_flap() -> N
     assert again.what == "opened" and again.incident.id != opened.incident.id
 
 
-def test_a_fixed_incident_is_forgotten_so_a_recurrence_opens_a_new_one() -> None:
+def test_a_forgotten_incident_is_not_watched_any_more() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30)
     [opened] = tracker.update([sig("api")], [], now=0)
     assert tracker.update([sig("api")], [], now=5) == []  # still the same, still open
-    tracker.forget(opened.incident)  # the squad mitigated it
+    tracker.forget(opened.incident)
     [again] = tracker.update([sig("api")], [], now=6)
     assert again.what == "opened" and again.incident.id != opened.incident.id

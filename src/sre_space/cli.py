@@ -281,7 +281,7 @@ def incidents(
     limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
     json_out: JsonOpt = False,
 ) -> None:
-    """List incidents: detected, diagnosed, mitigated, verified."""
+    """List incidents, or show one: its timeline, root cause, evidence, remediation, audit trail."""
     from sre_space.incidents import IncidentLog
     from sre_space.paths import Paths
 
@@ -294,7 +294,12 @@ def incidents(
         found = log.get(incident_id)
         if found is None:
             raise UsageError(f"no incident {incident_id!r}")
-        _out(found.to_json()) if json_out else print(json.dumps(found.to_json(), indent=2))
+        if json_out:
+            _out(found.to_json())
+            return
+        from sre_space.incident_view import render
+
+        print(render(found, log.events_of(found.id)))
         return
     items = log.list(limit)
     if json_out:

@@ -19,7 +19,10 @@ from typing import Any
 from sre_space.safe_text import printable
 
 ACTIVE = ("open", "diagnosing", "mitigating")
-STATUSES = (*ACTIVE, "mitigated", "resolved", "escalated")
+# mitigated -> degraded: the fix holds but the cause still shows, weaker (the fault
+# is still there); either resolves after a quiet period, as an escalated one does.
+STATUSES = (*ACTIVE, "mitigated", "degraded", "resolved", "escalated")
+WATCHED = ("mitigated", "degraded", "escalated")  # the squad is done; Scout still watches
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -64,6 +67,8 @@ class Incident:
     mitigated_at: float | None = None
     resolved_at: float | None = None
     first_error_at: float | None = None
+    recurs: str | None = None  # an earlier incident of the same signature
+    residual: list[dict[str, Any]] = field(default_factory=list)  # what still shows, degraded
 
     @property
     def ttd_s(self) -> float | None:
@@ -127,7 +132,32 @@ class IncidentLog:
             ).fetchone()
         return f"INC-{day}-{int(row[0]) + 1:04d}"
 
-    def save(self, incident: Incident) -> None:
+    def save(self, incident: Incident, why: str = "", by: str = "squad") -> None:
+        """Store the incident; a change of status goes to its audit trail and the events.
+
+        Every transition, whoever makes it (Scout, the squad, a human), is
+        recorded here, once: ``why`` says what caused it, ``by`` who made it.
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status FROM incidents WHERE id=?", (incident.id,)
+            ).fetchone()
+        before = str(row[0]) if row else None
+        if before != incident.status:
+            step = {"ts": time.time(), "step": "status", "from": before, "to": incident.status}
+            incident.audit.append({**step, "why": why} if why else step)
+        self._write(incident)
+        if before != incident.status:
+            arrow = f"{before} -> {incident.status}" if before else incident.status
+            self.emit(
+                "scout" if before is None else by,
+                f"status {arrow}" + (f": {why}" if why else ""),
+                incident_id=incident.id,
+                kind="status",
+                data={"from": before, "to": incident.status},
+            )
+
+    def _write(self, incident: Incident) -> None:
         with self._lock, self._db:
             self._db.execute(
                 "INSERT INTO incidents(id, status, signature, detected_at, doc) VALUES (?,?,?,?,?) "
@@ -207,6 +237,27 @@ class IncidentLog:
 
     def awaiting_approval(self) -> builtins.list[Incident]:
         return [i for i in self.active() if i.remediation.get("outcome") == AWAITING_APPROVAL]
+
+    def earlier(self, incident: Incident) -> Incident | None:
+        """The latest incident before this one with the same signature, if any."""
+        if not incident.signature:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT doc FROM incidents WHERE signature=? AND id<>? AND detected_at<? "
+                "ORDER BY detected_at DESC LIMIT 1",
+                (incident.signature, incident.id, incident.detected_at),
+            ).fetchone()
+        return Incident.from_json(json.loads(row[0])) if row else None
+
+    def events_of(self, incident_id: str) -> builtins.list[Event]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, incident_id, ts, agent, kind, message, data FROM events "
+                "WHERE incident_id=? ORDER BY seq",
+                (incident_id,),
+            ).fetchall()
+        return [Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
 
     def since(self, ts: float) -> builtins.list[Incident]:
         with self._lock:

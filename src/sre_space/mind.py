@@ -18,10 +18,11 @@ from typing import IO, Any
 
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
+from sre_space.detect.incidents import IncidentTracker, Tracked
 from sre_space.detect.rules import Rules
-from sre_space.detect.window import WindowDetector
+from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
-from sre_space.incidents import Incident, IncidentLog
+from sre_space.incidents import WATCHED, Incident, IncidentLog
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
 from sre_space.telemetry.senses import Senses
@@ -51,6 +52,20 @@ def span_json(span: Any) -> dict[str, Any]:
             {"name": e.name, "time_ns": e.time_ns, "attributes": e.attributes} for e in span.events
         ],
         "resource": span.resource,
+    }
+
+
+def residual_figures(signal: Signal) -> dict[str, Any]:
+    """What still shows of a mitigated incident's cause, for the degraded status."""
+    return {
+        "service": signal.service,
+        "operation": signal.operation,
+        "kind": signal.kind,
+        "reason": signal.reason,
+        "requests": signal.count,
+        "error_rate": round(signal.error_rate, 4),
+        "p95_ms": round(signal.p95_ms, 1),
+        "baseline_p95_ms": signal.baseline_p95_ms,
     }
 
 
@@ -120,6 +135,10 @@ class Mind:
         self._checkpoints: sqlite3.Connection | None = None
         self._review_due = 0.0
         self.started_at = time.time()
+        self._first_tick = 0.0  # Scout's first look, on the mind's clock
+        self.tracker = IncidentTracker(
+            confirm_s=CONFIRM_S, quiet_s=RESOLVE_QUIET_S, link_s=settings.detect_window_s
+        )
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -271,38 +290,133 @@ class Mind:
 
     def _loop(self) -> None:
         from sre_space import review
-        from sre_space.detect.incidents import IncidentTracker
 
         self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
-        # Grouping, confirmation and quiet-period resolution: one cascade is one
-        # incident, one bad second is none, and an incident handed to a human is
-        # not reopened while its failure goes on.
-        tracker = IncidentTracker(confirm_s=CONFIRM_S, quiet_s=RESOLVE_QUIET_S)
-        quiet_since = self.clock.time()
         while not self.clock.wait(self._stop, 0.5):
             try:
-                now = self.clock.time()
                 self._daily_review()
                 if self._resume_decided():
                     continue  # a paused incident holds the squad until a human answers
-                anomalies = self.detector.anomalous(
-                    self.settings.error_rate_threshold, self.settings.min_requests
-                )
-                if anomalies:
-                    quiet_since = now
-                elif now - quiet_since > RESOLVE_QUIET_S:
-                    self._resolve_quiet()
-                for change in tracker.update(anomalies, self.detector.edges(), now):
-                    if change.what != "opened":
-                        continue
-                    status = self._handle(change.incident.signals)
-                    quiet_since = self.clock.time()
-                    if status in ("mitigated", "resolved"):
-                        # Fixed: if the failure comes back, that is a new incident.
-                        tracker.forget(change.incident)
+                self.scout_tick(self.clock.time())
             except Exception as exc:  # the loop must survive one bad incident
                 log.exception("squad loop")
                 self.log.emit("mind", f"squad error: {type(exc).__name__}: {exc}", kind="error")
+
+    def scout_tick(self, now: float) -> None:
+        """One look at the detectors: open, grow, degrade and resolve incidents.
+
+        Grouping by cause, confirmation and the lifecycle after the squad: one
+        cascade is one incident, one bad second is none, a fix that holds while
+        the fault goes on is the same incident (degraded), and a second fault
+        behind the same front door is an incident of its own.
+        """
+        anomalies = self.detector.anomalous(
+            self.settings.error_rate_threshold, self.settings.min_requests
+        )
+        for change in self.tracker.update(anomalies, self.detector.edges(), now):
+            tracked = change.incident
+            if change.what == "opened":
+                self._opened(tracked, now)
+            elif change.what == "degraded":
+                self._degraded(tracked)
+            elif change.what == "resolved":
+                self._resolved(tracked)
+            elif change.what == "grew" and tracked.ref:
+                self.log.emit(
+                    "scout",
+                    f"spreading: now {', '.join(sorted(tracked.services))}",
+                    incident_id=tracked.ref,
+                )
+        self._resolve_untracked(now)
+
+    def _opened(self, tracked: Tracked, detected_at: float) -> None:
+        """A confirmed anomaly: a new incident, unless its cause is one already open."""
+        owner = self._same_cause(tracked, detected_at)
+        if owner is not tracked:
+            if owner.ref and owner.state == "mitigated":
+                owner.signals = tracked.signals
+                self.tracker.settled(owner, "degraded", detected_at)
+                self._degraded(owner)
+            elif owner.ref:
+                self.log.emit(
+                    "scout",
+                    f"the same cause ({owner.root}) seen from {tracked.origin}: "
+                    "part of this incident",
+                    incident_id=owner.ref,
+                )
+            return
+        status = self._handle(tracked, detected_at)
+        settled = self.clock.time()
+        if status in ("mitigated", "resolved"):
+            self.tracker.settled(tracked, "mitigated", settled)
+        elif status not in ("open", "diagnosing", "mitigating"):  # escalated: still watched
+            self.tracker.settled(tracked, "watching", settled)
+        # Errors from before the fix must not reopen what was just handled.
+        self.detector.reset()
+
+    def _same_cause(self, tracked: Tracked, now: float) -> Tracked:
+        """The incident this anomaly belongs to, by cause (``tracked`` itself when new).
+
+        An origin no open incident knows is a new cause. One inside an open
+        incident's services (a shared caller, a symptom) is ambiguous: the
+        Brain's localisation of the recent traces decides whose it is.
+        """
+        if not any(
+            tracked.origin in other.services
+            for other in self.tracker.active()
+            if other is not tracked
+        ):
+            return tracked
+        from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
+
+        since_ns = int((now - self.settings.detect_window_s - LIVE_LOOKBACK_S) * 1e9)
+        found = localize(
+            self.store.traces_since(since_ns), self.settings.latency_threshold_ms, top=1
+        )
+        return self.tracker.attribute(tracked, found[0].service if found else "", now)
+
+    def _degraded(self, tracked: Tracked) -> None:
+        incident = self.log.get(tracked.ref) if tracked.ref else None
+        if incident is None or incident.status not in ("mitigated", "degraded"):
+            return
+        incident.residual = [residual_figures(s) for s in tracked.signals[:5]]
+        worst = incident.residual[0] if incident.residual else {}
+        incident.status = "degraded"
+        self.log.save(
+            incident,
+            why=f"the cause still shows, weaker: {worst.get('service', '?')} "
+            f"{worst.get('operation', '')} {worst.get('reason', '')}; the fix holds",
+            by="scout",
+        )
+
+    def _resolved(self, tracked: Tracked) -> None:
+        incident = self.log.get(tracked.ref) if tracked.ref else None
+        if incident is None or incident.status not in WATCHED:
+            return
+        quiet = f"no anomaly of its own for {RESOLVE_QUIET_S:.0f} s"
+        if incident.status == "escalated":
+            # A human has it: Scout stops watching, the human closes it.
+            self.log.emit("scout", f"{quiet}; no longer watched", incident_id=incident.id)
+            return
+        incident.status = "resolved"
+        incident.resolved_at = self.clock.time()
+        self.log.save(incident, why=quiet, by="scout")
+
+    def _resolve_untracked(self, now: float) -> None:
+        """Incidents a previous mind left watched: resolved once this one saw nothing for long."""
+        self._first_tick = self._first_tick or now
+        if now - self._first_tick < RESOLVE_QUIET_S or self.tracker.active():
+            return
+        known = {t.ref for t in self.tracker.incidents}
+        for status in ("mitigated", "degraded"):
+            for incident in self.log.list(limit=20, status=status):
+                if incident.id in known:
+                    continue
+                incident.status = "resolved"
+                incident.resolved_at = now
+                self.log.save(
+                    incident, why=f"no anomaly for {RESOLVE_QUIET_S:.0f} s", by="scout"
+                )
 
     def _resume_decided(self) -> bool:
         """Resume incidents a human has answered; True while any still waits."""
@@ -318,21 +432,27 @@ class Mind:
             self._graph.invoke(
                 Command(resume=decision), {"configurable": {"thread_id": incident.id}}
             )
+            tracked = next((t for t in self.tracker.incidents if t.ref == incident.id), None)
+            if tracked is not None:
+                status = self._after_squad(tracked)
+                state = "mitigated" if status in ("mitigated", "resolved") else "watching"
+                self.tracker.settled(tracked, state, self.clock.time())
             self.detector.reset()
         return waiting
 
-    def _handle(self, anomalies: list[Any]) -> str:
+    def _handle(self, tracked: Tracked, detected_at: float) -> str:
         from sre_space.squad.graph import run_incident
 
-        now = self.clock.time()
+        anomalies = tracked.signals
         firsts = [a.first_bad_at for a in anomalies if a.first_bad_at is not None]
         incident = Incident(
-            id=self.log.new_id(now),
+            id=self.log.new_id(detected_at),
             status="open",
-            detected_at=now,
+            detected_at=detected_at,
             first_error_at=min(firsts) if firsts else None,
         )
-        self.log.save(incident)
+        tracked.ref = incident.id
+        self.log.save(incident, why=f"anomalous since {tracked.origin}", by="scout")
         signals = [
             {
                 "service": a.service,
@@ -345,23 +465,29 @@ class Mind:
             }
             for a in anomalies
         ]
-        window_start_ns = int((now - self.settings.detect_window_s) * 1e9)
+        window_start_ns = int((detected_at - self.settings.detect_window_s) * 1e9)
         run_incident(
             self._graph,
             {"incident_id": incident.id, "window_start_ns": window_start_ns, "signals": signals},
         )
-        # Errors from before the fix must not reopen what was just handled.
-        self.detector.reset()
-        final = self.log.get(incident.id)
-        return final.status if final else "escalated"
+        return self._after_squad(tracked)
 
-    def _resolve_quiet(self) -> None:
-        for incident in self.log.list(limit=20, status="mitigated"):
-            incident.status = "resolved"
-            incident.resolved_at = self.clock.time()
-            self.log.save(incident)
+    def _after_squad(self, tracked: Tracked) -> str:
+        """What the squad concluded: the cause for the tracker, a recurrence for the log."""
+        final = self.log.get(tracked.ref)
+        if final is None:
+            return "escalated"
+        cause = str(final.root_cause.get("service") or "")
+        if cause and cause != tracked.cause:
+            self.tracker.attribute(tracked, cause, self.clock.time())
+        earlier = self.log.earlier(final)
+        if earlier is not None and final.recurs is None:
+            final.recurs = earlier.id
+            self.log.save(final)
             self.log.emit(
                 "scout",
-                f"resolved after {RESOLVE_QUIET_S:.0f} s without anomalies",
-                incident_id=incident.id,
+                f"recurs: the same signature as {earlier.id} ({earlier.status})",
+                incident_id=final.id,
+                data={"recurs": earlier.id},
             )
+        return final.status

@@ -1,14 +1,25 @@
-"""From anomalous signals to incidents: grouping, confirmation, quiet-period resolution.
+"""From anomalous signals to incidents: grouping by cause, confirmation, lifecycle.
 
-- **Grouping**: anomalous services that call one another (the detector's call
-  edges) are one incident: a failure that cascades up through five services
-  is one incident with five services, not five incidents. Two failures in
-  parts of the system that do not call each other are two incidents.
-- **Confirmation**: a group must stay anomalous for ``confirm_s`` before it
+- **Grouping by cause**: an anomaly's *origin* is the deepest anomalous
+  service it leads to (following the detector's call edges, caller to callee,
+  through anomalous services only). Everything anomalous that leads to one
+  origin is one incident: a failure that cascades up through five services is
+  one incident with five services. A new origin is a new incident, even when
+  the anomalous callers (a gateway every request passes through) are shared
+  with an open one; a caller that leads to two origins is part of both.
+- **The cause, once known**: the Brain's root cause (``attribute``) joins the
+  origins an incident answers for, so the same cause showing again, from
+  whichever side, is the same incident.
+- **Symptoms**: a service already part of an incident is still that incident
+  while its cause showed within ``link_s`` (signals flicker at a threshold);
+  after that, an anomaly there with no deeper origin is a new one.
+- **Confirmation**: an origin must stay anomalous for ``confirm_s`` before it
   opens; one bad second is not an incident.
-- **No flapping**: an open incident absorbs whatever joins its services; it
-  does not close when its signals dip for a moment.
-- **Resolution**: only after ``quiet_s`` without any anomaly on its services.
+- **Lifecycle**: an incident stays watched after the squad is done with it
+  (``settled``): a mitigated incident whose cause shows again is ``degraded``
+  (the fault still active, the fix holding), not a new incident; an escalated
+  one keeps its cause, and a different cause during it is its own incident.
+  An incident resolves after ``quiet_s`` without anomalies of its own.
 
 The tracker holds no clock and does no I/O: feed it the detector's anomalous
 signals and edges with the time, act on the changes it returns.
@@ -22,103 +33,200 @@ from dataclasses import dataclass, field
 
 from sre_space.detect.window import Signal
 
+WATCHING = "watching"  # detected, or handed to a human: its cause is watched
+MITIGATED = "mitigated"
+DEGRADED = "degraded"
+
 
 @dataclass
 class Tracked:
     """One incident as the tracker sees it."""
 
     id: int
+    origin: str  # the deepest anomalous service when it was first seen
     services: set[str]
     signals: list[Signal]
     first_seen: float
     last_anomalous: float
+    origins: set[str] = field(default_factory=set)  # every origin (and root cause) it answers for
+    cause: str = ""  # the Brain's root cause, once known
+    cause_seen: float = 0.0  # when one of its origins was last anomalous
+    state: str = WATCHING
     opened_at: float | None = None  # None while it waits for confirmation
     resolved_at: float | None = None
+    ref: str = ""  # the incident log's id, set by whoever opens it there
+
+    def __post_init__(self) -> None:
+        self.origins.add(self.origin)
+        self.cause_seen = self.cause_seen or self.first_seen
 
     @property
     def open(self) -> bool:
         return self.opened_at is not None and self.resolved_at is None
 
+    @property
+    def root(self) -> str:
+        return self.cause or self.origin
+
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # opened | grew | resolved
+    what: str  # opened | grew | degraded | resolved
     incident: Tracked
 
 
-def group(signals: Iterable[Signal], edges: Iterable[tuple[str, str]]) -> list[list[Signal]]:
-    """Anomalous signals in connected groups: services joined by a call either way."""
+def origins(
+    signals: Iterable[Signal], edges: Iterable[tuple[str, str]]
+) -> dict[str, list[Signal]]:
+    """Anomalous signals by origin: the deepest anomalous services each one leads to.
+
+    A service with no anomalous callee is its own origin. A cycle of anomalous
+    services with no way out is one group, named by its first service.
+    """
     by_service: dict[str, list[Signal]] = {}
     for s in signals:
         by_service.setdefault(s.service, []).append(s)
-    parent = {svc: svc for svc in by_service}
-
-    def root(svc: str) -> str:
-        while parent[svc] != svc:
-            parent[svc] = parent[parent[svc]]
-            svc = parent[svc]
-        return svc
-
+    callees: dict[str, set[str]] = {svc: set() for svc in by_service}
     for caller, callee in edges:
-        if caller in parent and callee in parent:
-            parent[root(caller)] = root(callee)
+        if caller in callees and callee in callees and caller != callee:
+            callees[caller].add(callee)
+    reach: dict[str, set[str]] = {}
+
+    def deepest(svc: str, path: frozenset[str]) -> set[str]:
+        if svc in reach:
+            return reach[svc]
+        if not callees[svc]:
+            found = {svc}
+        else:
+            found = set()
+            for callee in callees[svc] - path:
+                found |= deepest(callee, path | {svc})
+        if found or not path:
+            reach[svc] = found  # a dead end inside a cycle is not cached: it depends on the path
+        return found
+
     groups: dict[str, list[Signal]] = {}
-    for svc, sigs in by_service.items():
-        groups.setdefault(root(svc), []).extend(sigs)
-    return sorted(groups.values(), key=lambda g: min(s.service for s in g))
+    for svc in sorted(by_service):
+        ends = deepest(svc, frozenset()) or {_cycle_name(svc, callees)}
+        for end in ends:
+            groups.setdefault(end, []).extend(by_service[svc])
+    return dict(sorted(groups.items()))
+
+
+def _cycle_name(start: str, callees: dict[str, set[str]]) -> str:
+    """The first service (by name) of the anomalous services reachable from ``start``."""
+    seen, todo = {start}, [start]
+    while todo:
+        for callee in callees[todo.pop()]:
+            if callee not in seen:
+                seen.add(callee)
+                todo.append(callee)
+    return min(seen)
 
 
 @dataclass
 class IncidentTracker:
     confirm_s: float = 2.0
     quiet_s: float = 30.0
+    link_s: float = 10.0  # how long a cause's symptoms stay its own after it was last seen
     incidents: list[Tracked] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
+    def active(self) -> list[Tracked]:
+        """Open incidents (confirmed, not resolved), whatever the squad made of them."""
+        return [i for i in self.incidents if i.open]
+
+    def owner(self, service: str, exclude: Tracked | None = None) -> Tracked | None:
+        """The open incident that answers for ``service`` as a cause, if any (the oldest)."""
+        for incident in sorted(self.active(), key=lambda i: i.first_seen):
+            if incident is not exclude and service in incident.origins:
+                return incident
+        return None
+
+    def attribute(self, incident: Tracked, service: str, now: float) -> Tracked:
+        """Record ``service`` as the incident's root cause; return the incident that owns it.
+
+        When another open incident already answers for that cause, the new one
+        was the same cause seen from another side: it is folded into the older
+        (returned), and its services join it.
+        """
+        older = self.owner(service, exclude=incident) if service else None
+        if older is None:
+            if service:
+                incident.cause = service
+                incident.origins.add(service)
+            return incident
+        older.services |= incident.services
+        older.origins |= incident.origins
+        older.last_anomalous = max(older.last_anomalous, now)
+        older.cause_seen = max(older.cause_seen, now)
+        older.signals = incident.signals
+        if incident in self.incidents:
+            self.incidents.remove(incident)
+        return older
+
+    def settled(self, incident: Tracked, state: str, now: float) -> None:
+        """The squad is done with it: ``mitigated``, or ``watching`` (a human has it).
+
+        The quiet period starts over: the time the squad took is not quiet.
+        """
+        incident.state = state
+        incident.last_anomalous = now
+
     def forget(self, incident: Tracked) -> None:
-        """Drop an incident that was dealt with: its next signals open a new one."""
+        """Stop watching an incident altogether (its next signals open a new one)."""
         if incident in self.incidents:
             self.incidents.remove(incident)
 
-    def active(self) -> list[Tracked]:
-        """Open incidents (confirmed, not resolved)."""
-        return [i for i in self.incidents if i.open]
+    def _match(self, origin: str, live: list[Tracked], now: float) -> Tracked | None:
+        by_age = sorted(live, key=lambda i: i.first_seen)
+        for incident in by_age:
+            if origin in incident.origins:
+                return incident
+        for incident in by_age:
+            if origin in incident.services and now - incident.cause_seen <= self.link_s:
+                return incident  # its cause flickered below a threshold: still its cascade
+        return None
 
     def update(
         self, signals: Iterable[Signal], edges: Iterable[tuple[str, str]], now: float
     ) -> list[Change]:
         changes: list[Change] = []
         live = [i for i in self.incidents if i.resolved_at is None]
-        seen: set[int] = set()
-        for sigs in group([s for s in signals if s.kind], edges):
+        seen: dict[int, list[Signal]] = {}
+        grown: set[int] = set()
+        for origin, sigs in origins([s for s in signals if s.kind], edges).items():
             services = {s.service for s in sigs}
-            matches = [i for i in live if i.services & services]
-            if not matches:
-                incident = Tracked(next(self._ids), services, sigs, now, now)
+            incident = self._match(origin, live, now)
+            if incident is None:
+                incident = Tracked(next(self._ids), origin, services, sigs, now, now)
                 self.incidents.append(incident)
                 live.append(incident)
-                seen.add(incident.id)
+                seen[incident.id] = list(sigs)
                 continue
-            # The oldest incident absorbs the group (and any other it now joins).
-            matches.sort(key=lambda i: i.first_seen)
-            incident, others = matches[0], matches[1:]
-            joined = services.union(*(o.services for o in others))
-            grown = joined - incident.services
-            for other in others:
-                incident.signals.extend(other.signals)
-                self.incidents.remove(other)
-                live.remove(other)
-            incident.services |= grown
-            incident.signals = sigs
+            if services - incident.services:
+                grown.add(incident.id)
+            incident.services |= services
             incident.last_anomalous = now
-            seen.add(incident.id)
-            if grown and incident.open:
-                changes.append(Change("grew", incident))
-        for incident in list(live):
+            if origin in incident.origins:
+                incident.cause_seen = now
             if incident.id in seen:
-                if incident.opened_at is None and now - incident.first_seen >= self.confirm_s:
-                    incident.opened_at = now
-                    changes.append(Change("opened", incident))
+                seen[incident.id].extend(s for s in sigs if s not in seen[incident.id])
+            else:
+                seen[incident.id] = list(sigs)
+        for incident in list(live):
+            current = seen.get(incident.id)
+            if current is not None:
+                incident.signals = current
+                if incident.opened_at is None:
+                    if now - incident.first_seen >= self.confirm_s:
+                        incident.opened_at = now
+                        changes.append(Change("opened", incident))
+                elif incident.state == MITIGATED:
+                    incident.state = DEGRADED
+                    changes.append(Change("degraded", incident))
+                elif incident.id in grown and incident.state == WATCHING:
+                    changes.append(Change("grew", incident))
             elif incident.opened_at is None:
                 self.incidents.remove(incident)  # it did not hold: not an incident
             elif now - incident.last_anomalous >= self.quiet_s:

@@ -1,0 +1,186 @@
+"""Incidents grouped by cause, and their lifecycle after the squad, on a simulated clock.
+
+The shop: a gateway in front of catalog, pricing, orders and payments; catalog
+reads a database. Every request passes through the gateway, so the gateway is
+anomalous in every fault: it must not make later faults part of the first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sre_space.detect.incidents import IncidentTracker
+from sre_space.detect.window import Signal
+from sre_space.incidents import Incident, IncidentLog
+
+SHOP = [
+    ("gateway", "catalog"),
+    ("gateway", "pricing"),
+    ("gateway", "orders"),
+    ("orders", "payments"),
+    ("catalog", "db"),
+]
+
+
+def sig(service: str, kind: str = "error") -> Signal:
+    return Signal(service, "op", 100, 50, 0, 10.0, kind=kind, reason=f"{kind} on {service}")
+
+
+def tick(tracker: IncidentTracker, now: float, *services: str) -> list[tuple[str, int]]:
+    return [(c.what, c.incident.id) for c in tracker.update([sig(s) for s in services], SHOP, now)]
+
+
+def test_a_second_fault_behind_the_same_gateway_opens_its_own_incident() -> None:
+    tracker = IncidentTracker(confirm_s=2, quiet_s=30, link_s=10)
+    tick(tracker, 0, "gateway", "catalog", "db")
+    [(what, first)] = tick(tracker, 2, "gateway", "catalog", "db")
+    assert what == "opened"
+    [one] = tracker.active()
+    assert one.origin == "db" and one.services == {"gateway", "catalog", "db"}
+    tracker.settled(one, "watching", 3)  # escalated: a human has it, Scout still watches
+    # Payments hangs while the first fault goes on: two causes, two incidents.
+    assert tick(tracker, 4, "gateway", "catalog", "db", "orders", "payments") == []
+    [(what, second)] = tick(tracker, 6, "gateway", "catalog", "db", "orders", "payments")
+    assert what == "opened" and second != first
+    two = tracker.active()[1]
+    assert two.origin == "payments" and two.services == {"gateway", "orders", "payments"}
+    assert one.services == {"gateway", "catalog", "db"}  # nothing of payments' folded in
+
+
+def test_after_the_cause_went_quiet_a_shared_caller_alone_is_a_new_incident() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [(_, first)] = tick(tracker, 0, "gateway", "catalog")
+    assert tick(tracker, 5, "gateway") == []  # catalog flickered: still its cascade
+    assert tick(tracker, 25, "gateway") == [("opened", first + 1)]  # 20 s after: another cause
+
+
+def test_the_brains_root_cause_folds_a_second_view_of_the_same_cause() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tick(tracker, 0, "gateway", "catalog")
+    first = tracker.active()[0]
+    tick(tracker, 25, "gateway")  # ambiguous: the gateway is catalog's caller
+    second = tracker.active()[1]
+    assert tracker.attribute(second, "catalog", 25) is first
+    assert tracker.active() == [first]
+    third = tracker.update([sig("pricing")], SHOP, 26)[0].incident
+    assert tracker.attribute(third, "pricing", 26) is third and third.cause == "pricing"
+
+
+def test_a_mitigated_incident_whose_cause_still_shows_is_degraded_not_new() -> None:
+    tracker = IncidentTracker(confirm_s=2, quiet_s=30, link_s=10)
+    tick(tracker, 0, "gateway", "catalog", "db")
+    [(_, first)] = tick(tracker, 2, "gateway", "catalog", "db")
+    incident = tracker.active()[0]
+    tracker.attribute(incident, "catalog", 2)  # the Brain: catalog's pool
+    tracker.settled(incident, "mitigated", 40)  # the squad took a while; the fix holds
+    assert tick(tracker, 43, "catalog") == [("degraded", first)]  # 3 s later, weaker
+    assert incident.state == "degraded" and [s.service for s in incident.signals] == ["catalog"]
+    assert tick(tracker, 50, "db") == []  # still the same incident, nothing new
+    assert len(tracker.incidents) == 1
+    assert tick(tracker, 79, ) == []  # not yet quiet for 30 s
+    assert tick(tracker, 80) == [("resolved", first)]
+    # The same cause after resolution: a new incident (the log marks it a recurrence).
+    assert tick(tracker, 81, "catalog") == []
+    [(what, again)] = tick(tracker, 83, "catalog")
+    assert what == "opened" and again != first
+
+
+def test_the_quiet_period_starts_when_the_squad_is_done() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tick(tracker, 0, "pricing")
+    incident = tracker.active()[0]
+    tracker.settled(incident, "mitigated", 60)  # 60 s of squad work, no updates meanwhile
+    assert tick(tracker, 61) == []
+    assert tick(tracker, 90) == [("resolved", incident.id)]
+
+
+def test_an_escalated_incident_is_not_degraded_and_grows_only_with_its_cause() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tick(tracker, 0, "catalog")
+    incident = tracker.active()[0]
+    tracker.settled(incident, "watching", 1)
+    assert tick(tracker, 2, "gateway", "catalog") == [("grew", incident.id)]
+    assert incident.state == "watching"
+
+
+def test_a_cycle_of_anomalous_services_is_one_origin() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30)
+    edges = [("a", "b"), ("b", "a"), ("c", "a")]
+    [change] = tracker.update([sig("a"), sig("b"), sig("c")], edges, 0)
+    assert change.incident.origin == "a" and change.incident.services == {"a", "b", "c"}
+
+
+def test_every_status_change_is_in_the_audit_trail_and_the_events(tmp_path: Path) -> None:
+    log = IncidentLog(tmp_path / "incidents.db")
+    incident = Incident(id="INC-1", status="open", detected_at=100.0, signature="sig-a")
+    log.save(incident, why="anomalous since db", by="scout")
+    incident.status = "mitigated"
+    log.save(incident)
+    log.save(incident)  # no change: nothing recorded
+    incident.status = "degraded"
+    log.save(incident, why="the cause still shows, weaker", by="scout")
+    stored = log.get("INC-1")
+    assert stored is not None
+    steps = [(a["from"], a["to"]) for a in stored.audit if a["step"] == "status"]
+    assert steps == [(None, "open"), ("open", "mitigated"), ("mitigated", "degraded")]
+    events = [(e.agent, e.message) for e in log.events_of("INC-1")]
+    assert events == [
+        ("scout", "status open: anomalous since db"),
+        ("squad", "status open -> mitigated"),
+        ("scout", "status mitigated -> degraded: the cause still shows, weaker"),
+    ]
+
+
+def test_the_same_signature_later_is_found_as_the_earlier_incident(tmp_path: Path) -> None:
+    log = IncidentLog(tmp_path / "incidents.db")
+    log.save(Incident(id="INC-1", status="resolved", detected_at=100.0, signature="sig-a"))
+    log.save(Incident(id="INC-2", status="resolved", detected_at=200.0, signature="sig-b"))
+    later = Incident(id="INC-3", status="open", detected_at=300.0, signature="sig-a")
+    log.save(later)
+    earlier = log.earlier(later)
+    assert earlier is not None and earlier.id == "INC-1"
+    assert log.earlier(Incident(id="INC-4", status="open", detected_at=50.0, signature="sig-a")) is None
+    assert log.earlier(Incident(id="INC-5", status="open", detected_at=400.0)) is None
+
+
+def test_incidents_id_reads_as_text_and_json_only_when_asked(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from sre_space.paths import Paths
+
+    log = IncidentLog(Paths(tmp_path).ensure().incidents_db)
+    incident = Incident(
+        id="INC-20260101-0002",
+        status="open",
+        detected_at=1_800_000_000.0,
+        signature="sig-a",
+        first_error_at=1_799_999_998.0,
+        recurs="INC-20260101-0001",
+        root_cause={
+            "service": "catalog",
+            "operation": "GET /items",
+            "fault_class": "saturation",
+            "confidence": 0.81,
+            "evidence": {"exception": "QueuePool limit of size 5 overflow 0 reached\x1b[31m"},
+        },
+        remediation={"action": "patch_config", "service": "catalog", "outcome": "recovered"},
+    )
+    log.save(incident, why="anomalous since catalog", by="scout")
+    incident.status = "mitigated"
+    log.save(incident)
+    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "sre_space", "incidents", incident.id]
+    text = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, check=True)
+    out = text.stdout
+    for section in ("timeline", "root cause", "evidence", "remediation", "audit trail"):
+        assert f"\n{section}\n" in out
+    assert "recurs: INC-20260101-0001" in out and "TTD 2.0 s" in out
+    assert "status open -> mitigated" in out and "QueuePool limit" in out
+    assert "\x1b" not in out  # text from telemetry is shown escaped
+    doc = json.loads(
+        subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=60).stdout
+    )
+    assert doc["status"] == "mitigated" and doc["recurs"] == "INC-20260101-0001"
