@@ -16,6 +16,7 @@ STATUS_STYLES: dict[str, str] = {
     "diagnosing": "magenta",
     "mitigating": "yellow",
     "mitigated": "green",
+    "degraded": "yellow",
     "resolved": "dim green",
     "escalated": "bold red reverse",
 }

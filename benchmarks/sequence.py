@@ -1,0 +1,199 @@
+"""Every lab fault one after another in ONE run: one fault, one incident, the right cause.
+
+Starts a fresh lab and a real mind (in this process, free loopback ports, a
+temporary home, the policy of ``--policy``), waits for spans, then injects
+each fault of the catalogue ``--spacing`` seconds apart: each fault stays
+until the squad is done with its incident (or ``--spacing`` passed), is
+reverted, the squad's workarounds (an open circuit, load shedding) are lifted
+as a drill does, and the next fault follows at the next slot. Incidents are
+attributed to the fault during whose slot they were detected.
+
+Prints the timeline (every incident's status changes and the squad's key
+steps) and one line per fault: incidents opened, root cause, TTD (detection
+minus injection). Floor: one incident per fault, each with the fault's
+expected root-cause service; TTD median <= 3 s. Exit 1 below the floor.
+
+Usage: ``python benchmarks/sequence.py [--spacing 60] [--policy auto] [FAULT ...] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sre_space.config import Settings
+from sre_space.drill import WORKAROUNDS
+from sre_space.lab.control import LabClient
+from sre_space.lab.faults import FAULTS
+from sre_space.lab.launcher import start_lab, stop_lab
+from sre_space.mind import Mind
+
+DONE = ("mitigated", "degraded", "resolved", "escalated")
+TTD_FLOOR_S = 3.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _lift(settings: Settings, incidents: list[Any]) -> None:
+    """Undo the squad's workarounds, as a drill's rollback does (see drill._lift_workarounds)."""
+    from sre_space.actuators.lab import LabActuator
+
+    for incident in incidents:
+        for step in incident.audit:
+            if step.get("step") == "applied" and step.get("action") in WORKAROUNDS:
+                try:
+                    LabActuator(settings).undo(step["action"], step["service"], step.get("result") or {})
+                except Exception as exc:  # the next fault's slot will show what it costs
+                    print(f"  could not lift {step['action']}: {exc}", file=sys.stderr)
+
+
+def _slot(mind: Mind, client: LabClient, settings: Settings, fault: str, spacing: float) -> dict[str, Any]:
+    spec = FAULTS[fault]
+    injected_at = time.time()
+    client.inject(fault)
+    print(f"{datetime.now(UTC):%H:%M:%S} inject {fault}", file=sys.stderr, flush=True)
+    # The fault stays until the squad is done with an incident of this slot.
+    while time.time() < injected_at + spacing - 15:
+        opened = mind.log.since(injected_at)
+        if opened and all(i.status in DONE for i in opened):
+            break
+        time.sleep(0.5)
+    client.revert(fault)
+    _lift(settings, mind.log.since(injected_at))
+    reverted_at = time.time()
+    while time.time() < injected_at + spacing:
+        time.sleep(0.5)
+    opened = mind.log.since(injected_at)
+    first = opened[0] if opened else None
+    return {
+        "fault": fault,
+        "injected_at": injected_at,
+        "reverted_at": reverted_at,
+        "expected": spec.expect.get("root_cause"),
+        "incidents": [i.id for i in opened],
+        "root_cause": first.root_cause.get("service") if first else None,
+        "status": first.status if first else None,
+        "action": first.remediation.get("action") if first else None,
+        "ttd_s": round(first.detected_at - injected_at, 2) if first else None,
+    }
+
+
+def run(faults: list[str], spacing: float, policy: str) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="sre-space-sequence-")) / "home"
+    settings = Settings(
+        home=home, otlp_http_port=_free_port(), otlp_grpc_port=_free_port(), policy=policy
+    )
+    start_lab(settings)
+    mind = Mind(settings).start()
+    try:
+        client = LabClient.from_settings(settings)
+        deadline = time.time() + 60
+        while mind.store.stats().spans_in == 0 and time.time() < deadline:
+            time.sleep(0.5)
+        time.sleep(3 * settings.detect_window_s)  # baselines learned, warm-up over
+        started = time.time()
+        slots = []
+        for fault in faults:
+            # A slot's incidents are those detected before the next injection.
+            slots.append(_slot(mind, client, settings, fault, spacing))
+        time.sleep(5)
+        incidents = mind.log.since(started)
+        for slot, nxt in zip(slots, [*slots[1:], None], strict=True):
+            until = nxt["injected_at"] if nxt else float("inf")
+            mine = [i for i in incidents if slot["injected_at"] <= i.detected_at < until]
+            slot["incidents"] = [i.id for i in mine]
+        timeline = [
+            {"ts": e.ts, "incident": e.incident_id, "agent": e.agent, "message": e.message}
+            for e in mind.log.events(0, limit=100_000)
+            if e.ts >= started
+            and e.incident_id
+            and (e.kind == "status" or e.agent in ("brain",) or e.message.startswith("recurs"))
+        ]
+        return {
+            "spacing_s": spacing,
+            "policy": policy,
+            "slots": slots,
+            "incidents": [
+                {
+                    "id": i.id,
+                    "status": i.status,
+                    "root_cause": i.root_cause.get("service"),
+                    "recurs": i.recurs,
+                    "detected_at": i.detected_at,
+                }
+                for i in incidents
+            ],
+            "timeline": timeline,
+        }
+    finally:
+        mind.stop()
+        stop_lab(settings)
+
+
+def verdict(doc: dict[str, Any]) -> dict[str, Any]:
+    slots = doc["slots"]
+    right = [s for s in slots if len(s["incidents"]) == 1 and s["root_cause"] == s["expected"]]
+    ttds = [s["ttd_s"] for s in slots if s["ttd_s"] is not None]
+    median = statistics.median(ttds) if ttds else None
+    return {
+        "faults": len(slots),
+        "incidents": len(doc["incidents"]),
+        "one_right_incident": len(right),
+        "ttd_median_s": median,
+        "floor_met": len(right) == len(slots)
+        and len(doc["incidents"]) == len(slots)
+        and median is not None
+        and median <= TTD_FLOOR_S,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("faults", nargs="*", default=list(FAULTS))
+    parser.add_argument("--spacing", type=float, default=60.0, help="seconds between injections")
+    parser.add_argument("--policy", default="auto")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args()
+    unknown = [f for f in args.faults if f not in FAULTS]
+    if unknown:
+        parser.error(f"unknown fault(s): {', '.join(unknown)}")
+    doc = run(args.faults, args.spacing, args.policy)
+    doc["verdict"] = verdict(doc)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        sys.exit(0 if doc["verdict"]["floor_met"] else 1)
+    print("timeline")
+    for e in doc["timeline"]:
+        print(f"  {datetime.fromtimestamp(e['ts'], UTC):%H:%M:%S} {e['incident']} {e['agent']:<6} {e['message'][:150]}")
+    print("\nfaults")
+    for s in doc["slots"]:
+        mark = "ok " if len(s["incidents"]) == 1 and s["root_cause"] == s["expected"] else "BAD"
+        print(
+            f"  {mark} {s['fault']:<16} incidents {len(s['incidents'])}  root cause "
+            f"{s['root_cause']} (expected {s['expected']})  {s['status']}  {s['action'] or '-'}  "
+            f"TTD {s['ttd_s']} s"
+        )
+    v = doc["verdict"]
+    print(
+        f"\n{v['faults']} faults, {v['incidents']} incidents, {v['one_right_incident']} with one "
+        f"incident of the right cause; TTD median {v['ttd_median_s']} s "
+        f"(floor: {v['faults']} right, median <= {TTD_FLOOR_S:g} s): "
+        + ("met" if v["floor_met"] else "NOT met")
+    )
+    sys.exit(0 if v["floor_met"] else 1)
+
+
+if __name__ == "__main__":
+    main()
