@@ -22,9 +22,11 @@ from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import MindLock
 from sre_space.paths import Paths
-from sre_space.tui.app import SreSpaceApp, _log_to_file
+from sre_space.tui.app import SreSpaceApp
 from sre_space.tui.keys import KEYS, key_label
-from sre_space.tui.widgets import HelpScreen, IncidentTable, SquadTerminal, StatusBar
+from sre_space.tui.logfile import log_to_file
+from sre_space.tui.screens import HelpScreen
+from sre_space.tui.widgets import IncidentTable, SquadTerminal, StatusBar
 
 SIZE = (100, 30)
 
@@ -331,7 +333,7 @@ def test_logs_go_to_the_file_not_the_screen(tmp_path: Path) -> None:
     path = tmp_path / "watch.log"
     root = logging.getLogger()
     before = root.handlers[:]
-    with _log_to_file(path):
+    with log_to_file(path):
         assert all(isinstance(h, logging.FileHandler) for h in root.handlers)
         logging.getLogger("sre_space.test").warning("into the file")
     assert "into the file" in path.read_text()

@@ -36,10 +36,9 @@ from sre_space.telemetry.store import TraceStore
 from sre_space.tui.app import SreSpaceApp
 from sre_space.tui.commands import commands
 from sre_space.tui.keys import DIALOG_KEYS, KEYS, key_label
+from sre_space.tui.screens import ConfirmScreen, FaultScreen, HelpScreen
+from sre_space.tui.screens.help import key_table
 from sre_space.tui.widgets import (
-    ConfirmScreen,
-    FaultScreen,
-    HelpScreen,
     IncidentTable,
     MemoryHits,
     SpanDetails,
@@ -47,7 +46,6 @@ from sre_space.tui.widgets import (
     StatusBar,
     Waterfall,
 )
-from sre_space.tui.widgets.help_screen import key_table
 from sre_space.tui.widgets.plain import plain_text
 
 from helpers import free_port
@@ -399,6 +397,27 @@ def test_ten_thousand_spans_scroll_by_drawing_only_what_is_visible(
         await pilot.press("z")
         assert len(wf.view.rows) == 1
         await pilot.press("q")
+
+    run(app, scenario)
+
+
+def test_panes_keep_following_the_log_under_a_dialog(home: tuple[Settings, IncidentLog]) -> None:
+    """Events and incidents that arrive while a dialog is open are shown, not dropped."""
+    settings, log = home
+    app = SreSpaceApp(settings, readonly=True, span_source=lambda _: [])
+
+    async def scenario(pilot: Pilot[Any]) -> None:
+        table = app.query_one(IncidentTable)
+        terminal = app.query_one(SquadTerminal)
+        await until(pilot, lambda: table.row_count == 2 and "root cause checkout" in terminal.text)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        log.emit("fixer", "said while the help was open", incident_id=INC_NEW)
+        log.save(incident(INC_NEW, [], "recovered", status="resolved"))
+        await until(pilot, lambda: "said while the help was open" in terminal.text)
+        await until(pilot, lambda: table.row_count == 3)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape", "q")
 
     run(app, scenario)
 

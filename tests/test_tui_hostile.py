@@ -27,8 +27,8 @@ from sre_space.safe_text import printable
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 from sre_space.telemetry.store import TraceStore
 from sre_space.tui.app import SreSpaceApp
+from sre_space.tui.screens import ConfirmScreen
 from sre_space.tui.widgets import (
-    ConfirmScreen,
     IncidentTable,
     MemoryHits,
     SpanDetails,

@@ -58,8 +58,11 @@ def settled(
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, SreSpaceApp)
-        wf = app.query_one(Waterfall)
         deadline = time.monotonic() + 15
+        while not app.query(Waterfall):  # the cockpit screen composes its panes once running
+            assert time.monotonic() < deadline, "the cockpit did not compose"
+            await pilot.pause(0.05)
+        wf = app.query_one(Waterfall)
         while not (
             app.query_one(DataTable).row_count == 2
             and wf.trace_id == trace_id

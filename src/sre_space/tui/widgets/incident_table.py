@@ -73,8 +73,7 @@ class IncidentTable(DataTable[Any]):
         self._known: dict[str, tuple[Text, ...]] = {}  # every incident read, filtered or not
         self._detected_at: dict[str, float] = {}
         self.filter_text = ""
-
-    def on_mount(self) -> None:
+        # Here, not on mount: the first poll may come back before this pane is mounted.
         for key, label, width in COLUMNS:
             self.add_column(label, key=key, width=width)
 
