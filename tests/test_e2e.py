@@ -102,7 +102,7 @@ def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(
         assert len(incidents) == 1, incidents
         assert incident["status"] == "mitigated", incident
         assert incident["root_cause"]["service"] == "checkout"
-        assert "database connection timeout" in incident["root_cause"]["evidence"]["exception"]
+        assert "QueuePool limit" in incident["root_cause"]["evidence"]["exception"]
         assert incident["root_cause"]["evidence"]["exemplar_trace_ids"]
         rem = incident["remediation"]
         assert (rem["action"], rem["params"], rem["outcome"]) == (

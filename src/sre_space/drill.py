@@ -36,7 +36,7 @@ class DrillSpec:
     def load(cls, name_or_file: str) -> DrillSpec:
         if name_or_file in FAULTS:
             spec = FAULTS[name_or_file]
-            return cls(fault=spec.name, expect=dict(spec.expect), title=f"drill {spec.name}")
+            return cls(fault=spec.name, expect=spec.expectation(), title=f"drill {spec.name}")
         path = Path(name_or_file)
         if not path.exists():
             raise UsageError(
@@ -69,9 +69,31 @@ class DrillSpec:
             target=doc.get("target"),
             params=dict(doc.get("params") or {}),
             replicas=doc.get("replicas"),
-            expect={**base.expect, **dict(doc.get("expect") or {})},
+            expect=expectation(base.expectation(target), doc.get("expect"), path),
             title=str(doc.get("title") or f"drill {doc['fault']}"),
         )
+
+
+def _listed(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def expectation(base: dict[str, Any], given: Any, path: Path) -> dict[str, Any]:
+    """The catalogue's expectation for the target, with what a drill file's ``expect:`` says.
+
+    ``root_cause`` and ``actions`` (or the older single ``action``) take one name or a
+    list of acceptable ones.
+    """
+    if given is None:
+        return dict(base)
+    if not isinstance(given, dict):
+        raise UsageError(f"drill file {path}: expect must be a mapping")
+    doc = {**base, **{k: v for k, v in given.items() if k != "action"}}
+    if "action" in given:
+        doc["actions"] = _listed(given["action"])
+    doc["root_cause"] = _listed(doc["root_cause"])
+    doc["actions"] = _listed(doc.get("actions") or [])
+    return doc
 
 
 class Journal:
@@ -162,9 +184,7 @@ def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[s
     return journal.finish()
 
 
-def _restore(
-    journal: Journal, mind: Any, client: Any, settings: Settings, fault: str
-) -> None:
+def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault: str) -> None:
     """Revert the fault, lift the squad's workarounds, then check the steady state came back."""
     reverted = client.revert(fault)
     journal.doc["rollbacks"].append({"revert": reverted, "ts": time.time()})
@@ -222,8 +242,14 @@ def _judge(
     brain = [e for e in events if e.agent == "brain" and e.incident_id == incident.id]
     if brain:
         journal.doc["ttl_s"] = round(brain[0].ts - injected_at, 2)
-    want = expect.get("root_cause")
-    journal.step("localise", want is None or service == want, root_cause=service, expected=want)
+    causes = expect.get("root_cause") or []
+    journal.step(
+        "localise",
+        not causes or service in causes,
+        root_cause=service,
+        expected=causes,
+        fault_in=expect.get("fault_in"),
+    )
     wanted = expect.get("status", "mitigated")
     # A mitigated incident may already have resolved after its quiet period.
     status_ok = incident.status == wanted or (
@@ -231,9 +257,12 @@ def _judge(
     )
     journal.step("mitigate", status_ok, status=incident.status, expected=wanted)
     action = incident.remediation.get("action")
-    if "action" in expect:
+    if expect.get("actions"):
         journal.step(
-            "remediation", action == expect["action"], action=action, expected=expect["action"]
+            "remediation",
+            action in expect["actions"],
+            action=action,
+            expected=expect["actions"],
         )
     if incident.mitigated_at:
         journal.doc["ttm_s"] = round(incident.mitigated_at - injected_at, 2)
@@ -257,7 +286,7 @@ def junit(doc: dict[str, Any]) -> str:
     failures = sum(not s["ok"] for s in doc["run"])
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<testsuite name={quoteattr(doc['title'])} tests=\"{len(doc['run'])}\" "
+        f'<testsuite name={quoteattr(doc["title"])} tests="{len(doc["run"])}" '
         f'failures="{failures}" time="{doc.get("duration", 0)}">\n'
         + "\n".join(cases)
         + "\n</testsuite>\n"

@@ -31,8 +31,11 @@ class FaultSpec:
     default_target: str
     targets: tuple[str, ...]
     defaults: dict[str, Any] = field(default_factory=dict)
-    # What a drill of this fault expects of the squad (not what the squad is told).
-    expect: dict[str, Any] = field(default_factory=dict)
+    # What a drill accepts of the squad (never what the squad is told): besides the
+    # targeted service, which other services are a right root cause (the pool in
+    # front of a database), and which remediations really mitigate the fault.
+    also_causes: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
     # How the lab makes it real (for `chaos list` and the reader).
     mechanism: str = ""
     layer: str = "process"  # process | supervisor
@@ -40,6 +43,20 @@ class FaultSpec:
     # environment (disk, network, the deployed release) is there again after a restart.
     survives_restart: bool = True
     replicas: str = "all"  # default blast radius on a service with replicas
+
+    def expectation(self, target: str | None = None) -> dict[str, Any]:
+        """Where the fault lives, the acceptable root causes and actions, for a drill."""
+        where = target or self.default_target
+        return {
+            "fault_in": where,
+            "root_cause": [where, *(c for c in self.also_causes if c != where)],
+            "actions": list(self.actions),
+            "status": "mitigated",
+        }
+
+    @property
+    def expect(self) -> dict[str, Any]:
+        return self.expectation()
 
     def resolve_params(self, given: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with what was asked; unknown or non-numeric values are refused."""
@@ -72,7 +89,10 @@ FAULTS: dict[str, FaultSpec] = {
             "db",
             ("db",),
             {"latency_ms": 600},
-            {"root_cause": "checkout", "action": "patch_config", "status": "mitigated"},
+            # The database is slow; the pool in front of it is where users' requests fail.
+            # A bigger pool absorbs it; shedding load lowers the demand on it.
+            also_causes=("checkout",),
+            actions=("patch_config", "shed_load"),
             mechanism="every SQL query in the db process waits latency_ms before it runs",
         ),
         FaultSpec(
@@ -81,7 +101,9 @@ FAULTS: dict[str, FaultSpec] = {
             "inventory",
             _CALLEES,
             {"delay_ms": 1200},
-            {"root_cause": "inventory", "action": "open_circuit", "status": "mitigated"},
+            actions=(
+                "open_circuit",
+            ),  # every replica and a restart are as slow: stop waiting on it
             mechanism="each request waits delay_ms after it is read and before the service "
             "handles it (its SERVER span starts after the wait: time lost on the way in)",
         ),
@@ -91,9 +113,10 @@ FAULTS: dict[str, FaultSpec] = {
             "payments",
             _CALLEES,
             {"error_rate": 0.5},
-            {"root_cause": "payments", "action": "rollback", "status": "mitigated"},
-            mechanism="the supervisor deploys release v2 (config `release`, span attribute "
-            "service.version); v2's handler raises on error_rate of requests",
+            actions=("rollback", "open_circuit"),  # undo the deploy, or defer the charge
+            mechanism="the supervisor deploys release v2 (config `release`; the restarted "
+            "processes' resource says service.version v2); v2's handler reads a field callers "
+            "never send and raises KeyError on error_rate of requests",
         ),
         FaultSpec(
             "crash",
@@ -101,7 +124,7 @@ FAULTS: dict[str, FaultSpec] = {
             "checkout",
             _CALLEES,
             {},
-            {"root_cause": "checkout", "action": "restart", "status": "mitigated"},
+            actions=("restart",),
             mechanism="the supervisor SIGKILLs the process, closes its listener (callers are "
             "refused) and does not restart it on its own",
             layer="supervisor",
@@ -113,9 +136,9 @@ FAULTS: dict[str, FaultSpec] = {
             "payments",
             _CALLEES,
             {},
-            {"root_cause": "payments", "action": "restart", "status": "mitigated"},
-            mechanism="every request thread blocks forever once its request is read; callers "
-            "give up after their 2 s timeout",
+            actions=("restart", "open_circuit"),
+            mechanism="every request handler waits forever once its request is read (its "
+            "health check still answers); callers give up after their 2 s timeout",
             survives_restart=False,
             replicas="one",
         ),
@@ -125,9 +148,12 @@ FAULTS: dict[str, FaultSpec] = {
             "inventory",
             _CALLEES,
             {"kb_per_request": 1024},
-            {"root_cause": "inventory", "action": "restart", "status": "mitigated"},
+            actions=(
+                "restart",
+                "open_circuit",
+            ),  # a new process frees the memory, or stop calling it
             mechanism="each request retains kb_per_request of real memory; past the service's "
-            "memory_limit_mb of RSS, requests fail with MemoryError",
+            "memory_limit_mb of mapped data (RLIMIT_DATA), allocations fail with MemoryError",
             survives_restart=False,
         ),
         FaultSpec(
@@ -136,7 +162,7 @@ FAULTS: dict[str, FaultSpec] = {
             "checkout",
             _CALLEES,
             {"threads": 8},
-            {"root_cause": "checkout", "action": "restart", "status": "mitigated"},
+            actions=("restart",),
             mechanism="`threads` busy threads spin in the target process; its request threads "
             "wait for the interpreter and the cores",
             survives_restart=False,
@@ -147,7 +173,7 @@ FAULTS: dict[str, FaultSpec] = {
             "inventory",
             ("payments", "inventory"),
             {},
-            {"root_cause": "inventory", "action": "open_circuit", "status": "mitigated"},
+            actions=("open_circuit",),  # its processes are fine: restarting them changes nothing
             mechanism="the service's balancer stops listening: every connection is refused, "
             "its replicas run on, idle",
             layer="supervisor",
