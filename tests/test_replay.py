@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -86,7 +87,9 @@ def test_plain_output_shows_the_squad_then_a_summary(
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     squad, _, summary = out.partition("\n---\n")
-    assert " scout  [INC-" in squad and " brain  [INC-" in squad and "incident opened" in squad
+    assert " brain  [INC-" in squad and "incident opened" in squad
+    # Lines carry the recording's time: the failure began at 23:13:20 UTC.
+    assert re.search(r"^23:13:[23]\d scout  \[INC-\d{8}-0001\] incident opened", squad, re.M)
     assert "listening" not in squad  # the replay's mind listens for nobody
     assert "at 1000x" in summary.splitlines()[0]
     assert "root cause   payments Charge (error, confidence" in summary
@@ -191,3 +194,37 @@ def test_the_clock_plays_each_stretch_into_the_intake_in_order(tmp_path: Path) -
         assert clock.wait(stop, 0.5) is True  # played out: the mind's loop ends
     finally:
         intake.stop()
+
+
+def test_a_remembered_fix_is_recalled_and_planned_from_the_homes_memory(
+    tmp_path: Path, recording: tuple[str, str]
+) -> None:
+    from sre_space.config import Settings
+    from sre_space.memory.store import KnowledgeEntry, MemoryStore
+
+    quiet, broken = recording
+    first = json.loads(sre(tmp_path, "replay", quiet, broken, "--json").stdout)["incidents"][0]
+    remembered = KnowledgeEntry(
+        id="INC-20230101-0001",
+        signature=first["signature"],
+        service="payments",
+        operation="Charge",
+        fault_class="error",
+        exception="",
+        summary="payments Charge error. Fixed by rollback on payments -> recovered.",
+        remediation={"action": "rollback", "service": "payments", "params": {"to": "v1"}},
+        outcome="recovered",
+        confidence=0.9,
+    )
+    with MemoryStore(Settings(home=tmp_path)) as memory:  # the home's memory, as a mind left it
+        memory.archive(remembered)
+    proc = sre(tmp_path, "replay", quiet, broken, "--json")
+    assert proc.returncode == 0, proc.stderr
+    incident = json.loads(proc.stdout)["incidents"][0]
+    assert [h["id"] for h in incident["memory_hits"]][:1] == ["INC-20230101-0001"]
+    rem = incident["remediation"]
+    assert (rem["action"], rem["source"], rem["outcome"]) == ("rollback", "memory", "dry-run")
+    assert rem["params"] == {"to": "v1"}
+    # Read only: the replay added nothing to the memory it recalled from.
+    with MemoryStore(Settings(home=tmp_path), read_only=True) as memory:
+        assert memory.count() == 1

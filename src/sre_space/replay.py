@@ -21,7 +21,9 @@ and refuses to act. Memory is the home's, read only.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import dataclasses
 import tempfile
 import threading
 import time
@@ -75,6 +77,15 @@ class Segment:
         }
 
 
+def where(segments: Sequence[Segment], played_at: float) -> tuple[Segment, float]:
+    """The file playing at ``played_at`` and the recorded time it stands for."""
+    for seg in segments:
+        if played_at <= seg.played_end:
+            return seg, played_at - seg.offset_ns / 1e9
+    seg = segments[-1]
+    return seg, played_at - seg.offset_ns / 1e9
+
+
 def load(files: Sequence[str], start: float) -> tuple[list[Segment], list[Span]]:
     """The files' spans moved to play from ``start``, one file after another, by end time."""
     from sre_space.rca.offline import read_traces
@@ -118,6 +129,8 @@ class ReplayClock:
         self._wall0 = time.monotonic()
         self._intake: Intake | None = None
         self.played = 0
+        # (wall time, played time) after each step: what the mind's time was when it spoke
+        self._marks: list[tuple[float, float]] = [(time.time(), start)]
         self.done = threading.Event()  # the whole recording and its tail were played
 
     def attach(self, intake: Intake) -> None:
@@ -151,8 +164,14 @@ class ReplayClock:
             self._intake.put(Decoded(spans=batch), SOURCE)
             self._intake.flush(timeout=60.0)  # judged only once Scout has seen them
             self.played += len(batch)
+        self._marks.append((time.time(), target))
         if self._next >= len(self._spans) and target >= self._end:
             self.done.set()
+
+    def played_at(self, wall: float) -> float:
+        """The mind's time at wall-clock ``wall`` (when an event was written, say)."""
+        i = bisect.bisect_right(self._marks, (wall, float("inf"))) - 1
+        return self._marks[max(0, i)][1]
 
 
 class ReplayActuator:
@@ -219,12 +238,7 @@ class ReplayResult:
         return round(self.segments[-1].played_end - self.segments[0].played_start, 3)
 
     def where(self, played_at: float) -> tuple[Segment, float]:
-        """The file playing at ``played_at`` and the recorded time it stands for."""
-        for seg in self.segments:
-            if played_at <= seg.played_end:
-                return seg, played_at - seg.offset_ns / 1e9
-        seg = self.segments[-1]
-        return seg, played_at - seg.offset_ns / 1e9
+        return where(self.segments, played_at)
 
     def recording(self, incident: Incident) -> dict[str, Any]:
         """When the incident was detected, in the recording's own time."""
@@ -343,9 +357,11 @@ def replay(
         def drain() -> None:
             after = events[-1].seq if events else 0
             for event in mind.log.events(after, limit=100_000):
-                events.append(event)
+                # Said at the recording's time: the squad's lines read as on the day.
+                _, recorded = where(segments, clock.played_at(event.ts))
+                events.append(dataclasses.replace(event, ts=recorded))
                 if on_event is not None and not event.message.startswith("listening"):
-                    on_event(event)
+                    on_event(events[-1])
 
         mind.start()
         timed_out = False
