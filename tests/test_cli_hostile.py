@@ -98,7 +98,10 @@ def test_incidents_text_is_escaped_and_json_is_the_data(home: Path) -> None:
     first = next(i for i in doc if i["id"] == "INC-20260101-0001")
     assert first["root_cause"]["service"] == BOLD  # JSON keeps the text as it came
     assert first["remediation"]["params"]["why"] == ESC
-    one = json.loads(sre(home, "incidents", "INC-20260101-0001").stdout)
+    view = sre(home, "incidents", "INC-20260101-0001").stdout
+    assert_harmless(view)
+    assert BOLD in view
+    one = json.loads(sre(home, "incidents", "INC-20260101-0001", "--json").stdout)
     assert one["hardening"][0]["changes"][0]["to"] == OSC8
 
 
