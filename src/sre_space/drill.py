@@ -20,7 +20,6 @@ from sre_space.errors import UsageError
 from sre_space.lab.faults import FAULTS
 
 TERMINAL = ("mitigated", "resolved", "escalated")
-WORKAROUNDS = ("open_circuit", "shed_load")  # remediations that degrade on purpose
 
 
 @dataclass
@@ -185,35 +184,17 @@ def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[s
 
 
 def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault: str) -> None:
-    """Revert the fault, lift the squad's workarounds, then check the steady state came back."""
+    """Revert the fault, then check the steady state came back.
+
+    A workaround the Fixer put in (an open circuit, load shedding) is lifted by
+    the squad's own half-open probe once the dependency answers again
+    (squad/halfopen.py): the steady state is judged with that cleanup, not ours.
+    """
     reverted = client.revert(fault)
     journal.doc["rollbacks"].append({"revert": reverted, "ts": time.time()})
-    _lift_workarounds(journal, settings)
     after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=90)
     journal.doc["steady_states"]["after"] = after
     journal.step("steady-state-after", after["ok"])
-
-
-def _lift_workarounds(journal: Journal, settings: Settings) -> None:
-    """Close what the Fixer opened only to ride out the fault (a circuit, load shedding).
-
-    Such a workaround holds the system in a degraded mode (a dependency that
-    gets no calls looks like lost traffic), so the steady state is judged after
-    it is lifted, as an experiment's rollbacks do. Lifting it on its own once
-    the dependency recovers is the squad's job still to come.
-    """
-    from sre_space.actuators.lab import LabActuator
-
-    incident = journal.doc.get("incident") or {}
-    for step in incident.get("audit", []):
-        if step.get("step") != "applied" or step.get("action") not in WORKAROUNDS:
-            continue
-        lifted: dict[str, Any] = {"lift": step["action"], "service": step["service"]}
-        try:
-            LabActuator(settings).undo(step["action"], step["service"], step.get("result") or {})
-        except Exception as exc:  # the steady-state check below will say what it costs
-            lifted["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        journal.doc["rollbacks"].append({**lifted, "ts": time.time()})
 
 
 def _await_incident(mind: Any, since: float, timeout_s: float) -> Any:

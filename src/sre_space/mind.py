@@ -134,6 +134,7 @@ class Mind:
         self._graph: Any = None
         self._checkpoints: sqlite3.Connection | None = None
         self._review_due = 0.0
+        self._halfopen: Any = None
         self.started_at = time.time()
         self._first_tick = 0.0  # Scout's first look, on the mind's clock
         self.tracker = IncidentTracker(
@@ -155,6 +156,12 @@ class Mind:
         loop = threading.Thread(target=self._loop, name="squad", daemon=True)
         loop.start()
         self._threads.append(loop)
+        if self._halfopen is not None:  # lifts the squad's workarounds once it is safe
+            probe = threading.Thread(
+                target=self._halfopen.run, args=(self._stop,), name="half-open", daemon=True
+            )
+            probe.start()
+            self._threads.append(probe)
         return self
 
     def _start_squad(self) -> None:
@@ -163,6 +170,7 @@ class Mind:
         from sre_space.memory.api import routes as memory_routes
         from sre_space.squad.agents import SquadContext
         from sre_space.squad.graph import build
+        from sre_space.squad.halfopen import HalfOpen
 
         actuator = self._actuator()
         self._memory = self._open_memory()
@@ -171,6 +179,7 @@ class Mind:
         )
         self._checkpoints = sqlite3.connect(self.paths.checkpoints_db, check_same_thread=False)
         self._graph = build(ctx, self._checkpoints)
+        self._halfopen = HalfOpen(ctx)
         self._api = LocalApi(
             {
                 "/status": lambda _: self.status(),
@@ -186,20 +195,34 @@ class Mind:
         return MemoryStore(self.settings)
 
     def _actuator(self) -> Any:
-        """The Fixer's hands, as the ``actuator`` setting says (see config.py)."""
+        """The Fixer's hands, as the ``actuator`` setting says (see config.py).
+
+        ``auto``: the targets the user declared (actuators/targets.py), else
+        Docker for a Compose stack `up` started, else the running lab's own
+        services and a written proposal for any other service.
+        """
+        from sre_space.actuators.knobs import KnobAdapter
+        from sre_space.actuators.lab import LAB_KEYS
+        from sre_space.actuators.targets import TargetActuator, declared
         from sre_space.infra.compose import running_stack
 
         choice = self.settings.actuator
         if choice == "auto":
-            choice = "docker" if running_stack(self.settings.home) is not None else "lab"
+            if declared(self.settings.home)[1] is not None:
+                return TargetActuator(self.settings)
+            if running_stack(self.settings.home) is None:
+                return TargetActuator(self.settings)
+            choice = "docker"
+        # The shipped Compose stack runs the lab's services: their knobs are the lab's keys.
         if choice.startswith("plan-"):
             from sre_space.actuators.plan import PlanActuator
 
-            return PlanActuator.from_settings(self.settings, style=choice.removeprefix("plan-"))
+            style = choice.removeprefix("plan-")
+            return KnobAdapter(PlanActuator.from_settings(self.settings, style=style), LAB_KEYS)
         if choice == "docker":
             from sre_space.actuators.docker import DockerActuator
 
-            return DockerActuator.from_settings(self.settings)
+            return KnobAdapter(DockerActuator.from_settings(self.settings), LAB_KEYS)
         from sre_space.actuators.lab import LabActuator
 
         return LabActuator(self.settings)

@@ -7,18 +7,22 @@ Every step is written to the incident log as an event, which is how `run`,
 from __future__ import annotations
 
 import time
+import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from langgraph.types import interrupt
 
 from sre_space.actuators import Actuator
+from sre_space.actuators.targets import generic_proposal
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
 from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
+from sre_space.paths import Paths
 from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
-from sre_space.squad import hardening, runbook
+from sre_space.squad import hardening, releases, runbook
 from sre_space.squad.policy import Policy
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
@@ -61,7 +65,7 @@ class SquadContext:
         self.log.emit(agent, message, incident_id=state.get("incident_id"), data=data)
 
 
-def _slo(spans: list[Span], threshold_ms: float) -> dict[str, Any]:
+def slo(spans: list[Span], threshold_ms: float) -> dict[str, Any]:
     durations = [s.duration_ms for s in spans]
     errors = sum(s.error for s in spans)
     return {
@@ -214,6 +218,51 @@ def _look_again(ctx: SquadContext, state: SquadState, why: str) -> SquadState:
     return {"plan": {}, "relook": True, "looks": looks + 1}
 
 
+def _log_bug(ctx: SquadContext, where: str, exc: BaseException) -> Path:
+    """Write ``exc``'s traceback under ``$SRE_SPACE_HOME/logs``; the path to it."""
+    path = Paths(ctx.settings.home).logs_dir / "squad-errors.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    with path.open("a", encoding="utf-8") as out:
+        out.write(f"--- {stamp} {where}\n")
+        out.write("".join(traceback.format_exception(exc)))
+    return path
+
+
+def _platform(ctx: SquadContext, service: str) -> tuple[dict[str, Any], str]:
+    """The service's knobs as its target reports them, or ``{}`` and why they cannot be read."""
+    try:
+        return ctx.actuator.config(service), ""
+    except Exception as exc:  # no target, or its platform does not answer: plan without it
+        return {}, f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _config_of(ctx: SquadContext) -> Any:
+    def read(service: str) -> dict[str, Any]:
+        return _platform(ctx, service)[0]
+
+    return read
+
+
+def _releases(ctx: SquadContext, state: SquadState, service: str) -> dict[str, Any]:
+    """Which release failed since the onset and which served before it (squad/releases.py)."""
+    since_ns = state["window_start_ns"] - int(LIVE_LOOKBACK_S * 1e9)
+    history_of = getattr(ctx.actuator, "releases", None)
+    history: list[dict[str, Any]] = []
+    if history_of is not None:
+        try:
+            history = list(history_of(service))
+        except Exception:  # the platform's history is a second source, not a must
+            history = []
+    return releases.evidence(
+        ctx.store.spans_since(since_ns),
+        service,
+        state["window_start_ns"],
+        ctx.settings.error_rate_threshold,
+        history,
+    )
+
+
 def _choose(ctx: SquadContext, state: SquadState) -> tuple[dict[str, Any], SquadState]:
     """The plan for this diagnosis, or no plan and the state to hand on instead."""
     diagnosis = state.get("diagnosis") or {}
@@ -227,20 +276,31 @@ def _choose(ctx: SquadContext, state: SquadState) -> tuple[dict[str, Any], Squad
         return {}, _look_again(ctx, state, why)
     plan = _from_memory(ctx, state)
     if plan is None:
+        service = str(diagnosis["service"])
+        config, unreadable = _platform(ctx, service)
         try:
-            config = ctx.actuator.config(diagnosis["service"])
-            found = runbook.plan_for(diagnosis, config, ctx.actuator.config)
-        except Exception as exc:  # the system cannot be read: a human must look
+            evidence = dict(diagnosis)
+            if diagnosis.get("fault_class") == "error":
+                evidence["releases"] = _releases(ctx, state, service)
+            found = runbook.plan_for(evidence, config, _config_of(ctx))
+        except Exception as exc:  # a bug of ours, not the system's state: say so, keep the trace
+            path = _log_bug(ctx, f"runbook on {state.get('incident_id')}", exc)
             why = f"{type(exc).__name__}: {exc}".splitlines()[0]
             ctx.say(
                 "fixer",
                 state,
-                f"cannot read {diagnosis['service']}'s configuration ({why}); escalating",
+                f"the runbook failed on this diagnosis ({why}); escalating (traceback in {path})",
             )
             return {}, {"plan": {}}
-        plan = {**found, "source": "runbook"} if found else {}
-    if not plan:
-        return {}, _look_again(ctx, state, "no safe remediation in memory or the runbook")
+        plan = {**found, "source": "runbook"}
+        if "releases" in evidence:
+            plan["evidence"] = {"releases": evidence["releases"]}
+        if unreadable:  # no target, or its platform does not answer: a proposal, at once
+            plan["escalate"] = True
+            plan["reason"] = f"{plan['reason']} (not carried out: {unreadable})"
+        elif plan.get("escalate") and state.get("looks", 0) < MAX_LOOKS:
+            # Evidence accumulates (a release change shows once its spans arrive): look again.
+            return {}, _look_again(ctx, state, f"no safe action yet: {plan['reason']}")
     failed = _failed_before(ctx, state, plan)
     if failed:
         ctx.say(
@@ -251,6 +311,52 @@ def _choose(ctx: SquadContext, state: SquadState) -> tuple[dict[str, Any], Squad
         )
         return {}, {"plan": {}}
     return plan, {}
+
+
+def _propose(
+    ctx: SquadContext, state: SquadState, incident: Incident, plan: dict[str, Any], outcome: str
+) -> SquadState:
+    """Write the plan down as a proposal for a person (action, reason, evidence, how) and escalate."""
+    diagnosis = state.get("diagnosis") or {}
+    describe = getattr(ctx.actuator, "describe", None)
+    try:
+        how = (
+            describe(plan["action"], plan["service"], plan["params"])
+            if describe is not None
+            else generic_proposal(plan["action"], plan["service"], plan["params"])
+        )
+    except Exception as exc:  # the proposal still stands without the command
+        how = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+    proposal = {
+        "action": plan["action"],
+        "service": plan["service"],
+        "params": plan["params"],
+        "reason": plan["reason"],
+        "evidence": {
+            "root_cause": diagnosis.get("service"),
+            "operation": diagnosis.get("operation"),
+            "fault_class": diagnosis.get("fault_class"),
+            "exception": diagnosis.get("exception"),
+            "confidence": diagnosis.get("confidence"),
+            "call_edge": diagnosis.get("call_edge"),
+            "exemplar_trace_ids": (diagnosis.get("evidence") or {}).get("exemplar_trace_ids", []),
+            **(plan.get("evidence") or {}),
+        },
+        "how": how,
+    }
+    incident.remediation["outcome"] = outcome
+    incident.remediation["proposal"] = proposal
+    incident.audit.append({"ts": time.time(), "step": "proposed", **proposal})
+    ctx.log.save(incident)
+    way = how.get("argv") or how.get("commands") or how.get("request") or how.get("post") or ""
+    ctx.say(
+        "fixer",
+        state,
+        f"{'dry-run: would' if outcome == 'dry-run' else 'proposal:'} {plan['action']} "
+        f"{plan['service']} {plan['params']} ({plan['reason']}); how: {way}; escalating",
+        proposal=proposal,
+    )
+    return {"plan": plan} if outcome == "dry-run" else {"plan": {}}
 
 
 def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
@@ -269,6 +375,9 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         **{k: plan.get(k) for k in PLAN_KEYS},
         "outcome": "pending",
     }
+    if plan.get("escalate"):
+        outcome = "dry-run" if ctx.policy.mode == "dry-run" else "proposed"
+        return _propose(ctx, state, incident, plan, outcome)
     refusal = ctx.policy.refuse(plan, sum(a.get("step") == "applied" for a in incident.audit))
     if refusal:
         incident.remediation["outcome"] = "refused"
@@ -281,13 +390,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         )
         return {"plan": {}}
     if ctx.policy.mode == "dry-run":
-        incident.remediation["outcome"] = "dry-run"
-        incident.audit.append({"ts": time.time(), "step": "planned", **plan})
-        ctx.log.save(incident)
-        ctx.say(
-            "fixer", state, f"dry-run: would {plan['action']} {plan['service']} {plan['params']}"
-        )
-        return {"plan": plan}
+        return _propose(ctx, state, incident, plan, "dry-run")
     incident.status = "mitigating"
     if ctx.policy.mode == "approve":
         incident.remediation["outcome"] = AWAITING_APPROVAL
@@ -366,7 +469,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     def fresh() -> list[Span]:
         return ctx.store.spans_since(since_ns, measured)
 
-    before = _slo(
+    before = slo(
         [
             s
             for s in ctx.store.spans_since(state["window_start_ns"])
@@ -375,13 +478,13 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         settings.latency_threshold_ms,
     )
     deadline = time.time() + settings.verify_timeout_s
-    after = _slo([], settings.latency_threshold_ms)
+    after = slo([], settings.latency_threshold_ms)
     recovered = False
     while time.time() < deadline:
         spans = fresh()
         window_ns = int(settings.verify_window_s * 1e9)
         if spans and max(s.start_ns for s in spans) - since_ns >= window_ns:
-            after = _slo(spans, settings.latency_threshold_ms)
+            after = slo(spans, settings.latency_threshold_ms)
             if after["requests"] >= settings.min_requests:
                 recovered = (
                     after["error_rate"] <= settings.error_rate_threshold

@@ -2,8 +2,10 @@
 
 Systemic: the same signature recurring, a fix that failed, or several services
 hit at once. Each proposal is a list of concrete changes with the reasoning
-that produced them, as a diff against the running configuration when one
-applies. Proposals are advice for a person; the squad never applies them.
+that produced them, as a diff against the service's knobs (actuators/knobs.py:
+``pool_size``, ``pool_timeout_ms``, ``memory_limit_mb``) where its target reports
+them, else against nothing known. Proposals are advice for a person; the squad
+never applies them.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import math
 from typing import Any
 
 HEADROOM = 1.5  # capacity over the observed need, for bursts
-DEFAULT_MEMORY_LIMIT_MB = 256  # where a service has none: the lab services' own limit
-WATCHDOG_SHARE = 0.8  # restart a replica at this share of its memory limit
+DEFAULT_MEMORY_LIMIT_MB = 256  # where a service has none yet
 
 
 def systemic_reasons(state: dict[str, Any], outcome: str) -> list[str]:
@@ -36,17 +37,10 @@ def pool_size(arrival_per_s: float, latency_s: float) -> int:
 
 
 def _memory_changes(service: str, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """A hard memory limit: the platform stops one replica cleanly before requests fail."""
     current = config.get("memory_limit_mb")
     limit = int(current) if current else DEFAULT_MEMORY_LIMIT_MB
-    return [
-        {"service": service, "key": "memory_limit_mb", "from": current, "to": limit},
-        {
-            "service": service,
-            "key": "memory_watchdog_mb",
-            "from": config.get("memory_watchdog_mb"),
-            "to": int(limit * WATCHDOG_SHARE),
-        },
-    ]
+    return [{"service": service, "key": "memory_limit_mb", "from": current, "to": limit}]
 
 
 def propose(
@@ -64,36 +58,35 @@ def propose(
     reasoning: list[str] = []
     arrival = before.get("requests", 0) / window_s if window_s else 0.0
     latency_s = max(before.get("p95_ms", 0.0), after.get("p95_ms", 0.0)) / 1000
-    if "db_pool_size" in config and arrival and latency_s:
+    if "pool_size" in config and arrival and latency_s:
         need = pool_size(arrival, latency_s)
         changes.append(
-            {"service": service, "key": "db_pool_size", "from": config["db_pool_size"], "to": need}
+            {"service": service, "key": "pool_size", "from": config["pool_size"], "to": need}
         )
         reasoning.append(
             f"Little's law: {arrival:.1f} req/s x {latency_s:.2f} s held per request = "
             f"{arrival * latency_s:.1f} connections in use; x{HEADROOM} headroom -> {need}"
         )
-    if "db_pool_timeout_ms" in config and latency_s:
+    if "pool_timeout_ms" in config and latency_s:
         # Fail fast rather than queue past the point the caller gives up anyway.
         timeout_ms = int(min(1000, max(100, latency_s * 1000 / 2)))
         changes.append(
             {
                 "service": service,
-                "key": "db_pool_timeout_ms",
-                "from": config["db_pool_timeout_ms"],
+                "key": "pool_timeout_ms",
+                "from": config["pool_timeout_ms"],
                 "to": timeout_ms,
             }
         )
         reasoning.append(
             f"pool wait bounded to half the p95 ({timeout_ms} ms) so overload sheds instead of piling up"
         )
-    exception = str(diagnosis.get("exception", ""))
-    if "memory" in exception.lower():
+    if diagnosis.get("fault_class") == "memory":
         changes.extend(_memory_changes(service, config))
         reasoning.append(
-            f"{service} ran out of memory and was restarted: a hard memory limit (as a "
-            f"container's) turns a slow leak into a clean restart, and a watchdog at "
-            f"{WATCHDOG_SHARE:.0%} of it restarts one replica at a time before requests fail"
+            f"{service} ran out of memory: a hard memory limit on its container or unit "
+            "(Kubernetes resources.limits.memory, Compose mem_limit, systemd MemoryMax) "
+            "makes the platform restart one replica cleanly instead of letting requests fail"
         )
     error_rate = float(before.get("error_rate", 0.0))
     if error_rate:

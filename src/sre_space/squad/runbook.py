@@ -1,45 +1,57 @@
 """The runbook catalogue: the remediation for a diagnosis when memory has none.
 
-Decisions read only the diagnosis (from telemetry: service, fault class,
-exception text, call edge, evidence) and the service's current runtime
-configuration and process state as its platform reports them (``_process``:
-how many of its replicas run); they never look at what chaos was injected.
+Decisions read only the diagnosis (from telemetry: service, fault class, call
+edge, evidence, the releases seen before and after the onset) and the service's
+abstract knobs and process state as its target reports them (actuators/knobs.py:
+``pool_size``, ``circuits``, ``release``...; ``_process``: how many of its
+replicas run). They never look at what chaos was injected, nor at one system's
+key names: the target maps knobs to keys.
 
-| diagnosis                                              | action                     |
-|--------------------------------------------------------|----------------------------|
-| saturation, pool/connection message, a pool to resize  | patch_config (pool size)   |
-| errors, out of memory                                  | restart (rolling)          |
-| errors, a release with a previous one to go back to    | rollback                   |
-| never answered, some replica not running               | restart (rolling)          |
-| never answered, connected but no answer (timed out)    | restart (rolling)          |
-| never answered, refused though every replica runs      | open_circuit on the caller |
-| latency lost on the way to it (callers wait, it works) | open_circuit on the caller |
-| latency in its own work                                | restart (rolling)          |
+| fault class | evidence                                        | action                           |
+|-------------|-------------------------------------------------|----------------------------------|
+| saturation  | the service has a pool-size knob                | patch_config pool_size (x5)      |
+| saturation  | no pool to resize                               | scale_out by 1                   |
+| timeout     | it accepted the call and never answered         | restart (rolling)                |
+| unreachable | some replica is not running                     | restart (rolling)                |
+| unreachable | every replica runs, the caller has a circuit    | open_circuit on the caller       |
+| error       | a release came in at the onset, a good one before | rollback to the good release   |
+| error       | no release change                               | proposal, escalate               |
+| latency     | callers wait before it starts (outside it)      | open_circuit on the caller       |
+| latency     | in its own work                                 | restart (rolling)                |
+| cpu         | one replica / several                           | restart / scale_out by 1         |
+| memory      | its memory grew past what it may use            | restart (rolling)                |
+
+A plan with ``escalate: True`` is a proposal only: the Fixer writes it down for
+a person and does not act on it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
-POOL_KEY = "db_pool_size"
+FAULT_CLASSES = ("saturation", "timeout", "unreachable", "error", "latency", "cpu", "memory")
 POOL_GROWTH = 5
 POOL_CAP = 500
 
-_MEMORY = re.compile(r"memoryerror|out of memory", re.I)
-_REFUSED = re.compile(r"refused|reset by peer|no connection", re.I)
-_NO_ANSWER = re.compile(r"timed? ?out|no answer|remote end closed", re.I)
+
+def _plan(
+    action: str, service: str, params: dict[str, Any], reason: str, *, escalate: bool = False
+) -> dict[str, Any]:
+    plan: dict[str, Any] = {"action": action, "service": service, "params": params}
+    plan["reason"] = reason
+    if escalate:
+        plan["escalate"] = True
+    return plan
 
 
-def _plan(action: str, service: str, params: dict[str, Any], reason: str) -> dict[str, Any]:
-    return {"action": action, "service": service, "params": params, "reason": reason}
+def _replicas(config: dict[str, Any]) -> int:
+    return int(config.get("_process", {}).get("replicas", 1) or 1)
 
 
 def _restart(service: str, config: dict[str, Any], why: str) -> dict[str, Any]:
-    replicas = int(config.get("_process", {}).get("replicas", 1) or 1)
     # One replica at a time: the others keep serving while each comes back.
-    return _plan("restart", service, {"batch": 1, "replicas": replicas}, why)
+    return _plan("restart", service, {"batch": 1, "replicas": _replicas(config)}, why)
 
 
 def _caller(diagnosis: dict[str, Any], kind: str) -> str:
@@ -66,87 +78,123 @@ def _latency_outside(diagnosis: dict[str, Any]) -> bool:
     return False
 
 
-def _circuit(
+def _has_circuit(
     caller: str, service: str, config_of: Callable[[str], dict[str, Any]] | None
 ) -> bool:
     """Whether the caller has a circuit breaker for this dependency to open."""
     if not caller:
         return False
-    return config_of is None or f"circuit_{service}" in config_of(caller)
+    return config_of is None or service in (config_of(caller).get("circuits") or {})
+
+
+def _open_circuit(
+    diagnosis: dict[str, Any],
+    kind: str,
+    config_of: Callable[[str], dict[str, Any]] | None,
+    why: str,
+) -> dict[str, Any]:
+    service = str(diagnosis.get("service", ""))
+    caller = _caller(diagnosis, kind)
+    if _has_circuit(caller, service, config_of):
+        return _plan(
+            "open_circuit",
+            caller,
+            {"dependency": service},
+            f"{why}; {caller} stops calling it and degrades until it answers again",
+        )
+    who = caller or "its callers"
+    return _plan(
+        "open_circuit",
+        caller or service,
+        {"dependency": service},
+        f"{why}; {who} declares no circuit breaker to {service}: add one (a circuit knob "
+        "on the caller's target) or route around it",
+        escalate=True,
+    )
+
+
+def _rollback(diagnosis: dict[str, Any], service: str) -> dict[str, Any]:
+    releases = diagnosis.get("releases") or {}
+    bad, good = releases.get("bad"), releases.get("good")
+    if bad and good and bad != good:
+        return _plan(
+            "rollback",
+            service,
+            {"to": str(good), "from": str(bad)},
+            f"{service} fails since release {bad} came in "
+            f"({diagnosis.get('exception') or 'errors'}); roll back to {good}, "
+            "which served without errors before the onset",
+        )
+    return _plan(
+        "rollback",
+        service,
+        {},
+        f"{service} answers with errors ({diagnosis.get('exception') or 'see evidence'}) and "
+        "no release change shows in its spans or its platform's history: a person decides "
+        "(a change elsewhere, a dependency, data)",
+        escalate=True,
+    )
 
 
 def plan_for(
     diagnosis: dict[str, Any],
     config: dict[str, Any],
     config_of: Callable[[str], dict[str, Any]] | None = None,
-) -> dict[str, Any] | None:
-    """One action (``action``, ``service``, ``params``, ``reason``) or ``None`` to escalate.
+) -> dict[str, Any]:
+    """One plan (``action``, ``service``, ``params``, ``reason``; ``escalate`` if proposal only).
 
-    ``config_of`` reads another service's runtime configuration (a caller's
-    circuit breakers); without it a caller is assumed to have one.
+    ``config`` holds the service's knobs (``{}`` when its platform cannot be
+    read); ``config_of`` reads another service's (a caller's circuit breakers);
+    without it a caller is assumed to have one.
     """
     service = str(diagnosis.get("service", ""))
-    fault = diagnosis.get("fault_class")
-    raw_message = str(diagnosis.get("exception", ""))
-    message = raw_message.lower()
+    fault = str(diagnosis.get("fault_class", ""))
     process = config.get("_process", {})
     running, replicas = int(process.get("running", 1)), int(process.get("replicas", 1))
-    if (
-        fault == "saturation"
-        and POOL_KEY in config
-        and ("pool" in message or "connection" in message)
-    ):
-        current = int(config[POOL_KEY])
-        target = min(POOL_CAP, max(current * POOL_GROWTH, current + 1))
-        return _plan(
-            "patch_config",
-            service,
-            {POOL_KEY: target},
-            f"connection pool exhausted at {current}; raise it to {target}",
-        )
-    if fault == "error" and _MEMORY.search(message):
-        return _restart(service, config, f"{service} is out of memory; restart frees it")
-    if fault == "error":
-        release, previous = config.get("release"), config.get("previous_release")
-        if release and previous and previous != release:
+    if fault == "saturation":
+        if "pool_size" in config:
+            current = int(config["pool_size"])
+            target = min(POOL_CAP, max(current * POOL_GROWTH, current + 1))
             return _plan(
-                "rollback",
+                "patch_config",
                 service,
-                {"to": previous},
-                f"{service} fails since release {release} ({raw_message or 'errors'}); "
-                f"roll back to {previous}",
+                {"pool_size": target},
+                f"{service}'s pool is exhausted at {current}; raise it to {target}",
             )
-        return None
-    if fault == "crash":
+        return _plan(
+            "scale_out", service, {"by": 1}, f"{service} is saturated; add a replica to share it"
+        )
+    if fault == "timeout":
+        return _restart(service, config, f"{service} accepts calls and never answers; restart it")
+    if fault == "unreachable":
         if running < replicas:
             return _restart(
                 service, config, f"{service}: {running} of {replicas} process(es) running"
             )
-        if _REFUSED.search(message):
-            caller = _caller(diagnosis, "error")
-            if _circuit(caller, service, config_of):
-                return _plan(
-                    "open_circuit",
-                    caller,
-                    {"dependency": service},
-                    f"{service} refuses connections though its processes run: not ours to "
-                    f"restart; {caller} stops calling it and degrades",
-                )
-            return None
-        if _NO_ANSWER.search(message) or not message:
-            return _restart(service, config, f"{service} accepts but does not answer; restart it")
-        return None
+        return _open_circuit(
+            diagnosis, "error", config_of, f"{service} cannot be reached though its processes run"
+        )
+    if fault == "error":
+        return _rollback(diagnosis, service)
     if fault == "latency":
         if _latency_outside(diagnosis):
-            caller = _caller(diagnosis, "latency")
-            if _circuit(caller, service, config_of):
-                return _plan(
-                    "open_circuit",
-                    caller,
-                    {"dependency": service},
-                    f"{caller} waits on {service} before it starts working; "
-                    f"{caller} stops waiting on it and degrades",
-                )
-            return None
+            caller = _caller(diagnosis, "latency") or "its callers"
+            return _open_circuit(
+                diagnosis, "latency", config_of, f"{caller} waits on {service} before it works"
+            )
         return _restart(service, config, f"{service} is slow in its own work; restart it")
-    return None
+    if fault == "cpu":
+        if replicas > 1:
+            return _plan(
+                "scale_out", service, {"by": 1}, f"{service} is short of CPU; add a replica"
+            )
+        return _restart(service, config, f"{service} burns its CPU; a restart stops what spins")
+    if fault == "memory":
+        return _restart(service, config, f"{service} is out of memory; a restart frees it")
+    return _plan(
+        "restart",
+        service,
+        {},
+        f"no runbook entry for fault class {fault!r} (known: {', '.join(FAULT_CLASSES)})",
+        escalate=True,
+    )
