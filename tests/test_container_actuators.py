@@ -23,6 +23,8 @@ import yaml
 from sre_space.actuators import Actuator
 from sre_space.actuators.changes import ActionRefused, Limits, ServiceState, decide
 from sre_space.actuators.docker import DockerActuator
+from sre_space.actuators.knobs import KnobAdapter
+from sre_space.actuators.lab import LAB_KEYS
 from sre_space.actuators.plan import ComposeFileInventory, PlanActuator
 from sre_space.infra.compose import compose_file
 from sre_space.squad import runbook
@@ -153,24 +155,26 @@ def test_config_says_how_many_containers_run_of_how_many(override: Path) -> None
     actuator, _, _ = _actuator(override, containers)
     config = actuator.config("checkout")
     assert config["_process"] == {"running": 1, "replicas": 3}
-    # The runbook reads it: fewer running than expected is a crash to restart, a rolling one.
-    crash = {"service": "checkout", "fault_class": "crash", "exception": "connection refused"}
-    plan = runbook.plan_for(crash, config)
-    assert plan is not None and plan["action"] == "restart"
+    # The runbook reads it (in knobs, through the adapter the mind puts around the
+    # stack): fewer running than expected is a restart, a rolling one.
+    knobs = KnobAdapter(actuator, LAB_KEYS)
+    down = {"service": "checkout", "fault_class": "unreachable"}
+    plan = runbook.plan_for(down, knobs.config("checkout"))
+    assert plan["action"] == "restart"
     assert plan["params"] == {"batch": 1, "replicas": 3}
     assert plan["reason"] == "checkout: 1 of 3 process(es) running"
-    applied = actuator.apply(plan["action"], plan["service"], plan["params"])
+    applied = knobs.apply(plan["action"], plan["service"], plan["params"])
     assert [c.restarts for c in containers[:3]] == [[10], [10], [10]]
     assert applied["op"] == "restart"
     # Every replica runs yet callers are refused: a dependency, not a crash; not restarted.
     for c in containers:
         c.status = "running"
-    running = actuator.config("checkout")
+    running = knobs.config("checkout")
     assert running["_process"] == {"running": 3, "replicas": 3}
     refused = runbook.plan_for(
-        {**crash, "call_edge": "frontend -> checkout"}, running, lambda _: {}
+        {**down, "call_edge": "frontend -> checkout"}, running, lambda _: {}
     )
-    assert refused is None  # frontend has no circuit for checkout: escalate
+    assert refused["escalate"] is True  # frontend has no circuit for checkout: escalate
 
 
 def test_from_settings_runs_compose_with_the_stacks_lab_token(
@@ -475,9 +479,11 @@ def test_the_runbooks_pool_fix_goes_through_the_docker_actuator(override: Path) 
         "fault_class": "saturation",
         "exception": "DatabaseTimeout: database connection timeout: pool exhausted",
     }
-    plan = runbook.plan_for(diagnosis, actuator.config("checkout"))
-    assert plan is not None
-    applied = actuator.apply(plan["action"], plan["service"], plan["params"])
+    knobs = KnobAdapter(actuator, LAB_KEYS)
+    assert knobs.config("checkout")["pool_size"] == 20
+    plan = runbook.plan_for(diagnosis, knobs.config("checkout"))
+    assert plan["params"] == {"pool_size": 100}
+    applied = knobs.apply(plan["action"], plan["service"], plan["params"])
     assert applied["current"] == {"db_pool_size": 100}
     assert compose.calls[-1][-1] == "checkout"
 

@@ -90,43 +90,51 @@ def _proc(running: int, replicas: int, **config: object) -> dict[str, object]:
 def test_the_runbook_reads_only_the_diagnosis_and_the_platform() -> None:
     from sre_space.squad.runbook import plan_for
 
-    refused = "ConnectionRefusedError: [Errno <n>] Connection refused"
     edge = {"call_edge": "checkout -> inventory"}
-    # Refused with a process down: restart it. Refused while all run: not ours to restart.
-    assert plan_for(_diag("checkout", "crash", refused), _proc(0, 1))["action"] == "restart"
-    down = plan_for(_diag("inventory", "crash", refused, **edge), _proc(2, 2))
+    # Unreachable with a process down: restart it. Unreachable while all run: not ours to restart.
+    assert plan_for(_diag("checkout", "unreachable"), _proc(0, 1))["action"] == "restart"
+    down = plan_for(_diag("inventory", "unreachable", **edge), _proc(2, 2))
     assert down == {**down, "action": "open_circuit", "service": "checkout"}
-    assert down["params"] == {"dependency": "inventory"}
-    hang = plan_for(_diag("payments", "crash", "TimeoutError: timed out"), _proc(2, 2))
+    assert down["params"] == {"dependency": "inventory"} and "escalate" not in down
+    hang = plan_for(_diag("payments", "timeout"), _proc(2, 2))
     assert hang["action"] == "restart" and hang["params"] == {"batch": 1, "replicas": 2}
-    oom = "MemoryError: out of memory: resident <n> MB over the <n> MB limit"
-    assert plan_for(_diag("inventory", "error", oom), _proc(2, 2))["action"] == "restart"
-    bad = plan_for(
-        _diag("payments", "error", "ReleaseDefect: KeyError"),
-        _proc(2, 2, release="v2", previous_release="v1"),
-    )
-    assert bad["action"] == "rollback" and bad["params"] == {"to": "v1"}
-    assert plan_for(_diag("payments", "error", "KeyError"), _proc(2, 2, release="v1")) is None
+    assert plan_for(_diag("inventory", "memory"), _proc(2, 2))["action"] == "restart"
+    # A release came in at the onset and a good one served before it: roll back to that one.
+    releases = {"releases": {"bad": "v2", "good": "v1"}}
+    bad = plan_for(_diag("payments", "error", "KeyError", **releases), _proc(2, 2, release="v2"))
+    assert bad["action"] == "rollback" and bad["params"] == {"to": "v1", "from": "v2"}
+    # No release change in evidence: a proposal for a person, never an action.
+    unknown = plan_for(_diag("payments", "error", "KeyError"), _proc(2, 2, release="v1"))
+    assert unknown["escalate"] is True and "no release change" in unknown["reason"]
     waited_on = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
     slow = plan_for(_diag("inventory", "latency", **waited_on), _proc(2, 2))
     assert slow["action"] == "open_circuit" and slow["service"] == "checkout"
     own = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
     assert plan_for(_diag("checkout", "latency", **own), _proc(1, 1))["action"] == "restart"
+    assert plan_for(_diag("checkout", "cpu"), _proc(1, 1))["action"] == "restart"
+    assert plan_for(_diag("payments", "cpu"), _proc(3, 3))["action"] == "scale_out"
+    # Saturation turns the pool-size knob where the target reports one, else scales out.
+    pool = plan_for(_diag("checkout", "saturation"), _proc(1, 1, pool_size=20))
+    assert pool["action"] == "patch_config" and pool["params"] == {"pool_size": 100}
+    assert plan_for(_diag("checkout", "saturation"), _proc(1, 1))["action"] == "scale_out"
+    # The old word is not a class: a proposal, not a guess.
+    assert plan_for(_diag("checkout", "crash"), _proc(1, 1))["escalate"] is True
 
 
 def test_a_circuit_is_opened_only_where_the_caller_has_one() -> None:
     from sre_space.squad.runbook import plan_for
 
     waited_on = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
-    configs = {"checkout": {"circuit_inventory": "closed", "db_pool_size": 20}}
+    configs = {"checkout": {"circuits": {"inventory": "closed"}, "pool_size": 20}}
 
     def config_of(service: str) -> dict[str, object]:
         return dict(configs.get(service, {}))
 
     slow = plan_for(_diag("inventory", "latency", **waited_on), _proc(2, 2), config_of)
-    assert slow is not None and slow["action"] == "open_circuit"
-    # checkout waits on the database too, but has no breaker for it: nothing to open.
-    assert plan_for(_diag("db", "latency", **waited_on), _proc(1, 1), config_of) is None
+    assert slow["action"] == "open_circuit" and "escalate" not in slow
+    # checkout waits on the database too, but has no breaker for it: a proposal, escalated.
+    db = plan_for(_diag("db", "latency", **waited_on), _proc(1, 1), config_of)
+    assert db["escalate"] is True and "no circuit breaker to db" in db["reason"]
 
 
 def test_policy_never_restarts_more_than_a_share_of_replicas_at_once() -> None:

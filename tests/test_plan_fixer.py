@@ -23,7 +23,8 @@ from sre_space.telemetry.store import TraceStore
 def test_a_plan_actuator_turns_the_fix_into_a_proposal(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, actuator="plan-compose")
     actuator = Mind(settings)._actuator()
-    assert type(actuator).__name__ == "PlanActuator"
+    # The plan actuator speaks the stack's keys; the Fixer speaks knobs through an adapter.
+    assert type(actuator.inner).__name__ == "PlanActuator"
     log = IncidentLog(tmp_path / "incidents.db")
     incident = Incident(id=log.new_id(), status="open", detected_at=0.0)
     log.save(incident)

@@ -25,6 +25,7 @@ from sre_space.cli_common import say as _say
 from sre_space.cli_memory import memory_app
 from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_stack import down, stack_mode, up
+from sre_space.cli_targets import targets_app
 from sre_space.config import Settings, default_home, load
 from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, UsageError
 from sre_space.safe_text import printable, printable_lines
@@ -51,6 +52,7 @@ for _command, _panel in (
 ):
     app.command(rich_help_panel=_panel)(_command)
 app.add_typer(memory_app, name="memory", rich_help_panel=INCIDENTS)
+app.add_typer(targets_app, name="targets", rich_help_panel=INCIDENTS)
 
 
 def _settings(**flags: Any) -> Settings:

@@ -158,7 +158,7 @@ class CommandDriver:
     def undo(self, action: str, service: str, applied: dict[str, Any]) -> None:
         template = self.target.undo.get(action)
         if template is None:
-            if action in ("restart", "scale_out") and action not in self.target.actions:
+            if action == "restart":
                 return  # nothing of a restart to put back
             raise ActionRefused(f"the {self.kind} target for {service} declares no undo.{action}")
         words = _words(

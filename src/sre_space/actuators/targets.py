@@ -147,7 +147,7 @@ def _target(pattern: str, doc: Any) -> Target:
             )
     for key in needed:
         if key not in doc:
-            raise KeyError("kind", f"a {kind} target needs {key}")
+            raise KeyError("kind", f"{kind} targets need {key}")
     knobs: dict[str, dict[str, str]] = {}
     for knob, spec in dict(doc.get("knobs") or {}).items():
         if knob not in KNOBS:
@@ -172,7 +172,7 @@ def _target(pattern: str, doc: Any) -> Target:
     timeout = doc.get("timeout_s", 60.0)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise KeyError("timeout_s", "timeout_s is a positive number of seconds")
-    options = {k: v for k, v in doc.items() if k not in COMMON}
+    options = {k: v for k, v in doc.items() if k not in COMMON or k == "config"}
     return Target(pattern, str(kind), options, knobs, actions, undo, float(timeout))
 
 
@@ -182,7 +182,8 @@ def parse(text: str, path: Path, *, nested: bool = False) -> list[Target]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
-        raise _fail(path, int(found.group(1)) if found else 0, str(exc)) from None
+        line = int(found.group(1)) if found else text.count("\n") + 1  # "at end of document"
+        raise _fail(path, line, str(exc)) from None
     prefix = ""
     if nested:
         doc = doc.get("targets") or {}
@@ -346,3 +347,41 @@ def generic_proposal(action: str, service: str, params: dict[str, Any]) -> dict[
         "systemd, exec or webhook) and the Fixer can carry it out itself"
     )
     return {"via": "no target declared", "commands": commands, "hint": hint}
+
+
+ACTION_KNOB = {
+    "patch_config": "pool_size",
+    "open_circuit": "circuit",
+    "shed_load": "shed_share",
+}
+
+
+def capabilities(target: Target | None, service: str) -> dict[str, str]:
+    """Action -> how this target carries it out ({} : proposals only)."""
+    from sre_space.squad.policy import ACTIONS
+
+    if target is None:
+        return {}
+    if target.kind == "lab":
+        return {a: "the lab's control API" for a in ACTIONS}
+    if target.kind == "webhook":
+        return {a: f"POST {target.options['url']}" for a in ACTIONS}
+    if target.kind == "kubernetes":
+        workload = target.options.get("workload") or f"deployment/{service}"
+        found = {
+            "restart": f"rollout restart of {workload}",
+            "scale_out": f"scale {workload}",
+            "rollback": f"{workload}'s rollout history",
+        }
+        for action, knob in ACTION_KNOB.items():
+            spec = target.knobs.get(knob)
+            if spec:
+                where = (
+                    f"env {spec['env']}" if "env" in spec else f"ConfigMap {spec.get('configmap')}"
+                )
+                found[action] = f"{where} on {workload}"
+        return found
+    from sre_space.actuators.command import builtin
+
+    templates = {**builtin(target, service), **target.actions}
+    return {a: " ".join(argv) for a, argv in sorted(templates.items())}

@@ -94,7 +94,7 @@ def propose(
         changes.append(
             {
                 "service": service,
-                "key": "circuit_breaker.error_threshold",
+                "key": "breaker_error_threshold",
                 "from": None,
                 "to": threshold,
             }
