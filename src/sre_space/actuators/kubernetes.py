@@ -168,7 +168,7 @@ class KubernetesDriver:
             if "{dependency}" in name:
                 prefix, _, suffix = name.partition("{dependency}")
                 circuits = {
-                    k[len(prefix) : len(k) - len(suffix)].lower(): v
+                    k[len(prefix) : len(k) - len(suffix)].lower().replace("_", "-"): v
                     for k, v in env.items()
                     if k.startswith(prefix)
                     and k.endswith(suffix)
@@ -238,6 +238,8 @@ class KubernetesDriver:
         envs = self.target.key_map("env")
         if action == "rollback":
             raise ActionRefused("rollback goes through the rollout history")
+        if "dependency" in params:  # an environment variable's name: CIRCUIT_PRICING_API
+            params = {**params, "dependency": str(params["dependency"]).upper().replace("-", "_")}
         try:
             return "env", setting_change(action, params, envs)
         except ActionRefused:

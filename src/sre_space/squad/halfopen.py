@@ -117,7 +117,8 @@ class HalfOpen:
         """One half-open trial; True when the workaround is lifted for good."""
         ctx = self.ctx
         try:
-            ctx.actuator.undo(item.action, item.service, item.applied)
+            applied = {"params": item.params, **item.applied}
+            ctx.actuator.undo(item.action, item.service, applied)
         except Exception as exc:  # cannot lift it now: try later
             why = f"{type(exc).__name__}: {exc}".splitlines()[0]
             self._audit(item, "half-open-failed", error=why)

@@ -27,7 +27,7 @@ def evidence(
     service: str,
     onset_ns: int,
     error_rate: float = 0.05,
-    history: Iterable[dict[str, Any]] = (),
+    history: Iterable[dict[str, Any]] = (),  # the platform's, newest first
 ) -> dict[str, Any]:
     """``{"before": {v: [n, errors]}, "after": {...}, "bad": v?, "good": v?}`` for ``service``."""
     counts: dict[str, dict[str, list[int]]] = {"before": {}, "after": {}}
@@ -51,12 +51,16 @@ def evidence(
         for version, entry in side.items()
         if rate(entry) > error_rate
     }
+    history = list(history)
     failing |= {str(h.get("release")) for h in history if h.get("bad")}
-    # Bad: a failing release that came in at the onset (not serving before it).
+    newest = str(history[0].get("release") or "") if history else ""
+    # Bad: a failing release that came in at the onset: not serving before it
+    # (which only spans from before the onset can show), or the platform's newest.
     arrived = [
         (entry[1], version)
         for version, entry in counts["after"].items()
-        if version in failing and version not in counts["before"]
+        if version in failing
+        and ((counts["before"] and version not in counts["before"]) or version == newest)
     ]
     bad = max(arrived)[1] if arrived else None
     healthy = [
@@ -66,7 +70,7 @@ def evidence(
     good = max(healthy)[1] if healthy else None
     if good is None and bad is not None:
         # No span from before the onset: the newest release the platform ran that is not bad.
-        good = next((r for r in known if r not in failing), None)
+        good = next((r for r in known if r not in failing and r != bad), None)
     return {
         "before": counts["before"],
         "after": counts["after"],
