@@ -21,6 +21,7 @@ import pytest
 
 kubernetes = pytest.importorskip("kubernetes")
 
+from sre_space.actuators.changes import ActionRefused  # noqa: E402
 from sre_space.actuators.kubernetes import RESTARTED_AT, KubernetesDriver  # noqa: E402
 from sre_space.actuators.targets import ActionFailed, parse  # noqa: E402
 
@@ -243,7 +244,7 @@ def test_rollback_goes_to_the_revision_that_ran_the_release(server: Recorded) ->
     template = server.requests[-1]["body"]["spec"]["template"]
     assert template["spec"]["containers"][0]["image"] == "registry.example/inventory:1.4.2"
     assert "pod-template-hash" not in template["metadata"]["labels"]
-    with pytest.raises(Exception, match="no revision of inventory ran release 9.9"):
+    with pytest.raises(ActionRefused, match=r"no revision of inventory ran release 9\.9"):
         driver.apply("rollback", "inventory", {"to": "9.9"})
 
 
