@@ -679,15 +679,16 @@ def test_a_mind_on_a_compose_home_reads_the_stack(tmp_path: Path) -> None:
     assert overrides["jaeger_url"].startswith("http://127.0.0.1:")
     assert overrides["otlp_grpc_port"] == -1  # the Collector holds 4317 on the host
     mind = Mind(Settings(home=tmp_path, **overrides))
-    if ENGINE_OK:
-        assert type(mind._actuator()).__name__ == "DockerActuator"
+    if ENGINE_OK:  # spoken to in knobs: the stack runs the lab's services
+        assert type(mind._actuator().inner).__name__ == "DockerActuator"
     else:  # the Docker path was chosen, and says in one line why it cannot act
         from sre_space.errors import Unavailable
 
         with pytest.raises(Unavailable, match="no Docker engine reachable"):
             mind._actuator()
     (tmp_path / STACK_FILE).unlink()
-    assert type(mind._actuator()).__name__ == "LabActuator"
+    # No stack, no targets file: the targets router (the running lab's, else proposals).
+    assert type(mind._actuator()).__name__ == "TargetActuator"
 
 
 @pytest.mark.skipif(ENGINE_OK, reason="checks the answer when no Docker engine is reachable")
