@@ -668,7 +668,8 @@ def test_compose_stack_end_to_end(tmp_path: Path) -> None:
 def test_a_mind_on_a_compose_home_reads_the_stack(tmp_path: Path) -> None:
     """`run`/`watch` on a home where `up --compose` ran: Kafka, Jaeger, Chroma, Docker actuator."""
     from sre_space.config import Settings
-    from sre_space.infra.compose import STACK_FILE, mind_overrides
+    from sre_space.infra.compose import STACK_FILE
+    from sre_space.infra.stack import mind_overrides
     from sre_space.mind import Mind
 
     assert mind_overrides(tmp_path, None) == {}  # the embedded lab: nothing to override
@@ -694,7 +695,8 @@ def test_a_mind_on_a_compose_home_reads_the_stack(tmp_path: Path) -> None:
 @pytest.mark.skipif(ENGINE_OK, reason="checks the answer when no Docker engine is reachable")
 def test_collector_pushes_need_the_bridge_address(tmp_path: Path) -> None:
     from sre_space.errors import Unavailable
-    from sre_space.infra.compose import STACK_FILE, mind_overrides
+    from sre_space.infra.compose import STACK_FILE
+    from sre_space.infra.stack import mind_overrides
 
     (tmp_path / STACK_FILE).write_text('{"mode": "compose"}')
     with pytest.raises(Unavailable, match="bridge"):

@@ -67,7 +67,7 @@ SourceOpt = Annotated[
 
 def _mind_settings(source: str | None, **flags: Any) -> Settings:
     """A mind's settings: the flags, plus the Compose stack's endpoints when one runs."""
-    from sre_space.infra.compose import mind_overrides
+    from sre_space.infra.stack import mind_overrides
 
     if source not in (None, "kafka", "otlp"):
         raise UsageError(f"unknown source {source!r}; use kafka or otlp")

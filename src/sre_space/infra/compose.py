@@ -192,20 +192,3 @@ def running_stack(home: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
-
-
-def mind_overrides(home: Path, source: str | None) -> dict[str, Any]:
-    """Settings for a mind on this home: the Compose stack's endpoints when one runs.
-
-    ``source`` is how spans arrive: ``kafka`` (the default with Compose) or
-    ``otlp`` (the Collector's pushes to the mind's receiver). With the embedded
-    lab there is nothing to override: its services push to the receivers.
-    """
-    if running_stack(home) is None:
-        return {}
-    from sre_space.infra.docker_engine import host_gateway
-
-    via = source or "kafka"
-    env = compose_env(compose_dir())
-    bridge = host_gateway(env) if via == "otlp" else None
-    return mind_settings(env, via="otlp" if via == "otlp" else "kafka", bridge_address=bridge)

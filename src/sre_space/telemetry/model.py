@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class SpanKind(IntEnum):
@@ -31,6 +31,20 @@ class SpanEvent:
     name: str
     time_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+class WireSpans(Protocol):
+    """Where a decoder left spans it has not fully read (``otlp.WireScope`` is one).
+
+    The decoder that built the spans reads their lazy fields, so this model
+    never imports a wire format.
+    """
+
+    def __getitem__(self, idx: int) -> Any: ...  # the wire message of span ``idx``
+
+    def attributes(self, idx: int) -> dict[str, Any]: ...
+
+    def events(self, idx: int) -> list[SpanEvent]: ...
 
 
 _FIELDS = (
@@ -104,7 +118,7 @@ class Span:
         attributes: dict[str, Any] | None = None,
         events: list[SpanEvent] | None = None,
         resource: dict[str, Any] | None = None,
-        raw: Any = None,
+        raw: WireSpans | None = None,
         idx: int = 0,
     ) -> None:
         self.trace_id = trace_id
@@ -140,9 +154,7 @@ class Span:
             raw = self._raw
             if raw is None:
                 return self._attributes or {}
-            from sre_space.telemetry.otlp import proto_attributes
-
-            attrs = self._attributes = proto_attributes(raw[self._idx])
+            attrs = self._attributes = raw.attributes(self._idx)
             self._release()
         return attrs
 
@@ -158,9 +170,7 @@ class Span:
             raw = self._raw
             if raw is None:
                 return self._events or []
-            from sre_space.telemetry.otlp import proto_events
-
-            events = self._events = proto_events(raw[self._idx])
+            events = self._events = raw.events(self._idx)
             self._release()
         return events
 

@@ -106,13 +106,40 @@ def proto_kv(items: Iterable[KeyValue]) -> dict[str, Any]:
 
 
 def proto_attributes(raw: Any) -> dict[str, Any]:
-    """A wire span's attributes as a dict (called lazily by :class:`Span`)."""
+    """A wire span's attributes as a dict."""
     return proto_kv(raw.attributes)
 
 
 def proto_events(raw: Any) -> list[SpanEvent]:
-    """A wire span's events (called lazily by :class:`Span`)."""
+    """A wire span's events."""
     return [SpanEvent(e.name, e.time_unix_nano, proto_kv(e.attributes)) for e in raw.events]
+
+
+class _ScopeReader:
+    """Reads a lazy span's fields for :class:`Span` (the model's ``WireSpans``)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, idx: int) -> Any:
+        raise NotImplementedError
+
+    def attributes(self, idx: int) -> dict[str, Any]:
+        return proto_attributes(self[idx])
+
+    def events(self, idx: int) -> list[SpanEvent]:
+        return proto_events(self[idx])
+
+
+class ParsedScope(_ScopeReader):
+    """A scope's spans kept as the parsed message (when the request's bytes are not kept)."""
+
+    __slots__ = ("spans",)
+
+    def __init__(self, spans: Any) -> None:
+        self.spans = spans
+
+    def __getitem__(self, idx: int) -> Any:
+        return self.spans[idx]
 
 
 class _Parsed:
@@ -163,7 +190,7 @@ class WireRequest:
         return _PARSED.get(self)
 
 
-class WireScope:
+class WireScope(_ScopeReader):
     """Where a span's message sits: request, resource index, scope index."""
 
     __slots__ = ("rs", "ss", "wire")
@@ -201,7 +228,9 @@ def decode_request(req: ExportTraceServiceRequest, body: bytes | None = None) ->
         resource = proto_kv(rs.resource.attributes)
         service = intern(str(resource.get("service.name") or "unknown_service"))
         for j, ss in enumerate(rs.scope_spans):
-            holder: Any = WireScope(wire, i, j) if wire is not None else ss.spans
+            holder: _ScopeReader = (
+                WireScope(wire, i, j) if wire is not None else ParsedScope(ss.spans)
+            )
             for idx, s in enumerate(ss.spans):
                 tid = s.trace_id
                 sid = s.span_id
