@@ -33,6 +33,7 @@ from sre_space.tui.widgets import (
     MemoryHits,
     SpanDetails,
     SquadTerminal,
+    StatusBar,
     Waterfall,
 )
 
@@ -51,7 +52,7 @@ assert printable(ESC) == "db?[31mred?[0m" and printable(BIDI) == "pay<U+202E>gnp
 MS = 1_000_000
 T0 = 1_767_225_600 * 1_000_000_000
 TRACE = "[b]4bf92f\x1b[2J35"  # a trace id from a mind's API is outside text too
-WAIT = "INC-20260101-0002"
+WAIT = "INC-[bold]0002\u202e"  # an id from an imported log is outside text too
 DONE = "INC-20260101-0001"
 NEVER_ON_SCREEN = ("\x1b", "\x9b", "\x9d", "\x07", "\u202e", "\u200b")
 
@@ -188,8 +189,13 @@ def test_every_pane_shows_hostile_names_literally(tmp_path: Path) -> None:
         await until(pilot, lambda: printable(ZERO) in terminal.text)
         for name in HOSTILE:
             assert f"root cause {printable(name)}" in terminal.text
+        # The status line and the memory pane's title name the waiting incident literally.
+        assert f"awaiting approval {printable(WAIT)}" in str(app.query_one(StatusBar).content)
+        assert app.query_one(MemoryHits)._border_title is not None
+        assert app.query_one(MemoryHits)._border_title.plain == f"memory · {printable(WAIT)}"
         text = assert_clean(app)
         assert BOLD in text and LINK in text and ROUTE in text and CLOSE in text
+        assert printable(WAIT) in text
 
         # The approve dialog quotes the plan literally.
         await pilot.press("a")
