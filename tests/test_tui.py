@@ -336,7 +336,10 @@ def test_logs_go_to_the_file_not_the_screen(tmp_path: Path) -> None:
     with log_to_file(path):
         assert all(isinstance(h, logging.FileHandler) for h in root.handlers)
         logging.getLogger("sre_space.test").warning("into the file")
-    assert "into the file" in path.read_text()
+        logging.getLogger("sre_space.test").warning("trace %s", "\x1b]0;owned\x07\u202e")
+    text = path.read_text()
+    assert "into the file" in text
+    assert "trace ?]0;owned?<U+202E>" in text and "\x1b" not in text  # a tail -f is safe
     assert root.handlers == before
 
 

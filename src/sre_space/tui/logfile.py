@@ -7,6 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sre_space.safe_text import printable_lines
+
+
+class EscapingFormatter(logging.Formatter):
+    """Records quote telemetry (a trace id, a mind's answer): a ``tail -f`` shows them escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
+
 
 @contextmanager
 def log_to_file(path: Path) -> Iterator[None]:
@@ -15,7 +24,7 @@ def log_to_file(path: Path) -> Iterator[None]:
     saved_handlers, saved_level = root.handlers[:], root.level
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+        EscapingFormatter("%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
     )
     for h in saved_handlers:
         root.removeHandler(h)
