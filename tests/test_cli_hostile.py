@@ -151,3 +151,21 @@ def test_memory_output_is_escaped_and_json_is_the_data(tmp_path: Path) -> None:
     assert hits[0]["summary"] == entry["summary"]
     shown = json.loads(sre(home, "memory", "show", MEMORY_ID, "--json").stdout)
     assert shown["diagnosis"] == OSC8 and shown["service"] == BOLD
+
+
+def test_analyze_prints_hostile_services_escaped(tmp_path: Path) -> None:
+    from rca_synth import Fault, to_otlp_json, window
+
+    hostile = f"{BOLD}{ESC}{BIDI}"
+    spans = window(120, Fault(error="payments"), seed=2)
+    for trace in spans:
+        for span in trace:
+            if span.service == "payments":
+                span.service, span.name = hostile, LINK
+    path = tmp_path / "hostile.otlp.json"
+    path.write_text(json.dumps(to_otlp_json(spans)))
+    text = sre(tmp_path, "analyze", str(path)).stdout
+    assert_harmless(text)
+    assert printable(hostile) in text
+    doc = json.loads(sre(tmp_path, "analyze", str(path), "--json").stdout)
+    assert hostile in {c["service"] for c in doc["candidates"]}
