@@ -11,6 +11,7 @@ import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,13 +49,22 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return quiet, broken
 
 
+@pytest.fixture(scope="module")
+def replayed(
+    tmp_path_factory: pytest.TempPathFactory, recording: tuple[str, str]
+) -> tuple[Path, dict[str, Any]]:
+    """The recording replayed as fast as the mind keeps up: (home, the --json document)."""
+    home = tmp_path_factory.mktemp("home")
+    proc = sre(home, "replay", *recording, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return home, json.loads(proc.stdout)  # JSON alone on stdout
+
+
 def test_replay_finds_the_fault_after_a_quiet_recording_and_acts_on_nothing(
-    tmp_path: Path, recording: tuple[str, str]
+    replayed: tuple[Path, dict[str, Any]], recording: tuple[str, str]
 ) -> None:
     quiet, broken = recording
-    proc = sre(tmp_path, "replay", quiet, broken, "--json")
-    assert proc.returncode == 0, proc.stderr
-    doc = json.loads(proc.stdout)  # JSON alone on stdout
+    home, doc = replayed
     assert set(doc) == {"incidents", "replay"}
     assert [f["path"] for f in doc["replay"]["files"]] == [quiet, broken]
     spans = sum(f["spans"] for f in doc["replay"]["files"])
@@ -76,7 +86,29 @@ def test_replay_finds_the_fault_after_a_quiet_recording_and_acts_on_nothing(
     assert not [a for a in incident["audit"] if a.get("step") == "applied"]
     assert incident["status"] == "escalated"
     # The replay's scratch state is gone: nothing was written to the user's home.
-    assert not (tmp_path / "incidents.db").exists()
+    assert not (home / "incidents.db").exists()
+
+
+def test_the_same_recording_replays_to_the_same_incidents_at_any_speed(
+    tmp_path: Path, replayed: tuple[Path, dict[str, Any]], recording: tuple[str, str]
+) -> None:
+    proc = sre(tmp_path, "replay", *recording, "--json", "--speed", "500")
+    assert proc.returncode == 0, proc.stderr
+    paced = json.loads(proc.stdout)
+    assert paced["replay"]["speed"] == 500
+
+    def seen(doc: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                i["recording"]["detected_at"],
+                i["ttd_s"],
+                i["signature"],
+                i["root_cause"]["confidence"],
+            )
+            for i in doc["incidents"]
+        ]
+
+    assert seen(paced) == seen(replayed[1])
 
 
 def test_plain_output_shows_the_squad_then_a_summary(

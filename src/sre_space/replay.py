@@ -333,7 +333,9 @@ def replay(
     check_policy(policy)
     if speed is not None and not speed > 0:
         raise UsageError(f"--speed must be above 0, not {speed:g}")
-    start = time.time()
+    # On a whole second: Scout's one-second buckets then fall the same way on every run,
+    # so a recording replays to the same incidents at any speed.
+    start = float(int(time.time()))
     segments, spans = load(files, start)
     wall0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sre-space-replay-") as scratch:
