@@ -41,9 +41,33 @@ def _lab_pids(home: Path) -> list[int]:
     return pids
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-def test_drill_passes(fault: str, tmp_path: Path) -> None:
+# The lab's services declared as targets, as a user who runs the lab would: the
+# drills pass through this file exactly as through the built-in declaration.
+LAB_TARGETS = """\
+[frontend]
+kind = "lab"
+[checkout]
+kind = "lab"
+["pay*"]
+kind = "lab"
+[inventory]
+kind = "lab"
+[db]
+kind = "lab"
+"""
+DECLARED = ("latency", "http-errors", "db-timeout")  # a workaround, a rollback, a knob
+
+
+@pytest.mark.parametrize(
+    ("fault", "targets"),
+    [(f, False) for f in FAULTS] + [(f, True) for f in DECLARED],
+    ids=[*FAULTS, *(f"{f}-targets.toml" for f in DECLARED)],
+)
+def test_drill_passes(fault: str, targets: bool, tmp_path: Path) -> None:
     home = tmp_path / "home"
+    if targets:
+        home.mkdir()
+        (home / "targets.toml").write_text(LAB_TARGETS)
     env = {
         **os.environ,
         "SRE_SPACE_HOME": str(home),
