@@ -166,6 +166,21 @@ def test_the_release_to_roll_back_to_comes_from_the_spans() -> None:
     assert releases.evidence(steady, "pay", int(onset * 1e9))["bad"] is None
 
 
+def test_an_exec_hook_gives_the_platforms_release_history(tmp_path: Path) -> None:
+    script = tmp_path / "history.py"
+    script.write_text('import json; print(json.dumps([{"release": "2.0"}, {"release": "1.9"}]))\n')
+    (tmp_path / "targets.toml").write_text(
+        f'[pay]\nkind = "exec"\nactions.releases = ["{sys.executable}", "{script}"]\n'
+    )
+    actuator = TargetActuator(Settings(home=tmp_path))
+    history = actuator.releases("pay")
+    assert history == [{"release": "2.0"}, {"release": "1.9"}]
+    onset = 1000.0
+    failing = [_span("pay", onset + i * 0.1, error=True, version="2.0") for i in range(20)]
+    found = releases.evidence(failing, "pay", int(onset * 1e9), history=history)
+    assert (found["bad"], found["good"]) == ("2.0", "1.9")
+
+
 def test_the_fixer_rolls_back_to_what_the_spans_say(tmp_path: Path) -> None:
     script = tmp_path / "noop.py"
     script.write_text("print('{}')\n")

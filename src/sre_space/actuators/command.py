@@ -10,7 +10,9 @@ object the action printed under ``previous``. Values are checked to be plain
 words before they reach an argv: they come from telemetry.
 
 A target's ``config`` argv, when declared, prints the service's knobs as a JSON
-object (``{"pool_size": 20, "_process": {"running": 2, "replicas": 2}}``).
+object (``{"pool_size": 20, "_process": {"running": 2, "replicas": 2}}``); an
+``actions.releases`` argv prints its release history, newest first, as a JSON
+list (``[{"release": "1.5.0"}, {"release": "1.4.2", "bad": false}]``).
 """
 
 from __future__ import annotations
@@ -128,6 +130,17 @@ class CommandDriver:
         except ValueError:
             raise ActionFailed(f"{template[0]} printed no JSON object of knobs") from None
         return dict(doc) if isinstance(doc, dict) else {}
+
+    def releases(self, service: str) -> list[dict[str, Any]]:
+        template = self.target.actions.get("releases")
+        if not template:
+            return []
+        out = self._run(render(template, _words(service, {}, {})))
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            raise ActionFailed(f"{template[0]} printed no JSON list of releases") from None
+        return [dict(r) for r in doc if isinstance(r, dict)] if isinstance(doc, list) else []
 
     def describe(self, action: str, service: str, params: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -304,6 +304,11 @@ class TargetActuator:
     def undo(self, action: str, service: str, applied: dict[str, Any]) -> None:
         self.driver(service).undo(action, service, applied)
 
+    def releases(self, service: str) -> list[dict[str, Any]]:
+        """The platform's release history, newest first, where the target keeps one."""
+        history = getattr(self.driver(service), "releases", None)
+        return list(history(service)) if history is not None else []
+
     def describe(self, action: str, service: str, params: dict[str, Any]) -> dict[str, Any]:
         try:
             driver = self.driver(service)
