@@ -432,11 +432,7 @@ def test_a_custom_embedding_function_gets_its_own_collection(tmp_path: Path) -> 
 
 
 def test_embedding_function_setting_is_honoured(tmp_path: Path) -> None:
-    if "embedding_function" not in Settings.model_fields:
-        pytest.skip("config.py has no `embedding_function` setting yet (the lead adds it)")
-    settings = Settings(
-        home=tmp_path, chroma_url=None, embedding_function="test_embedding:LetterCounts"
-    )  # type: ignore[call-arg]
+    settings = Settings(home=tmp_path, chroma_url=None, embedding_function="test_embedding:LetterCounts")
     with MemoryStore(settings) as store:
         assert store._collection.name == f"{COLLECTION}_letter-counts"
 

@@ -71,3 +71,19 @@ def test_per_service_rules_come_from_the_config_file(
     (tmp_path / "config.toml").write_text("[service_rules.reports]\nlatency = 5\n")
     with pytest.raises(UsageError, match="service_rules"):
         scout_rules(Settings())
+
+
+def test_the_config_file_is_read_from_the_home_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A home given to Settings (a drill's, a test's) brings its own config.toml, not the default home's."""
+    default, given = tmp_path / "default", tmp_path / "given"
+    for home, mode in ((default, "auto"), (given, "approve")):
+        home.mkdir()
+        (home / "config.toml").write_text(f'policy = "{mode}"\n')
+    monkeypatch.setenv("SRE_SPACE_HOME", str(default))
+    assert Settings().policy == "auto"
+    assert Settings(home=given).policy == "approve"
+    monkeypatch.setenv("SRE_SPACE_HOME", str(given))
+    assert Settings().policy == "approve"
+    (given / "config.toml").write_text("policy = approve oops\n")
+    with pytest.raises(UsageError, match=f"cannot read {given / 'config.toml'}"):
+        Settings(home=given)

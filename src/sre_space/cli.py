@@ -10,7 +10,6 @@ import json
 import signal
 import sys
 import time
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -26,7 +25,7 @@ from sre_space.cli_memory import memory_app
 from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_stack import down, stack_mode, up
 from sre_space.cli_targets import targets_app
-from sre_space.config import Settings, default_home, load
+from sre_space.config import Settings, load
 from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, UsageError
 from sre_space.safe_text import printable, printable_lines
 from sre_space.squad.policy import MODES
@@ -420,9 +419,6 @@ def main() -> NoReturn:
         secret = any(word in where for word in ("url", "token", "secret", "password", "broker"))
         given = "" if secret else f" (got {first.get('input')!r})"
         _err(f"sre-space: bad setting {where}: {first['msg']}{given}")
-        sys.exit(ExitCode.USAGE)
-    except tomllib.TOMLDecodeError as exc:
-        _err(f"sre-space: cannot read {default_home() / 'config.toml'}: {exc}".replace("\n", " "))
         sys.exit(ExitCode.USAGE)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)

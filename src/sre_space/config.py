@@ -7,6 +7,7 @@ The config file is ``$SRE_SPACE_HOME/config.toml``. Commands build one
 from __future__ import annotations
 
 import os
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic_settings import (
 )
 
 from sre_space.detect.rules import LATENCY_MS
+from sre_space.errors import UsageError
 
 LOOPBACK = "127.0.0.1"
 
@@ -123,7 +125,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=default_home() / "config.toml")
+        # The file lives in the effective home: the one given to Settings(home=...)
+        # or by SRE_SPACE_HOME wins over the default, as it does for every other file.
+        home = init_settings().get("home") or env_settings().get("home")
+        path = (Path(home).expanduser() if home else default_home()) / "config.toml"
+        try:
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=path)
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"cannot read {path}: {exc}".replace("\n", " ")) from None
         return (init_settings, env_settings, toml)
 
     @property
