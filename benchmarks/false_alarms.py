@@ -1,13 +1,18 @@
-"""False alarms: the embedded lab under its load generator, no fault, for N minutes.
+"""False alarms: a healthy system under load, no fault, for N minutes, on two topologies.
 
-Starts a fresh lab and a real mind (in this process, with its receivers on
-free loopback ports, in a temporary home), waits until spans flow, then lets
-both run for ``--minutes`` with no chaos and prints how many incidents were
-opened, how many spans and requests the mind judged, and each incident's
-first line if any. A product that pages on a healthy system is not used for
-long: the figure to beat is zero.
+- ``lab``: the embedded lab under its load generator;
+- ``shop``: a 14-service shop (gateway, cache, database, async consumers)
+  traced by the real OpenTelemetry SDK and exported over OTLP/HTTP
+  (``benchmarks/otel_shop.py`` says what it is and why).
 
-Usage: ``python benchmarks/false_alarms.py [--minutes 10] [--json]``
+For each, starts a real mind (in this process, with its receivers on free
+loopback ports, in a temporary home), waits until spans flow, then lets it
+run for ``--minutes`` with no chaos and prints how many incidents were
+opened, how many spans the mind judged, and each incident's first line if
+any. A product that pages on a healthy system is not used for long: the
+floor is zero on each. Exit 1 when any incident opened.
+
+Usage: ``python benchmarks/false_alarms.py [--minutes 10] [--topology lab|shop|both] [--json]``
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,11 +37,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run(minutes: float) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="sre-space-false-alarms-")) / "home"
+def run(minutes: float, topology: str = "lab") -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix=f"sre-space-false-alarms-{topology}-")) / "home"
     settings = Settings(home=home, otlp_http_port=_free_port(), otlp_grpc_port=_free_port())
-    start_lab(settings)
+    shop: Any = None
+    if topology == "lab":
+        start_lab(settings)
     mind = Mind(settings).start()
+    if topology == "shop":
+        sys.path.insert(0, str(Path(__file__).parent))
+        from otel_shop import Shop
+
+        shop = Shop(f"http://127.0.0.1:{settings.otlp_http_port}").start()
     try:
         deadline = time.time() + 60
         while mind.store.stats().spans_in == 0 and time.time() < deadline:
@@ -45,6 +58,7 @@ def run(minutes: float) -> dict[str, Any]:
         time.sleep(minutes * 60)  # the measurement itself: a healthy system, left alone
         incidents = mind.log.since(started)
         return {
+            "topology": topology,
             "minutes": minutes,
             "incidents": len(incidents),
             "spans_judged": mind.store.stats().spans_in - spans_before,
@@ -59,25 +73,36 @@ def run(minutes: float) -> dict[str, Any]:
             ],
         }
     finally:
+        if shop is not None:
+            shop.stop()
         mind.stop()
-        stop_lab(settings)
+        if topology == "lab":
+            stop_lab(settings)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--topology", choices=("lab", "shop", "both"), default="both")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
-    doc = run(args.minutes)
+    topologies = ("lab", "shop") if args.topology == "both" else (args.topology,)
+    docs = []
+    for topology in topologies:
+        doc = run(args.minutes, topology)
+        docs.append(doc)
+        if args.json:
+            continue
+        print(
+            f"{doc['topology']:<5} {doc['minutes']:g} min fault-free, {doc['spans_judged']:,} "
+            f"spans judged: {doc['incidents']} incident(s) opened",
+            flush=True,
+        )
+        for inc in doc["opened"]:
+            print(f"  {inc['id']} {inc['status']} {inc['root_cause']} {inc['signature']}")
     if args.json:
-        print(json.dumps(doc, indent=2))
-        return
-    print(
-        f"{doc['minutes']:g} min fault-free, {doc['spans_judged']:,} spans judged: "
-        f"{doc['incidents']} incident(s) opened"
-    )
-    for inc in doc["opened"]:
-        print(f"  {inc['id']} {inc['status']} {inc['root_cause']} {inc['signature']}")
+        print(json.dumps(docs, indent=2))
+    sys.exit(1 if any(d["incidents"] for d in docs) else 0)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,15 @@ def test_an_always_slow_service_is_not_an_incident_but_one_that_doubled_is() -> 
     assert sim.run(10, batch, requests("api", 20, 50)) == []  # 1.25x: within normal
 
 
+def test_a_few_unlucky_requests_do_not_make_a_slowdown_but_many_do() -> None:
+    sim = Sim()
+    sim.run(90, requests("api", 3, 40))
+    # A GC pause: three requests of the thirty in the window are slow; the p95 jumps.
+    assert sim.run(1, requests("api", 3, 300)) == []
+    slowed = sim.run(4, requests("api", 3, 300))  # every request, for a few seconds
+    assert [(s.service, s.kind) for s in slowed] == [("api", "latency")]
+
+
 def test_traffic_that_drops_or_vanishes_is_anomalous() -> None:
     sim = Sim()
     sim.run(60, requests("search", 20, 10), requests("cart", 20, 10))

@@ -184,3 +184,30 @@ def test_incidents_id_reads_as_text_and_json_only_when_asked(tmp_path: Path) -> 
         subprocess.run([*cmd, "--json"], env=env, capture_output=True, text=True, timeout=60).stdout
     )
     assert doc["status"] == "mitigated" and doc["recurs"] == "INC-20260101-0001"
+
+
+def test_fewer_calls_to_a_callee_of_the_cause_are_the_cause_not_a_new_fault() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tick(tracker, 0, "gateway", "orders")  # orders fails before it calls payments
+    incident = tracker.active()[0]
+    tracker.settled(incident, "watching", 5)
+    quieter = [sig("payments", "traffic")]
+    [grew] = tracker.update(quieter, SHOP, 20)  # 15 s after orders last showed
+    assert grew.what == "grew" and grew.incident is incident
+    assert tracker.active() == [incident] and "payments" in incident.services
+    # Fewer calls to a service nobody known is failing: its own incident.
+    assert [c.what for c in tracker.update([sig("db", "traffic")], SHOP, 21)] == ["opened"]
+
+
+def test_a_different_kind_of_trouble_during_an_escalated_incident_is_its_own() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tracker.update([sig("payments", "error")], SHOP, 0)
+    incident = tracker.active()[0]
+    tracker.settled(incident, "watching", 5)  # escalated: a human has it
+    assert tracker.update([sig("payments", "error")], SHOP, 6) == []  # the same trouble
+    [change] = tracker.update([sig("payments", "traffic")], SHOP, 7)  # now it stopped answering
+    assert change.what == "opened" and change.incident is not incident
+    # After a fix, the same service showing anything is the same incident, degraded.
+    tracker.settled(change.incident, "mitigated", 8)
+    [again] = tracker.update([sig("payments", "latency")], SHOP, 9)
+    assert again.what == "degraded" and again.incident is change.incident

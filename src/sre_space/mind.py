@@ -31,7 +31,7 @@ from sre_space.telemetry.store import TraceStore
 log = logging.getLogger(__name__)
 
 RESOLVE_QUIET_S = 30.0
-CONFIRM_S = 2.0  # an anomaly must hold this long before Scout opens an incident
+CONFIRM_S = 1.0  # an anomaly must hold this long before Scout opens an incident
 
 
 def span_json(span: Any) -> dict[str, Any]:

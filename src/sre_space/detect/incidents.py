@@ -36,6 +36,19 @@ from sre_space.detect.window import Signal
 WATCHING = "watching"  # detected, or handed to a human: its cause is watched
 MITIGATED = "mitigated"
 DEGRADED = "degraded"
+# Signal kinds by the kind of trouble they show: a service that failed with
+# errors and later stops answering had two faults, not one that grew.
+FAMILIES = {
+    "error": "error",
+    "slow": "latency",
+    "latency": "latency",
+    "traffic": "traffic",
+    "structure": "traffic",
+}
+
+
+def families(signals: Iterable[Signal], service: str) -> set[str]:
+    return {FAMILIES.get(s.kind, s.kind) for s in signals if s.service == service and s.kind}
 
 
 @dataclass
@@ -52,6 +65,8 @@ class Tracked:
     cause: str = ""  # the Brain's root cause, once known
     cause_seen: float = 0.0  # when one of its origins was last anomalous
     state: str = WATCHING
+    settled_at: float | None = None  # when the squad was done with it
+    families: set[str] = field(default_factory=set)  # how its origins misbehaved (see FAMILIES)
     opened_at: float | None = None  # None while it waits for confirmation
     resolved_at: float | None = None
     ref: str = ""  # the incident log's id, set by whoever opens it there
@@ -171,6 +186,7 @@ class IncidentTracker:
         The quiet period starts over: the time the squad took is not quiet.
         """
         incident.state = state
+        incident.settled_at = now
         incident.last_anomalous = now
 
     def forget(self, incident: Tracked) -> None:
@@ -178,14 +194,30 @@ class IncidentTracker:
         if incident in self.incidents:
             self.incidents.remove(incident)
 
-    def _match(self, origin: str, live: list[Tracked], now: float) -> Tracked | None:
+    def _match(
+        self, origin: str, sigs: list[Signal], live: list[Tracked], edges: set[tuple[str, str]], now: float
+    ) -> Tracked | None:
         by_age = sorted(live, key=lambda i: i.first_seen)
+        shows = families(sigs, origin)
         for incident in by_age:
-            if origin in incident.origins:
-                return incident
+            if origin not in incident.origins:
+                continue
+            # Handed to a human and still watched: the same trouble there is this
+            # incident; a different kind of trouble is another fault.
+            handed_over = incident.state == WATCHING and incident.settled_at is not None
+            if handed_over and shows and incident.families and not shows & incident.families:
+                continue
+            return incident
         for incident in by_age:
-            if origin in incident.services and now - incident.cause_seen <= self.link_s:
+            symptom = origin in incident.services and origin not in incident.origins
+            if symptom and now - incident.cause_seen <= self.link_s:
                 return incident  # its cause flickered below a threshold: still its cascade
+        if shows == {"traffic"}:
+            # Fewer calls to a callee of a known cause: the cause is not calling
+            # it (it fails first, or it is down), not a fault of its own.
+            for incident in by_age:
+                if any((o, origin) in edges for o in incident.origins):
+                    return incident
         return None
 
     def update(
@@ -195,11 +227,13 @@ class IncidentTracker:
         live = [i for i in self.incidents if i.resolved_at is None]
         seen: dict[int, list[Signal]] = {}
         grown: set[int] = set()
-        for origin, sigs in origins([s for s in signals if s.kind], edges).items():
+        calls = set(edges)
+        for origin, sigs in origins([s for s in signals if s.kind], calls).items():
             services = {s.service for s in sigs}
-            incident = self._match(origin, live, now)
+            incident = self._match(origin, sigs, live, calls, now)
             if incident is None:
                 incident = Tracked(next(self._ids), origin, services, sigs, now, now)
+                incident.families = families(sigs, origin)
                 self.incidents.append(incident)
                 live.append(incident)
                 seen[incident.id] = list(sigs)
@@ -210,6 +244,8 @@ class IncidentTracker:
             incident.last_anomalous = now
             if origin in incident.origins:
                 incident.cause_seen = now
+                if incident.settled_at is None:
+                    incident.families |= families(sigs, origin)
             if incident.id in seen:
                 seen[incident.id].extend(s for s in sigs if s not in seen[incident.id])
             else:

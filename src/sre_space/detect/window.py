@@ -14,8 +14,9 @@ Each operation is judged on the last ``window_s`` seconds by:
   share by more than the threshold (a service that always fails 2% of its
   calls is not an incident at 3%; one that never failed is at 6%);
 - learned baselines: the window's p95 latency at least doubled against the
-  p95 of the operation's own history (so a service that is always slow is
-  not an incident, and one that doubled is); traffic that dropped well below
+  p95 of the operation's own history, with clearly more than the usual 5% of
+  requests over that p95 (so a service that is always slow is not an
+  incident, one that doubled is, and two unlucky requests are not); traffic that dropped well below
   the learned rate (to nothing: the operation vanished); an operation, or a
   call from one service to another, that appears after the warm-up.
 
@@ -46,6 +47,11 @@ _INTERNAL = int(SpanKind.INTERNAL)
 LATENCY_RATIO = 2.0  # window p95 at least this many times the baseline p95 ...
 LATENCY_MIN_DELTA_MS = 5.0  # ... and this much slower in absolute terms
 LATENCY_RATIO_EXIT = 1.5  # an anomalous operation stays so until below this ratio
+# ... and more of the window's requests over the baseline p95 than its normal 5%
+# by this many binomial sigmas: the p95 of a few dozen requests moves with two
+# unlucky ones (a GC pause), a real slowdown moves many.
+LATENCY_Z = 4.0
+LATENCY_Z_EXIT = 2.0
 EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry threshold
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
 TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
@@ -62,6 +68,15 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
     return ordered[idx]
+
+
+def _many_over(window: deque[_Bucket], limit_ms: float, z: float) -> bool:
+    """More of the window's sampled requests over ``limit_ms`` (a p95) than chance explains."""
+    n = over = 0
+    for b in window:
+        n += len(b.latencies)
+        over += sum(x > limit_ms for x in b.latencies)
+    return n > 0 and over >= 0.05 * n + z * math.sqrt(n * 0.05 * 0.95)
 
 
 @dataclass(slots=True)
@@ -398,8 +413,13 @@ class WindowDetector:
                 )
             if base.ready and base.p95_ms > 0:
                 ratio = s.p95_ms / base.p95_ms
-                enough = LATENCY_RATIO_EXIT if (key, "latency") in self._active else LATENCY_RATIO
-                if ratio >= enough and s.p95_ms - base.p95_ms >= LATENCY_MIN_DELTA_MS:
+                active = (key, "latency") in self._active
+                enough = LATENCY_RATIO_EXIT if active else LATENCY_RATIO
+                if (
+                    ratio >= enough
+                    and s.p95_ms - base.p95_ms >= LATENCY_MIN_DELTA_MS
+                    and _many_over(op.window, base.p95_ms, LATENCY_Z_EXIT if active else LATENCY_Z)
+                ):
                     return (
                         "latency",
                         f"p95 {s.p95_ms:.0f} ms, {ratio:.1f}x its normal {base.p95_ms:.0f} ms",
