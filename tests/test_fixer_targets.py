@@ -149,6 +149,10 @@ def test_the_release_to_roll_back_to_comes_from_the_spans() -> None:
     spans += [_span("pay", onset + i * 0.1, error=i % 2 == 0, version="1.5.0") for i in range(40)]
     found = releases.evidence(spans, "pay", int(onset * 1e9))
     assert (found["bad"], found["good"]) == ("1.5.0", "1.4.2")
+    # Detection lags the deploy: an onset placed after it still finds the same pair.
+    late = releases.evidence(spans, "pay", int((onset + 3) * 1e9))
+    assert (late["bad"], late["good"]) == ("1.5.0", "1.4.2")
+    assert late["before"]["1.5.0"][1] > 0  # failing spans of the new release before that onset
     # A release that itself failed before is never the one to go back to.
     bad_before = [_span("pay", onset - 5 + i * 0.1, error=True, version="1.4.2") for i in range(5)]
     assert releases.evidence(spans + bad_before, "pay", int(onset * 1e9))["good"] is None

@@ -29,8 +29,15 @@ def evidence(
     error_rate: float = 0.05,
     history: Iterable[dict[str, Any]] = (),  # the platform's, newest first
 ) -> dict[str, Any]:
-    """``{"before": {v: [n, errors]}, "after": {...}, "bad": v?, "good": v?}`` for ``service``."""
+    """``{"before": {v: [n, errors]}, "after": {...}, "bad": v?, "good": v?}`` for ``service``.
+
+    ``before``/``after`` count around ``onset_ns`` (for the record); which
+    release is bad does not hang on the onset's exact place: it is the newest
+    failing release (the latest to first appear) that came after another one,
+    and the good one is a release that served without failing before it came.
+    """
     counts: dict[str, dict[str, list[int]]] = {"before": {}, "after": {}}
+    seen: dict[str, list[int]] = {}  # version -> [first start_ns, requests, errors]
     for span in spans:
         if span.service != service or span.kind != SpanKind.SERVER:
             continue
@@ -41,39 +48,26 @@ def evidence(
         entry = side.setdefault(version, [0, 0])
         entry[0] += 1
         entry[1] += int(span.error)
-
-    def rate(entry: list[int]) -> float:
-        return entry[1] / entry[0] if entry[0] else 0.0
-
-    failing = {
-        version
-        for side in counts.values()
-        for version, entry in side.items()
-        if rate(entry) > error_rate
-    }
+        total = seen.setdefault(version, [span.start_ns, 0, 0])
+        total[0] = min(total[0], span.start_ns)
+        total[1] += 1
+        total[2] += int(span.error)
     history = list(history)
+    failing = {v for v, (_, n, errors) in seen.items() if n and errors / n > error_rate}
     failing |= {str(h.get("release")) for h in history if h.get("bad")}
     newest = str(history[0].get("release") or "") if history else ""
-    # Bad: a failing release that came in at the onset: not serving before it
-    # (which only spans from before the onset can show), or the platform's newest.
+    first = {v: t[0] for v, t in seen.items()}
     arrived = [
-        (entry[1], version)
-        for version, entry in counts["after"].items()
-        if version in failing
-        and ((counts["before"] and version not in counts["before"]) or version == newest)
+        (first[v], v)
+        for v in failing & set(seen)
+        if any(first[o] < first[v] for o in seen if o != v) or v == newest
     ]
     bad = max(arrived)[1] if arrived else None
-    healthy = [
-        (entry[0], version) for version, entry in counts["before"].items() if version not in failing
-    ]
-    known = [str(h.get("release")) for h in history if h.get("release") and not h.get("bad")]
-    good = max(healthy)[1] if healthy else None
-    if good is None and bad is not None:
-        # No span from before the onset: the newest release the platform ran that is not bad.
-        good = next((r for r in known if r not in failing and r != bad), None)
-    return {
-        "before": counts["before"],
-        "after": counts["after"],
-        "bad": bad,
-        "good": good if bad else None,
-    }
+    good: str | None = None
+    if bad is not None:
+        healthy = [(seen[v][1], v) for v in seen if v not in failing and first[v] < first[bad]]
+        good = max(healthy)[1] if healthy else None
+        if good is None:  # no span of an earlier release: the platform's newest good one
+            known = [str(h.get("release")) for h in history if h.get("release")]
+            good = next((r for r in known if r not in failing and r != bad), None)
+    return {"before": counts["before"], "after": counts["after"], "bad": bad, "good": good}
