@@ -141,6 +141,18 @@ def test_the_runbook_reads_only_the_diagnosis_and_the_platform() -> None:
     pool = plan_for(_diag("checkout", "saturation"), _proc(1, 1, pool_size=20))
     assert pool["action"] == "patch_config" and pool["params"] == {"pool_size": 100}
     assert plan_for(_diag("checkout", "saturation"), _proc(1, 1))["action"] == "scale_out"
+    # A datastore saturated behind its client's pool: the client's pool is the knob.
+    pooled = {"checkout": {"pool_size": 20}}
+    store = plan_for(
+        _diag("db", "saturation", call_edge="checkout -> db"),
+        _proc(1, 1),
+        lambda s: pooled.get(s, {}),
+    )
+    assert (store["action"], store["service"], store["params"]) == (
+        "patch_config",
+        "checkout",
+        {"pool_size": 100},
+    )
     # The old word is not a class: a proposal, not a guess.
     assert plan_for(_diag("checkout", "crash"), _proc(1, 1))["escalate"] is True
 

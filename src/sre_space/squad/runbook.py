@@ -10,6 +10,7 @@ key names: the target maps knobs to keys.
 | fault class | evidence                                        | action                           |
 |-------------|-------------------------------------------------|----------------------------------|
 | saturation  | the service has a pool-size knob                | patch_config pool_size (x5)      |
+| saturation  | its caller holds the pool to it (a datastore)    | patch_config on the caller       |
 | saturation  | no pool to resize                               | scale_out by 1                   |
 | timeout     | it accepted the call and never answered         | restart (rolling)                |
 | unreachable | some replica is not running                     | restart (rolling)                |
@@ -160,6 +161,16 @@ def plan_for(
                 service,
                 {"pool_size": target},
                 f"{service}'s pool is exhausted at {current}; raise it to {target}",
+            )
+        caller = _caller(diagnosis, "latency") or _caller(diagnosis, "error")
+        pool = (config_of(caller) if config_of and caller else {}).get("pool_size")
+        if pool is not None:  # the pool in front of a datastore is its client's
+            target = min(POOL_CAP, max(int(pool) * POOL_GROWTH, int(pool) + 1))
+            return _plan(
+                "patch_config",
+                caller,
+                {"pool_size": target},
+                f"{caller}'s pool to {service} is exhausted at {pool}; raise it to {target}",
             )
         return _plan(
             "scale_out", service, {"by": 1}, f"{service} is saturated; add a replica to share it"
