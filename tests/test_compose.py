@@ -333,7 +333,7 @@ def test_endpoints_and_mind_settings_follow_the_port_knobs() -> None:
     via_kafka = mind_settings(env)
     assert via_kafka["kafka_brokers"] == "127.0.0.1:19094"
     assert via_kafka["otlp_http_port"] == 4319 and via_kafka["otlp_grpc_port"] == -1
-    via_otlp = mind_settings(env, via="otlp", bridge_address="172.17.0.1")
+    via_otlp = mind_settings(env, via="otlp", bridge_address="172.17.0.1", otlp_token="t0ken")
     assert via_otlp["otlp_host"] == "172.17.0.1" and "kafka_brokers" not in via_otlp
     with pytest.raises(Unavailable):
         mind_settings(env, via="otlp")

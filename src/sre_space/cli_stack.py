@@ -79,12 +79,20 @@ def up(
 
 
 def _compose_up(settings: Settings, timeout_s: float, json_out: bool) -> None:
-    from sre_space.infra.compose import compose_env, compose_file, endpoints, override_path
+    from sre_space.infra.compose import (
+        OTLP_TOKEN_ENV,
+        compose_env,
+        compose_file,
+        endpoints,
+        override_path,
+    )
     from sre_space.infra.docker_engine import compose_up
 
     paths = Paths(settings.home).ensure()
     project_dir = compose_file().parent
-    env = compose_env(project_dir, lab_token=secrets.token_urlsafe(24))
+    env = compose_env(
+        project_dir, lab_token=secrets.token_urlsafe(24), otlp_token=secrets.token_urlsafe(24)
+    )
     result = compose_up(
         project_dir,
         env,
@@ -96,6 +104,7 @@ def _compose_up(settings: Settings, timeout_s: float, json_out: bool) -> None:
     from sre_space.localapi import write_secret
 
     write_secret(paths.control_token, env["SRE_SPACE_LAB_TOKEN"])
+    write_secret(paths.otlp_token, env[OTLP_TOKEN_ENV])
     (settings.home / STACK_FILE).write_text(
         json.dumps({"mode": "compose", "endpoints": endpoints(env)})
     )

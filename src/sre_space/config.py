@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # The mind's OTLP/HTTP receiver; the lab's services export here.
     otlp_host: str = LOOPBACK
     otlp_http_port: int = 4318
+    # Bearer token the receivers require (HTTP 401 / gRPC UNAUTHENTICATED without
+    # it); needed for any otlp_host but loopback. Never logged.
+    otlp_token: SecretStr | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     store_max_spans: int = 200_000
     # Senses (telemetry/senses.py): gRPC receiver (-1: off), the store's memory

@@ -52,6 +52,11 @@ class Paths:
         return self.home / "mind.token"
 
     @property
+    def otlp_token(self) -> Path:
+        """Bearer token the Compose stack's Collector sends the mind's receiver (mode 0600)."""
+        return self.home / "otlp.token"
+
+    @property
     def mind_lock(self) -> Path:
         return self.home / "mind.lock"
 

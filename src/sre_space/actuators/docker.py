@@ -94,6 +94,14 @@ def _lab_token(settings: Settings) -> str | None:
         return None
 
 
+def _otlp_token(settings: Settings) -> str | None:
+    """The Collector's token for the mind, so a service the Fixer recreates keeps sending it."""
+    try:
+        return Paths(settings.home).otlp_token.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def _number(container: ContainerLike) -> int:
     try:
         return int(container.labels.get(NUMBER_LABEL, "0"))
@@ -141,7 +149,9 @@ class DockerActuator:
         if env is not None:
             run_env = dict(env)
         else:
-            run_env = compose_env(directory, lab_token=_lab_token(settings))
+            run_env = compose_env(
+                directory, lab_token=_lab_token(settings), otlp_token=_otlp_token(settings)
+            )
         compose = Compose(
             directory, project=project, env=run_env, override=override_path(settings.home)
         )

@@ -38,6 +38,8 @@ PORTS: dict[str, tuple[str, int]] = {
 }
 
 
+OTLP_TOKEN_ENV = "SRE_SPACE_MIND_OTLP_TOKEN"  # the Collector's bearer token for the mind
+
 def source_root() -> Path | None:
     """The repository root when this module runs from a source checkout, else ``None``."""
     root = Path(__file__).resolve().parents[3]  # src/sre_space/infra/compose.py -> root
@@ -91,16 +93,20 @@ def compose_env(
     project_dir: Path | None = None,
     *,
     lab_token: str | None = None,
+    otlp_token: str | None = None,
     overrides: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Everything `docker compose` needs beyond the caller's environment.
 
     ``lab_token`` opens the lab services' admin endpoints (none when omitted);
+    ``otlp_token`` is the bearer token the Collector sends the mind's receiver;
     ``overrides`` sets any knob of docker-compose.yml (ports, partitions, rate).
     """
     env = build_env(project_dir)
     if lab_token:
         env["SRE_SPACE_LAB_TOKEN"] = lab_token
+    if otlp_token:
+        env[OTLP_TOKEN_ENV] = otlp_token
     env.update(overrides or {})
     return env
 
@@ -131,6 +137,7 @@ def mind_settings(
     *,
     via: Literal["otlp", "kafka"] = "kafka",
     bridge_address: str | None = None,
+    otlp_token: str | None = None,
 ) -> dict[str, Any]:
     """Settings overrides for a mind that watches the Compose stack.
 
@@ -138,7 +145,9 @@ def mind_settings(
     listener; ``via="otlp"`` takes the Collector's OTLP/HTTP pushes, which
     needs the mind's receiver on an address the containers can reach: the
     Docker bridge's gateway (``bridge_address``, see docker_engine.host_gateway),
-    never 0.0.0.0. Pick one: with both, every span would arrive twice.
+    never 0.0.0.0, and only with the bearer token the Collector sends
+    (``otlp_token``): off loopback, anything on the bridge could otherwise push
+    spans that drive the Fixer's actions. Pick one: with both, every span would arrive twice.
     Either way the mind's own receivers move off 4317/4318, which the
     Collector holds on the host.
     """
@@ -157,7 +166,13 @@ def mind_settings(
                 "taking the Collector's pushes needs the Docker bridge's address "
                 "(the mind listens there, not on 127.0.0.1)"
             )
+        if not otlp_token:
+            raise Unavailable(
+                "taking the Collector's pushes needs the token `sre-space up` writes; "
+                "run `sre-space down` and `sre-space up` again"
+            )
         settings["otlp_host"] = bridge_address
+        settings["otlp_token"] = otlp_token
     return settings
 
 

@@ -12,6 +12,15 @@ from typing import Any
 
 from sre_space.infra.compose import compose_dir, compose_env, mind_settings, running_stack
 from sre_space.infra.docker_engine import host_gateway
+from sre_space.paths import Paths
+
+
+def read_secret(path: Path) -> str | None:
+    """A token file's content; None when it is missing or empty."""
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
 
 
 def mind_overrides(home: Path, source: str | None) -> dict[str, Any]:
@@ -25,5 +34,8 @@ def mind_overrides(home: Path, source: str | None) -> dict[str, Any]:
         return {}
     via = source or "kafka"
     env = compose_env(compose_dir())
-    bridge = host_gateway(env) if via == "otlp" else None
-    return mind_settings(env, via="otlp" if via == "otlp" else "kafka", bridge_address=bridge)
+    if via != "otlp":
+        return mind_settings(env, via="kafka")
+    return mind_settings(
+        env, via="otlp", bridge_address=host_gateway(env), otlp_token=read_secret(Paths(home).otlp_token)
+    )

@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceS
 
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.otlp import Decoded, DecodeFailure, decode_protobuf, decode_request
+from sre_space.telemetry.receiver import bearer_ok, check_bind
 from sre_space.telemetry.store import TraceStore
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class _RichStatus(grpc.Status):  # type: ignore[misc]  # grpcio ships no types
 class OtlpTraceServicer(TraceServiceServicer):
     """``Export`` into an :class:`Intake`, answering as the OTLP spec asks."""
 
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, token: str | None = None) -> None:
         self.intake = intake
+        self.token = token
 
     def Export(
         self, request: ExportTraceServiceRequest, context: grpc.ServicerContext
@@ -73,6 +75,10 @@ class OtlpTraceServicer(TraceServiceServicer):
         self, decode: Callable[[], Decoded], context: grpc.ServicerContext
     ) -> ExportTraceServiceResponse:
         intake = self.intake
+        if self.token:
+            metadata = dict(context.invocation_metadata() or ())
+            if not bearer_ok(metadata.get("authorization"), self.token):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
         if not intake.has_room():
             intake.refuse(SOURCE)
             self._unavailable(context)
@@ -129,9 +135,11 @@ class OtlpGrpcReceiver:
         port: int,
         max_message_bytes: int,
         workers: int = 4,
+        token: str | None = None,
     ) -> None:
+        check_bind(host, token)
         self.intake = sink if isinstance(sink, Intake) else Intake(sink)
-        self.servicer = OtlpTraceServicer(self.intake)
+        self.servicer = OtlpTraceServicer(self.intake, token)
         self._server = grpc.server(
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="otlp-grpc"),
             options=[

@@ -12,6 +12,9 @@ Answers, in the encoding of the request (``application/x-protobuf`` or
 - 415 for another content type or content coding.
 - 503 with ``Retry-After`` when the intake queue is full (retryable).
 - 404 for other paths, 405 for other methods, 411 for a body of no length.
+- 401 (``WWW-Authenticate: Bearer``) when the receiver has a token and the
+  request does not carry ``Authorization: Bearer <token>``. A receiver bound
+  anywhere but loopback must have one (see :func:`check_bind`).
 
 Bodies may come with ``Content-Length`` or chunked; ``Content-Encoding: gzip``
 is inflated with the same limit. Connections are kept alive. A bad request
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import hmac
+import ipaddress
 import json
 import logging
 import socket
@@ -36,6 +41,7 @@ from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from sre_space.errors import UsageError
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.otlp import Decoded, DecodeFailure, decode_json, decode_protobuf
 from sre_space.telemetry.store import TraceStore
@@ -52,10 +58,36 @@ _EMPTY_OK_PROTO = ExportTraceServiceResponse().SerializeToString()
 _EMPTY_OK_JSON = b"{}"
 
 # google.rpc.Code values used in Status bodies (HTTP ignores them; they help a reader)
-_RPC_CODES = {400: 3, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 503: 14}
+_RPC_CODES = {400: 3, 401: 16, 404: 5, 405: 12, 411: 3, 413: 8, 415: 3, 503: 14}
 
 
 _date_cache: tuple[int, str] = (0, "")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse a listener off loopback without a token: its spans drive the Fixer's actions."""
+    if not token and not is_loopback(host):
+        raise UsageError(
+            f"an OTLP receiver on {host} (not loopback) needs a bearer token: "
+            "set otlp_token (SRE_SPACE_OTLP_TOKEN)"
+        )
+
+
+def bearer_ok(authorization: str | None, token: str | None) -> bool:
+    """Whether an ``Authorization`` value carries ``token`` (always, when there is no token)."""
+    if not token:
+        return True
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 def _http_date() -> str:
@@ -82,6 +114,7 @@ class _Server(ThreadingHTTPServer):
     intake: Intake
     max_body_bytes: int
     max_connections: int
+    token: str | None
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
@@ -194,6 +227,11 @@ class _Handler(BaseHTTPRequestHandler):
         reply_type = JSON if content_type == JSON else PROTOBUF
         path = self.path.split("?", 1)[0]
         intake = self.server.intake
+        if not bearer_ok(self.headers.get("Authorization"), self.server.token):
+            # Unread body: the stream cannot be reused.
+            self.close_connection = True
+            self._status(401, "missing or wrong bearer token", reply_type, {"WWW-Authenticate": "Bearer"})
+            return
         try:
             body = self._read_body()
         except BadBody as exc:
@@ -357,9 +395,12 @@ class OtlpHttpReceiver:
         port: int,
         max_body_bytes: int,
         max_connections: int = 256,
+        token: str | None = None,
     ) -> None:
+        check_bind(host, token)
         self.intake = sink if isinstance(sink, Intake) else Intake(sink)
         self._server = _Server((host, port))
+        self._server.token = token
         self._server.intake = self.intake
         self._server.max_body_bytes = max_body_bytes
         self._server.max_connections = max_connections

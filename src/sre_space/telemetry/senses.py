@@ -17,7 +17,7 @@ from typing import Any
 from sre_space.config import Settings
 from sre_space.errors import Unavailable
 from sre_space.telemetry.intake import Intake
-from sre_space.telemetry.receiver import OtlpHttpReceiver
+from sre_space.telemetry.receiver import OtlpHttpReceiver, check_bind
 from sre_space.telemetry.store import TraceStore
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,8 @@ class Senses:
     def start(self) -> Senses:
         """Listen and pull; :class:`Unavailable` (nothing left running) if a port is taken."""
         s = self.settings
+        token = s.otlp_token.get_secret_value() if s.otlp_token else None
+        check_bind(s.otlp_host, token)  # before anything runs: nothing to stop
         tune_gc()
         self.intake.start()
         try:
@@ -61,6 +63,7 @@ class Senses:
                 s.otlp_http_port,
                 s.max_body_bytes,
                 max_connections=s.otlp_max_connections,
+                token=token,
             ).start()
         except OSError as exc:
             self.stop()
@@ -72,7 +75,7 @@ class Senses:
 
             try:
                 self.grpc = OtlpGrpcReceiver(
-                    self.intake, s.otlp_host, s.otlp_grpc_port, s.max_body_bytes
+                    self.intake, s.otlp_host, s.otlp_grpc_port, s.max_body_bytes, token=token
                 ).start()
             except OSError as exc:
                 self.stop()
