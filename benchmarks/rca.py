@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import sys
 import time
 from collections import defaultdict
@@ -35,12 +36,31 @@ from pathlib import Path
 from typing import Any
 
 from sre_space.rca.localize import localize, paused_gc
+from sre_space.rca.stats import quantile
 from sre_space.rca.traces import group, views
 from sre_space.telemetry.files import read_spans
 from sre_space.telemetry.model import Span
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "rca-dev"
 Traces = list[list[Span]]
+
+
+def naive_p90(incident: Traces, baseline: Traces) -> list[str]:
+    """Services by the largest growth of one of their operations' p90 self time."""
+
+    def p90s(traces: Traces) -> dict[tuple[str, str], float]:
+        samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for v in views(traces):
+            for c in v.calls:
+                samples[c.key].append(c.self_ms)
+        return {k: quantile(v, 0.9) for k, v in samples.items()}
+
+    now, before = p90s(incident), p90s(baseline)
+    growth: dict[str, float] = {}
+    for key, p90 in now.items():
+        g = p90 - before.get(key, 0.0)
+        growth[key[0]] = max(growth.get(key[0], -math.inf), g)
+    return sorted(growth, key=growth.__getitem__, reverse=True)
 
 
 def naive(incident: Traces, baseline: Traces) -> list[str]:
@@ -91,8 +111,12 @@ def ours_one_window(incident: Traces, baseline: Traces) -> list[str]:
 METHODS: dict[str, Callable[[Traces, Traces], list[str]]] = {
     "localize (baseline file)": ours,
     "localize (one window, change point)": ours_one_window,
+    "naive op p90 self-time growth": naive_p90,
     "naive self-time growth": naive,
 }
+SYNTHETIC_METHODS = ("localize (baseline file)", "naive op p90 self-time growth")
+SIZES = (5, 10, 20, 40)
+SYNTHETIC_TRACES = 300  # per window: about 10,000 spans at 30 services
 
 
 def accuracy(ranks: list[int | None]) -> dict[str, float]:
@@ -101,15 +125,96 @@ def accuracy(ranks: list[int | None]) -> dict[str, float]:
     return {"AC@1": ac[1], "AC@3": ac[3], "Avg@5": sum(ac.values()) / 5}
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    args = parser.parse_args()
-    labels_path = args.data / "labels.json"
+def _rank(ranked: list[str], truth: str) -> int | None:
+    return ranked.index(truth) + 1 if truth in ranked else None
+
+
+def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
+    """Generated systems (``tests/rca_synth.py``): every fault class at every size."""
+    import random
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from rca_synth import FAULT_KINDS, Style, SystemFault, random_system, system_window
+
+    rows: list[dict[str, Any]] = []
+    seconds: dict[str, float] = dict.fromkeys(SYNTHETIC_METHODS, 0.0)
+    cpu: dict[str, float] = dict.fromkeys(SYNTHETIC_METHODS, 0.0)
+    spans = 0
+    for size in SIZES:
+        for kind in FAULT_KINDS:
+            for k in range(per_cell):
+                rnd = random.Random(f"{seed}-{size}-{kind}-{k}")
+                system = random_system(rnd, size)
+                style = Style(
+                    kinds=rnd.random() < 0.5, status=rnd.random() < 0.5, inner=rnd.random() < 0.7
+                )
+                # a fault no caller can see (the entry refusing or hanging) is no case
+                first = 1 if kind in ("timeout", "unreachable") else 0
+                target = rnd.choice(system.services[first:])
+                # a wait on the way into the entry is before any span: no one sees it
+                way_in = target != system.services[0] and rnd.random() < 0.5
+                fault = SystemFault(kind, target, on_the_way_in=way_in)
+                with paused_gc():
+                    baseline = system_window(rnd, system, SYNTHETIC_TRACES, style=style)
+                    incident = system_window(
+                        rnd, system, SYNTHETIC_TRACES, start_ms=1.8e12, fault=fault, style=style
+                    )
+                spans += sum(map(len, incident))
+                row: dict[str, Any] = {
+                    "size": size,
+                    "fault": kind,
+                    "truth": target,
+                    "style": vars(style),
+                }
+                for name in SYNTHETIC_METHODS:
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    ranked = METHODS[name](incident, baseline)
+                    seconds[name] += time.perf_counter() - t0
+                    cpu[name] += time.process_time() - c0
+                    row[name] = {"rank": _rank(ranked, target), "top": ranked[:3]}
+                rows.append(row)
+                if not quiet:
+                    got = row[SYNTHETIC_METHODS[0]]
+                    print(
+                        f"synthetic {size:>2} {kind:<12} {target} rank {got['rank'] or '-'}"
+                        f"  (top: {', '.join(got['top'])})  {style}",
+                        file=sys.stderr,
+                    )
+    n = len(rows) or 1
+
+    def table(key: str, values: tuple[Any, ...]) -> dict[str, dict[str, dict[str, float]]]:
+        return {
+            str(v): {
+                name: {
+                    k: round(x, 3)
+                    for k, x in accuracy([r[name]["rank"] for r in rows if r[key] == v]).items()
+                }
+                for name in SYNTHETIC_METHODS
+            }
+            for v in values
+        }
+
+    return {
+        "cases": rows,
+        "by_fault": table("fault", FAULT_KINDS),
+        "by_size": table("size", SIZES),
+        "summary": {
+            name: {
+                **{k: round(x, 3) for k, x in accuracy([r[name]["rank"] for r in rows]).items()},
+                "s_per_case": round(seconds[name] / n, 3),
+                "cpu_s_per_case": round(cpu[name] / n, 3),
+            }
+            for name in SYNTHETIC_METHODS
+        },
+        "spans_per_case": round(spans / n),
+    }
+
+
+def real(data: Path, quiet: bool) -> dict[str, Any] | None:
+    labels_path = data / "labels.json"
     if not labels_path.exists():
-        print(f"rca benchmark: no labels.json in {args.data}", file=sys.stderr)
-        return 2
+        print(f"rca benchmark: no labels.json in {data}; real cases skipped", file=sys.stderr)
+        return None
     labels: dict[str, dict[str, Any]] = json.loads(labels_path.read_text())
     ranks: dict[str, list[int | None]] = {m: [] for m in METHODS}
     seconds: dict[str, float] = dict.fromkeys(METHODS, 0.0)
@@ -119,8 +224,8 @@ def main() -> int:
     for case, label in sorted(labels.items()):
         t0, c0 = time.perf_counter(), time.process_time()
         with paused_gc():
-            baseline = group(read_spans(args.data / case / "baseline.otlp.json.gz"))
-            incident = group(read_spans(args.data / case / "incident.otlp.json.gz"))
+            baseline = group(read_spans(data / case / "baseline.otlp.json.gz"))
+            incident = group(read_spans(data / case / "incident.otlp.json.gz"))
         load_s += time.perf_counter() - t0
         load_cpu += time.process_time() - c0
         row: dict[str, Any] = {"case": case, "fault": label["fault"], "truth": label["service"]}
@@ -129,11 +234,11 @@ def main() -> int:
             ranked = method(incident, baseline)
             seconds[name] += time.perf_counter() - t0
             cpu[name] += time.process_time() - c0
-            rank = ranked.index(label["service"]) + 1 if label["service"] in ranked else None
+            rank = _rank(ranked, label["service"])
             ranks[name].append(rank)
             row[name] = {"rank": rank, "top": ranked[:3]}
         rows.append(row)
-        if not args.json:
+        if not quiet:
             got = row["localize (baseline file)"]
             print(
                 f"{case}  {label['fault']:<15} {label['service']:<22} rank {got['rank'] or '-'}"
@@ -141,32 +246,66 @@ def main() -> int:
                 file=sys.stderr,
             )
     n = len(labels) or 1
-    summary = {
-        name: {
-            **{k: round(v, 3) for k, v in accuracy(ranks[name]).items()},
-            "s_per_case": round(seconds[name] / n, 3),
-            "cpu_s_per_case": round(cpu[name] / n, 3),
-        }
-        for name in METHODS
+    return {
+        "cases": rows,
+        "summary": {
+            name: {
+                **{k: round(v, 3) for k, v in accuracy(ranks[name]).items()},
+                "s_per_case": round(seconds[name] / n, 3),
+                "cpu_s_per_case": round(cpu[name] / n, 3),
+            }
+            for name in METHODS
+        },
+        "n": len(labels),
+        "load_s_per_case": round(load_s / n, 3),
+        "load_cpu_s_per_case": round(load_cpu / n, 3),
     }
-    if args.json:
-        doc = {
-            "cases": rows,
-            "summary": summary,
-            "load_s_per_case": round(load_s / n, 3),
-            "load_cpu_s_per_case": round(load_cpu / n, 3),
-        }
-        print(json.dumps(doc, indent=2))
-        return 0
-    print(f"\n{len(labels)} cases from {args.data}")
-    print(f"{'method':<38} {'AC@1':>6} {'AC@3':>6} {'Avg@5':>6} {'s/case':>7} {'cpu s':>6}")
+
+
+def _print_table(title: str, summary: dict[str, dict[str, float]], width: int = 38) -> None:
+    print(f"\n{title}")
+    print(f"{'method':<{width}} {'AC@1':>6} {'AC@3':>6} {'Avg@5':>6} {'s/case':>7} {'cpu s':>6}")
     for name, s in summary.items():
-        print(
-            f"{name:<38} {s['AC@1']:>6.3f} {s['AC@3']:>6.3f} {s['Avg@5']:>6.3f} "
-            f"{s['s_per_case']:>7.3f} {s['cpu_s_per_case']:>6.3f}"
+        timing = (
+            f"{s['s_per_case']:>7.3f} {s['cpu_s_per_case']:>6.3f}" if "s_per_case" in s else ""
         )
-    blank = f"{'':>6} {'':>6} {'':>6}"
-    print(f"{'(reading the two files)':<38} {blank} {load_s / n:>7.3f} {load_cpu / n:>6.3f}")
+        print(f"{name:<{width}} {s['AC@1']:>6.3f} {s['AC@3']:>6.3f} {s['Avg@5']:>6.3f} {timing}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--per-cell", type=int, default=4, help="synthetic cases per class x size")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-synthetic", action="store_true")
+    parser.add_argument("--no-real", action="store_true")
+    args = parser.parse_args()
+    synth = None if args.no_synthetic else synthetic(args.per_cell, args.seed, args.json)
+    found = None if args.no_real else real(args.data, args.json)
+    if args.json:
+        print(json.dumps({"synthetic": synth, "real": found}, indent=2))
+        return 0
+    if synth is not None:
+        print(f"synthetic suite: {len(synth['cases'])} cases, ~{synth['spans_per_case']} spans each")
+        _print_table("all synthetic cases", synth["summary"])
+        for key, title in (("by_fault", "fault class"), ("by_size", "services")):
+            print(f"\nby {title} (AC@1 / AC@3 / Avg@5)")
+            names = SYNTHETIC_METHODS
+            print(f"{title:<14}" + "".join(f"{n[:30]:>34}" for n in names))
+            for value, per in synth[key].items():
+                cells = "".join(
+                    f"{per[n]['AC@1']:>14.2f} /{per[n]['AC@3']:>5.2f} /{per[n]['Avg@5']:>5.2f}"
+                    for n in names
+                )
+                print(f"{value:<14}{cells}")
+    if found is not None:
+        _print_table(f"{found['n']} real cases from {args.data}", found["summary"])
+        blank = f"{'':>6} {'':>6} {'':>6}"
+        print(
+            f"{'(reading the two files)':<38} {blank} {found['load_s_per_case']:>7.3f} "
+            f"{found['load_cpu_s_per_case']:>6.3f}"
+        )
     return 0
 
 

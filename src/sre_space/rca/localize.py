@@ -40,7 +40,7 @@ import gc
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -49,7 +49,7 @@ from typing import Any, NamedTuple
 from sre_space.detect.rules import LATENCY_MS
 from sre_space.rca.changepoint import change_point
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
-from sre_space.rca.reference import MIN_SAMPLES, Reference
+from sre_space.rca.reference import MIN_SAMPLES, TRACE_SHARE, Reference
 from sre_space.rca.stats import excess_weight, median, median_low
 from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_of, views
 from sre_space.telemetry.model import Span
@@ -166,6 +166,7 @@ class _WindowStats:
     calls: Counter[OpKey] = field(default_factory=Counter)
     slow: Counter[OpKey] = field(default_factory=Counter)
     errors: Counter[OpKey] = field(default_factory=Counter)
+    above: Counter[OpKey] = field(default_factory=Counter)  # self time above the reference's p90
     self_ms: dict[OpKey, list[float]] = field(default_factory=lambda: defaultdict(list))
     steps: dict[OpKey, Counter[Step]] = field(default_factory=lambda: defaultdict(Counter))
     step_from: dict[OpKey, Counter[OpKey]] = field(default_factory=lambda: defaultdict(Counter))
@@ -192,7 +193,10 @@ def _callee(call: Call, ref: Reference | None) -> tuple[str, str] | None:
 def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
     message = _message(call.span)
     fault = classify_span(call.span) or "error"
-    if call.exit:
+    # A call out by its kind or its child, or one that called out in the
+    # reference (without span kinds, a call whose callee never answered has no
+    # child to tell it from local work).
+    if call.exit or (ref is not None and ref.answered_by(call.key) is not None):
         callee = _callee(call, ref)
         if callee is not None and call.callee is None:
             # The callee never answered (no span of its own): it is the suspect,
@@ -256,7 +260,12 @@ def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_
     ]
 
 
-def _callee_shares(stats: _WindowStats, ref: Reference) -> dict[tuple[str, str], float]:
+def _callee_shares(
+    stats: _WindowStats,
+    ref: Reference,
+    hits_of: Counter[OpKey],
+    ref_counts: Callable[[OpKey], tuple[int, int]],
+) -> dict[tuple[str, str], float]:
     """For each (caller, callee) edge, the share of its grown gap that is the callee's.
 
     A fault in the caller (its CPU, its pauses) delays its calls to every
@@ -275,9 +284,9 @@ def _callee_shares(stats: _WindowStats, ref: Reference) -> dict[tuple[str, str],
         if callee is None:
             continue
         acc = edge_hits[(key[0], callee)]
-        acc[0] += stats.slow[key]
+        acc[0] += hits_of[key]
         acc[1] += n
-        ref_slow, ref_calls = ref.slow.get(key, (0, 0))
+        ref_slow, ref_calls = ref_counts(key)
         acc[2] += ref_slow
         acc[3] += ref_calls
     excess: dict[tuple[str, str], float] = {}
@@ -298,21 +307,28 @@ def _callee_shares(stats: _WindowStats, ref: Reference) -> dict[tuple[str, str],
     return shares
 
 
+SLOW, ABOVE = 2, 1  # a call slow by the latency rule; one only above its reference's p90
+
+
 def _window_stats(
     window: list[TraceView], ref: Reference | None
-) -> tuple[_WindowStats, list[list[bool]]]:
+) -> tuple[_WindowStats, list[list[int]]]:
     stats = _WindowStats()
-    slow_flags: list[list[bool]] = []
+    slow_flags: list[list[int]] = []
     sequences: dict[tuple[OpKey, tuple[OpKey, ...]], int] = {}
+    ops = ref.ops if ref is not None else {}
     for v in window:
         flags = []
         for service in {c.key[0] for c in v.calls}:
             stats.involved[service].add(v.trace_id)
         for c in v.calls:
             slow = ref.is_slow(c, v.root_ms) if ref is not None else False
-            flags.append(slow)
+            st = ops.get(c.key)
+            above = st is not None and st.n >= MIN_SAMPLES and c.self_ms > st.high_ms
+            flags.append(SLOW if slow else ABOVE if above else 0)
             stats.calls[c.key] += 1
             stats.slow[c.key] += slow
+            stats.above[c.key] += above
             stats.errors[c.key] += c.error_origin
             stats.self_ms[c.key].append(c.self_ms)
             if v.complete:
@@ -360,18 +376,41 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
             w = excess_weight(hits, step_from[step[0]], *ref.step_counts(key, step))
             if w > 0:
                 w_step[(key, step)] = w
+    # Shifted operations: far more of their calls in the reference's slowest
+    # tenth than a tenth (a CPU-starved service is a little slower at every
+    # call, rarely slow enough for the rule above).
+    w_shift = {
+        k: excess_weight(hits, stats.calls[k], ref.ops[k].above, ref.ops[k].n)
+        for k, hits in stats.above.items()
+        if hits
+    }
     unusual = {key for key, _ in w_step}
-    shares = _callee_shares(stats, ref)
+    shares = _callee_shares(stats, ref, stats.slow, lambda k: ref.slow.get(k, (0, 0)))
+    shift_shares = _callee_shares(
+        stats,
+        ref,
+        stats.above,
+        lambda k: (ref.ops[k].above, ref.ops[k].n) if k in ref.ops else (0, 0),
+    )
     blamed: list[tuple[str, list[_Blame]]] = []
     for v, flags in zip(window, slow_flags, strict=True):
         blames: list[_Blame] = []
-        for c, slow in zip(v.calls, flags, strict=True):
+        for c, flag in zip(v.calls, flags, strict=True):
             if c.error_origin and w_err.get(c.key, 0.0) > 0:
                 blames.append(_blame_error(c, ref, w_err[c.key]))
-            if slow and w_slow.get(c.key, 0.0) > 0:
+            if flag == SLOW and w_slow.get(c.key, 0.0) > 0:
                 callee = _callee(c, ref) if c.exit else None
                 share = shares.get((c.service, callee[0]), 0.5) if callee else 0.0
                 blames.extend(_blame_latency(c, ref, w_slow[c.key], share))
+            elif flag and w_shift.get(c.key, 0.0) > 0:
+                # weighed by how much of its trace the shift is: drift of a
+                # millisecond is real but explains little
+                st = ref.ops[c.key]
+                size = (c.self_ms - st.median_ms) / max(TRACE_SHARE * v.root_ms, 1e-3)
+                w = w_shift[c.key] * min(1.0, size)
+                callee = _callee(c, ref) if c.exit else None
+                share = shift_shares.get((c.service, callee[0]), 0.5) if callee else 0.0
+                blames.extend(_blame_latency(c, ref, w, share))
             if v.complete and c.key in unusual:
                 for step in c.steps():
                     w = w_step.get((c.key, step), 0.0)

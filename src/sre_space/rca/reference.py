@@ -17,11 +17,12 @@ Medians take care of the self times.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from sre_space.rca.stats import mad_sigma, median, proportion_z
+from sre_space.rca.stats import mad_sigma, median, proportion_z, quantile
 from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView
 
 MIN_SAMPLES = 8  # fewer reference calls than this: no opinion on the operation
@@ -30,6 +31,9 @@ TRACE_SHARE = 0.1  # ... and by this share of its trace's end-to-end time (it ma
 MAX_SLICES = 8
 MIN_SLICE_TRACES = 25
 TRIM_Z = 4.0  # a slice this unlike the rest of the reference is not normal
+# A call slower than this quantile of its operation's reference self times is
+# in the slowest tenth; a window where far more than a tenth are is shifted.
+HIGH_QUANTILE = 0.9
 
 Counts = tuple[int, int]  # (events, opportunities)
 
@@ -39,6 +43,8 @@ class OpStats:
     n: int
     median_ms: float
     sigma_ms: float
+    high_ms: float  # its HIGH_QUANTILE: a call above it is in the reference's slowest tenth
+    above: int  # reference calls above high_ms (about n / 10; fewer with ties)
 
 
 def robust_counts(slices: list[Counts]) -> Counts:
@@ -104,8 +110,11 @@ class Reference:
                 if c.callee is not None and c.callee_op is not None:
                     callees[key][(c.callee, c.callee_op)] += 1
         for key, values in samples.items():
+            values.sort()
             med = median(values)
-            ref.ops[key] = OpStats(len(values), med, mad_sigma(values, med))
+            high = quantile(values, HIGH_QUANTILE)
+            above = len(values) - bisect_right(values, high)
+            ref.ops[key] = OpStats(len(values), med, mad_sigma(values, med), high, above)
             ref.calls[key] = len(values)
         ref.callee = {k: cnt.most_common(1)[0][0] for k, cnt in callees.items()}
         for (key, seq), m in shapes.items():

@@ -26,7 +26,7 @@ START: OpKey = ("", "^")
 END: OpKey = ("", "$")
 
 EXIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
-PEER_ATTRIBUTES = ("peer.service", "server.address", "net.peer.name", "db.system")
+PEER_ATTRIBUTES = ("peer.service", "server.address", "net.peer.name", "db.system.name", "db.system")
 
 
 @dataclass(slots=True)
