@@ -32,6 +32,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,7 @@ METHODS: dict[str, Callable[[Traces, Traces], list[str]]] = {
 }
 SYNTHETIC_METHODS = ("localize (baseline file)", "naive op p90 self-time growth")
 SIZES = (5, 10, 20, 40)
-SYNTHETIC_TRACES = 300  # per window: about 10,000 spans at 30 services
+SYNTHETIC_TRACES = 250  # per window: about 10,000 spans at 30 services
 
 
 def accuracy(ranks: list[int | None]) -> dict[str, float]:
@@ -153,11 +154,20 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                 target = rnd.choice(system.services[first:])
                 # a wait on the way into the entry is before any span: no one sees it
                 way_in = target != system.services[0] and rnd.random() < 0.5
-                fault = SystemFault(kind, target, on_the_way_in=way_in)
+                fault = SystemFault(
+                    kind,
+                    target,
+                    rate=rnd.uniform(0.3, 0.8),
+                    delay_ms=rnd.uniform(50.0, 500.0),
+                    factor=rnd.uniform(1.5, 3.0),
+                    on_the_way_in=way_in,
+                )
                 with paused_gc():
                     baseline = system_window(rnd, system, SYNTHETIC_TRACES, style=style)
+                    # the load is a little different by the time of the fault
+                    later = replace(style, drift=rnd.uniform(0.95, 1.1))
                     incident = system_window(
-                        rnd, system, SYNTHETIC_TRACES, start_ms=1.8e12, fault=fault, style=style
+                        rnd, system, SYNTHETIC_TRACES, start_ms=1.8e12, fault=fault, style=later
                     )
                 spans += sum(map(len, incident))
                 row: dict[str, Any] = {

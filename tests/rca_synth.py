@@ -264,6 +264,8 @@ class Style:
     kinds: bool = True  # SERVER/CLIENT kinds on spans (else all UNSPECIFIED)
     status: bool = True  # error status, HTTP status codes and exception events
     inner: bool = True  # in-process spans (controller, repository, SQL)
+    background_errors: float = 0.002  # a request anywhere fails on its own now and then
+    drift: float = 1.0  # every own work multiplied (load a little different from before)
 
 
 def random_system(rnd: random.Random, n_services: int) -> System:
@@ -379,7 +381,7 @@ class _Gen:
         )
 
     def own(self, op: Operation, hit: bool) -> float:
-        ms = op.own_ms * math.exp(self.rnd.gauss(0.0, op.spread))
+        ms = op.own_ms * math.exp(self.rnd.gauss(0.0, op.spread)) * self.style.drift
         f = self.fault
         if f is not None and f.service == op.service:
             if f.kind == "cpu":
@@ -420,6 +422,8 @@ class _Gen:
             failure = ("MemoryError", "")
         elif kind == "error":
             failure = ("KeyError", f"'sku-{rnd.randint(1, 999)}'")
+        elif rnd.random() < self.style.background_errors:
+            failure = ("ValueError", "invalid literal for int() with base 10: ''")
         # Java-style: a controller span holds the calls; a repository (and its
         # SQL) runs before them. A failing handler stops where it failed.
         inner = op.inner if self.style.inner else []

@@ -49,8 +49,8 @@ from typing import Any, NamedTuple
 from sre_space.detect.rules import LATENCY_MS
 from sre_space.rca.changepoint import change_point
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
-from sre_space.rca.reference import MIN_SAMPLES, TRACE_SHARE, Reference
-from sre_space.rca.stats import excess_weight, median, median_low
+from sre_space.rca.reference import HIGH_QUANTILE, MIN_SAMPLES, TRACE_SHARE, Reference
+from sre_space.rca.stats import excess_weight, median, median_low, quantile
 from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_of, views
 from sre_space.telemetry.model import Span
 
@@ -69,6 +69,17 @@ MAX_REFERENCE_TRACES = 4000  # the most recent; more costs time and says little 
 # that goes to the callee whose answer it had just read.
 AFTER_CALL_CALLEE_SHARE = 2 / 3
 EXEMPLARS = 3
+# Growth of an operation's p90 self time, the naive ranking, as weak evidence:
+# it cannot tell a cause from its effect, so it orders the services the other
+# evidence leaves level, and tips a close call, but does not outvote it.
+GROWTH_WEIGHT = 0.1
+# Own work slower in at least this share of a service's operations (and at
+# least this many): the whole process is slower, its CPU, not one piece of work.
+CPU_SHARE = 0.5
+CPU_MIN_OPERATIONS = 3
+# The top candidate's confidence runs between these (see _calibrate).
+CONFIDENCE_FLOOR = 0.1
+CONFIDENCE_CEILING = 0.95
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -101,6 +112,7 @@ class Candidate:
     score: float
     fault_class: str
     evidence: dict[str, Any] = field(default_factory=dict)
+    confidence: float = 0.0  # the chance this is the root cause (calibrated, see _calibrate)
 
     @property
     def exception(self) -> str:
@@ -117,6 +129,7 @@ class Candidate:
             "operation": self.operation,
             "score": round(self.score, 4),
             "fault_class": self.fault_class,
+            "confidence": self.confidence,
             "evidence": self.evidence,
         }
 
@@ -145,7 +158,8 @@ class _Finding:
     sources: dict[tuple[OpKey, Step | None], float] = field(
         default_factory=lambda: defaultdict(float)
     )
-    messages: Counter[str] = field(default_factory=Counter)
+    messages: Counter[str] = field(default_factory=Counter)  # by template
+    originals: dict[str, str] = field(default_factory=dict)  # template -> a message as it came
 
     def heaviest_source(self) -> tuple[OpKey, Step | None]:
         return max(self.sources.items(), key=lambda kv: kv[1])[0]
@@ -351,6 +365,9 @@ class _Judgement:
     stats: _WindowStats
     ref: Reference | None = None
     w_step: dict[tuple[OpKey, Step], float] = field(default_factory=dict)
+    # per service: its operations the reference knows, and those whose own time grew
+    known: dict[str, int] = field(default_factory=dict)
+    shifted: dict[str, set[str]] = field(default_factory=dict)
 
 
 def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
@@ -418,7 +435,16 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
                         blames.extend(_blame_step(c, step, ref, w))
         if blames:
             blamed.append((v.trace_id, blames))
-    return _Judgement(blamed, stats, ref, w_step)
+    known: Counter[str] = Counter()
+    shifted: dict[str, set[str]] = defaultdict(set)
+    for key in stats.calls:
+        known_op = ref.ops.get(key)
+        if known_op is None or known_op.n < MIN_SAMPLES:
+            continue
+        known[key[0]] += 1
+        if w_slow.get(key, 0.0) > 0 or w_shift.get(key, 0.0) > 0:
+            shifted[key[0]].add(key[1])
+    return _Judgement(blamed, stats, ref, w_step, dict(known), dict(shifted))
 
 
 def _judge_static(window: list[TraceView], threshold_ms: float) -> _Judgement:
@@ -484,7 +510,41 @@ def _signal(kind: str, origin: tuple[OpKey, Step | None], j: _Judgement) -> dict
     return doc
 
 
-def _rank(j: _Judgement, n_traces: int, top: int, method: str) -> list[Candidate]:
+def _growth(j: _Judgement) -> dict[str, tuple[float, str]]:
+    """Per service: the largest growth of one of its operations' p90 self time, and where.
+
+    Against the reference when there is one; without, each operation's p90
+    self time itself (the place where the most time is spent).
+    """
+    out: dict[str, tuple[float, str]] = {}
+    ops = j.ref.ops if j.ref is not None else {}
+    for key, samples in j.stats.self_ms.items():
+        if j.ref is not None:
+            st = ops.get(key)
+            if st is None or st.n < MIN_SAMPLES:
+                continue
+            g = quantile(samples, HIGH_QUANTILE) - st.high_ms
+        else:
+            g = quantile(samples, HIGH_QUANTILE)
+        if key[0] not in out or g > out[key[0]][0]:
+            out[key[0]] = (g, key[1])
+    return out
+
+
+def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
+    """The class the main finding names; own work slower across the service reads as cpu."""
+    fault = str(_heaviest(main.fault_classes))
+    if fault != "latency":
+        return fault
+    keys = j.known.get(service, 0)
+    shifted = len(j.shifted.get(service, ()))
+    if keys >= CPU_MIN_OPERATIONS and shifted >= CPU_SHARE * keys:
+        return "cpu"
+    return fault
+
+
+def _rank(j: _Judgement, n_traces: int, method: str) -> list[Candidate]:
+    """Every service that took part, best first (see the module docstring)."""
     suspects: dict[str, _Suspect] = defaultdict(_Suspect)
     for trace_id, blames in j.blamed:
         best: dict[str, float] = {}
@@ -498,7 +558,9 @@ def _rank(j: _Judgement, n_traces: int, top: int, method: str) -> list[Candidate
             finding.fault_classes[b.fault_class] += w
             finding.sources[(b.source, b.step)] += w
             if b.message:
-                finding.messages[message_template(b.message)] += 1
+                template = message_template(b.message)
+                finding.messages[template] += 1
+                finding.originals.setdefault(template, b.message)
         for service, w in best.items():
             suspects[service].score += w
             suspects[service].traces[trace_id] = w
@@ -508,11 +570,25 @@ def _rank(j: _Judgement, n_traces: int, top: int, method: str) -> list[Candidate
     for service, sus in suspects.items():
         involved = len(j.stats.involved.get(service, set()) | set(sus.traces))
         sus.ochiai = sus.score / math.sqrt(anomalous * involved) if anomalous else 0.0
-    ranked = sorted(suspects.items(), key=lambda kv: kv[1].ochiai, reverse=True)
-    out: list[Candidate] = []
-    for service, sus in ranked[:top]:
         if sus.score / max(1, n_traces) < MIN_SCORE:
-            break
+            sus.ochiai = 0.0  # noise: ranked by growth alone, with the rest
+    growth = _growth(j)
+    top_growth = max((g for g, _ in growth.values()), default=0.0)
+
+    def grown(service: str) -> float:
+        g = growth.get(service, (0.0, ""))[0]
+        return max(0.0, g) / top_growth if top_growth > 0 else 0.0
+
+    services = set(j.stats.involved) | set(suspects)
+    score = {s: suspects[s].ochiai + GROWTH_WEIGHT * grown(s) if s in suspects else
+             GROWTH_WEIGHT * grown(s) for s in services}  # fmt: skip
+    ranked = sorted(services, key=lambda s: (score[s], grown(s), s), reverse=True)
+    out: list[Candidate] = []
+    for service in ranked:
+        if service not in suspects or suspects[service].ochiai <= 0:
+            out.append(_unexplained(service, score[service], growth, j, method))
+            continue
+        sus = suspects[service]
         findings = sorted(sus.findings.items(), key=lambda kv: kv[1].weight, reverse=True)
         (_, operation), main = findings[0]
         # Failures carry a message, the most specific account of what went wrong
@@ -537,30 +613,90 @@ def _rank(j: _Judgement, n_traces: int, top: int, method: str) -> list[Candidate
             ],
         }
         messages = Counter[str]()
+        originals: dict[str, str] = {}
         for (kind, _), f in findings:
             if kind == "error":
                 messages.update(f.messages)
+                for template, original in f.originals.items():
+                    originals.setdefault(template, original)
         if messages:
-            evidence["exception"] = messages.most_common(1)[0][0]
+            template = messages.most_common(1)[0][0]
+            evidence["exception"] = originals.get(template, template)
+            evidence["exception_template"] = template
         out.append(
             Candidate(
                 service=service,
                 operation=operation,
-                score=sus.ochiai,
-                fault_class=_heaviest(main.fault_classes),
+                score=score[service],
+                fault_class=_fault_class(service, main, j),
                 evidence=evidence,
             )
         )
+    _calibrate(out)
     return out
+
+
+def _unexplained(
+    service: str, score: float, growth: dict[str, tuple[float, str]], j: _Judgement, method: str
+) -> Candidate:
+    """A service that took part with no evidence against it (or too little to count)."""
+    g, operation = growth.get(service, (0.0, ""))
+    if not operation:
+        ops = [k[1] for k in j.stats.calls if k[0] == service]
+        operation = ops[0] if ops else ""
+    evidence: dict[str, Any] = {
+        "method": method,
+        "anomalous_traces": len(j.blamed),
+        "explained_traces": 0,
+        "signals": [],
+    }
+    if g > 0:
+        evidence["self_time_p90_growth_ms"] = round(g, 2)
+    return Candidate(service, operation, score, "latency", evidence)
+
+
+def _calibrate(ranked: list[Candidate]) -> None:
+    """Each candidate's confidence: the chance it is the root cause (see docs/rca.md).
+
+    The top's lead over the next and the strength of its own evidence both
+    count; the rest share what the top leaves, in proportion to their scores.
+    """
+    if not ranked:
+        return
+    s1 = ranked[0].score
+    s2 = ranked[1].score if len(ranked) > 1 else 0.0
+    lead = (s1 - s2) / s1 if s1 > 0 else 0.0
+    strength = min(1.0, s1)
+    top = CONFIDENCE_FLOOR + (CONFIDENCE_CEILING - CONFIDENCE_FLOOR) * lead * strength**0.5
+    if len(ranked) == 1:
+        top = max(top, CONFIDENCE_CEILING * strength)
+    ranked[0].confidence = round(top, 3)
+    rest = sum(c.score for c in ranked[1:])
+    for c in ranked[1:]:
+        share = c.score / rest if rest > 0 else 1.0 / (len(ranked) - 1)
+        c.confidence = round((1.0 - top) * share, 3)
+
+
+def confidence_words(confidence: float) -> str:
+    """How sure, in words: low confidence is said, not only numbered."""
+    if confidence >= 0.8:
+        return "confident"
+    if confidence >= 0.5:
+        return "likely"
+    if confidence >= 0.25:
+        return "uncertain: a best guess"
+    return "low confidence: nothing clearly stands out; a guess to check first"
 
 
 def localize(
     traces: Iterable[list[Span]],
     latency_threshold_ms: float = LATENCY_MS,
-    top: int = 5,
+    top: int | None = None,
     baseline: Iterable[list[Span]] | None = None,
 ) -> list[Candidate]:
-    """Root-cause candidates for the trouble in ``traces``, best first ([] if none).
+    """Every service that took part in ``traces``, most likely root cause first.
+
+    ``top``: only the first so many. Empty only when there are no traces.
 
     ``baseline``: traces of the same system from before (fault-free, or mostly
     so). Without one, the window is split at its change point and its later
@@ -593,23 +729,25 @@ def paused_gc() -> Iterator[None]:
 def _localize(
     traces: Iterable[list[Span]],
     latency_threshold_ms: float,
-    top: int,
+    top: int | None,
     baseline: Iterable[list[Span]] | None,
 ) -> list[Candidate]:
     window = views(traces)
     if not window:
         return []
+    ranked: list[Candidate] = []
     if baseline is not None:
         reference = views(baseline, limit=MAX_REFERENCE_TRACES)
         if len(reference) >= MIN_REFERENCE_TRACES:
             judgement = _judge(window, Reference.learn(reference))
-            return _rank(judgement, len(window), top, "baseline")
+            ranked = _rank(judgement, len(window), "baseline")
     else:
         split = change_point(window)
         if split is not None:
             judgement = _judge(window[split:], Reference.learn(window[:split]))
-            ranked = _rank(judgement, len(window) - split, top, "change point")
-            if ranked:
-                return ranked
-    judgement = _judge_static(window, latency_threshold_ms)
-    return _rank(judgement, len(window), top, "static rules")
+            ranked = _rank(judgement, len(window) - split, "change point")
+            if not ranked or not ranked[0].evidence.get("explained_traces"):
+                ranked = []  # the change explains nothing: the static rules may
+    if not ranked:
+        ranked = _rank(_judge_static(window, latency_threshold_ms), len(window), "static rules")
+    return ranked[:top] if top is not None else ranked

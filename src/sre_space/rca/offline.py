@@ -13,7 +13,7 @@ from typing import Any
 
 from sre_space.detect.rules import LATENCY_MS
 from sre_space.errors import UsageError
-from sre_space.rca.localize import Candidate, localize, paused_gc
+from sre_space.rca.localize import Candidate, confidence_words, localize, paused_gc
 from sre_space.rca.traces import group
 from sre_space.telemetry.model import Span
 
@@ -26,9 +26,10 @@ class Analysis:
     baseline_traces: int | None = None
     rejected: int = 0
     files: list[str] = field(default_factory=list)
+    shown: int = 5  # candidates written out in text (JSON carries them all)
 
     def to_json(self) -> dict[str, Any]:
-        """The ``analyze --json`` contract: candidates best first."""
+        """The ``analyze --json`` contract: every service that took part, best first."""
         return {"candidates": [c.to_json() for c in self.candidates]}
 
     def render(self) -> str:
@@ -42,16 +43,28 @@ class Analysis:
         if self.rejected:
             lines.append(f"({self.rejected} unusable span(s) skipped)")
         if not self.candidates:
-            lines.append("no root-cause candidate: nothing in these traces stands out")
+            lines.append("no services in these traces")
             return "\n".join(lines)
         if self.candidates[0].evidence.get("method") == "static rules":
             lines.append("no change point found: static rules (errors, slow traces)")
-        for n, c in enumerate(self.candidates, 1):
+        top = self.candidates[0]
+        lines.append(
+            f"most likely root cause: {top.service} ({top.fault_class}), confidence "
+            f"{top.confidence:.2f}: {confidence_words(top.confidence)}"
+        )
+        for n, c in enumerate(self.candidates[: self.shown], 1):
             ev = c.evidence
             lines.append("")
             lines.append(f"{n}. {c.service}  {c.operation}")
+            if not ev.get("explained_traces"):
+                grew = ev.get("self_time_p90_growth_ms")
+                lines.append(
+                    f"   confidence {c.confidence:.2f}: no evidence against it"
+                    + (f"; its p90 self time grew {grew} ms" if grew else "")
+                )
+                continue
             lines.append(
-                f"   {c.fault_class}, score {c.score:.2f}: at fault in "
+                f"   {c.fault_class}, confidence {c.confidence:.2f}: at fault in "
                 f"{ev.get('explained_traces', 0)} of {ev.get('anomalous_traces', 0)} "
                 "traces in trouble"
             )
@@ -62,6 +75,10 @@ class Analysis:
             exemplars = ev.get("exemplar_trace_ids") or []
             if exemplars:
                 lines.append(f"   e.g. trace {', '.join(exemplars)}")
+        hidden = len(self.candidates) - self.shown
+        if hidden > 0:
+            lines.append("")
+            lines.append(f"({hidden} more service(s) ranked lower; --json lists them all)")
         return "\n".join(lines)
 
 
@@ -131,7 +148,7 @@ def analyze(
         rejected += ref_rejected
         if not reference:
             raise UsageError(f"no spans in the baseline {', '.join(baseline)}")
-    candidates = localize(window, latency_threshold_ms, top, baseline=reference)
+    candidates = localize(window, latency_threshold_ms, baseline=reference)
     return Analysis(
         candidates,
         spans=n_spans,
@@ -139,4 +156,5 @@ def analyze(
         baseline_traces=len(reference) if reference is not None else None,
         rejected=rejected,
         files=list(files),
+        shown=top,
     )
