@@ -79,8 +79,31 @@ def naive(incident: Traces, baseline: Traces) -> list[str]:
     return sorted(now, key=lambda s: now[s] - before.get(s, 0.0), reverse=True)
 
 
+_confidence: list[float] = [0.0]  # the top candidate's confidence in the last run of ours
+
+
 def ours(incident: Traces, baseline: Traces) -> list[str]:
-    return [c.service for c in localize(incident, baseline=baseline, top=5)]
+    found = localize(incident, baseline=baseline)
+    _confidence[0] = found[0].confidence if found else 0.0
+    return [c.service for c in found[:5]]
+
+
+def reliability(pairs: list[tuple[float, bool]]) -> list[dict[str, float]]:
+    """Calibration: per band of the top candidate's confidence, how often it was right."""
+    bands = ((0.0, 0.25), (0.25, 0.5), (0.5, 0.8), (0.8, 1.01))
+    out = []
+    for lo, hi in bands:
+        inside = [(c, ok) for c, ok in pairs if lo <= c < hi]
+        if inside:
+            out.append(
+                {
+                    "band": f"{lo:.2f}-{min(hi, 1.0):.2f}",
+                    "cases": len(inside),
+                    "mean_confidence": round(sum(c for c, _ in inside) / len(inside), 3),
+                    "right": round(sum(ok for _, ok in inside) / len(inside), 3),
+                }
+            )
+    return out
 
 
 def shifted_before(baseline: Traces, incident: Traces) -> Traces:
@@ -182,6 +205,8 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                     seconds[name] += time.perf_counter() - t0
                     cpu[name] += time.process_time() - c0
                     row[name] = {"rank": _rank(ranked, target), "top": ranked[:3]}
+                    if name == SYNTHETIC_METHODS[0]:
+                        row["confidence"] = _confidence[0]
                 rows.append(row)
                 if not quiet:
                     got = row[SYNTHETIC_METHODS[0]]
@@ -217,6 +242,9 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
             for name in SYNTHETIC_METHODS
         },
         "spans_per_case": round(spans / n),
+        "calibration": reliability(
+            [(r["confidence"], r[SYNTHETIC_METHODS[0]]["rank"] == 1) for r in rows]
+        ),
     }
 
 
@@ -247,6 +275,8 @@ def real(data: Path, quiet: bool) -> dict[str, Any] | None:
             rank = _rank(ranked, label["service"])
             ranks[name].append(rank)
             row[name] = {"rank": rank, "top": ranked[:3]}
+            if method is ours:
+                row["confidence"] = _confidence[0]
         rows.append(row)
         if not quiet:
             got = row["localize (baseline file)"]
@@ -267,6 +297,9 @@ def real(data: Path, quiet: bool) -> dict[str, Any] | None:
             for name in METHODS
         },
         "n": len(labels),
+        "calibration": reliability(
+            [(r["confidence"], r["localize (baseline file)"]["rank"] == 1) for r in rows]
+        ),
         "load_s_per_case": round(load_s / n, 3),
         "load_cpu_s_per_case": round(load_cpu / n, 3),
     }
@@ -280,6 +313,15 @@ def _print_table(title: str, summary: dict[str, dict[str, float]], width: int = 
             f"{s['s_per_case']:>7.3f} {s['cpu_s_per_case']:>6.3f}" if "s_per_case" in s else ""
         )
         print(f"{name:<{width}} {s['AC@1']:>6.3f} {s['AC@3']:>6.3f} {s['Avg@5']:>6.3f} {timing}")
+
+
+def _print_calibration(bands: list[dict[str, Any]]) -> None:
+    print("\ncalibration of the top candidate's confidence (localize, baseline file)")
+    for b in bands:
+        print(
+            f"  confidence {b['band']}: {b['cases']:>4} cases, mean {b['mean_confidence']:.2f}, "
+            f"right {b['right']:.2f}"
+        )
 
 
 def main() -> int:
@@ -309,8 +351,10 @@ def main() -> int:
                     for n in names
                 )
                 print(f"{value:<14}{cells}")
+        _print_calibration(synth["calibration"])
     if found is not None:
         _print_table(f"{found['n']} real cases from {args.data}", found["summary"])
+        _print_calibration(found["calibration"])
         blank = f"{'':>6} {'':>6} {'':>6}"
         print(
             f"{'(reading the two files)':<38} {blank} {found['load_s_per_case']:>7.3f} "

@@ -14,6 +14,7 @@ from sre_space.telemetry.model import Span
 
 CLI = [sys.executable, "-m", "sre_space"]
 LATER = 1.7e12 + 60_000
+SHOP = {"frontend", "catalog", "checkout", "payments", "inventory"}
 
 
 def sre(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +39,10 @@ def test_analyze_json_names_the_origin_of_the_errors(tmp_path: Path) -> None:
     doc = json.loads(proc.stdout)
     assert list(doc) == ["candidates"]
     top = doc["candidates"][0]
-    assert set(top) == {"service", "operation", "score", "fault_class", "evidence"}
+    assert set(top) == {"service", "operation", "score", "fault_class", "confidence", "evidence"}
+    assert top["confidence"] >= 0.5
+    # every service that took part, best first
+    assert {c["service"] for c in doc["candidates"]} == SHOP
     assert (top["service"], top["operation"], top["fault_class"]) == ("payments", "Charge", "error")
     assert top["evidence"]["exemplar_trace_ids"]
 
@@ -51,7 +55,8 @@ def test_analyze_finds_the_change_inside_one_file_and_prints_for_a_terminal(tmp_
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "against its own earlier part" in lines[0]
-    assert lines[2].startswith("1. inventory")
+    assert lines[1].startswith("most likely root cause: inventory (latency), confidence")
+    assert lines[3].startswith("1. inventory")
     assert "wait on inventory" in proc.stdout
 
 
@@ -59,7 +64,14 @@ def test_analyze_of_a_healthy_window_names_no_one(tmp_path: Path) -> None:
     base = write(tmp_path / "a.json", window(100, seed=1))
     healthy = write(tmp_path / "b.json", window(100, seed=2, start_ms=LATER))
     proc = sre(tmp_path, "analyze", healthy, "--baseline", base, "--json")
-    assert proc.returncode == 0 and json.loads(proc.stdout) == {"candidates": []}
+    assert proc.returncode == 0, proc.stderr
+    candidates = json.loads(proc.stdout)["candidates"]
+    # still a ranking of everyone, with no evidence against anyone and a low confidence
+    assert {c["service"] for c in candidates} == SHOP
+    assert all(c["evidence"]["explained_traces"] == 0 for c in candidates)
+    assert candidates[0]["confidence"] < 0.25
+    text = sre(tmp_path, "analyze", healthy, "--baseline", base).stdout
+    assert "low confidence: nothing clearly stands out" in text
 
 
 def test_analyze_of_an_unreadable_file_is_a_usage_error(tmp_path: Path) -> None:

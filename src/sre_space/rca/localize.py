@@ -663,11 +663,18 @@ def _calibrate(ranked: list[Candidate]) -> None:
     """
     if not ranked:
         return
+    if not ranked[0].evidence.get("explained_traces"):
+        # nothing stands out: a guess among equals, growth at most orders it
+        top = min(CONFIDENCE_FLOOR * 2, 1.0 / len(ranked))
+        ranked[0].confidence = round(top, 3)
+        for c in ranked[1:]:
+            c.confidence = round((1.0 - top) / (len(ranked) - 1), 3)
+        return
     s1 = ranked[0].score
     s2 = ranked[1].score if len(ranked) > 1 else 0.0
     lead = (s1 - s2) / s1 if s1 > 0 else 0.0
     strength = min(1.0, s1)
-    top = CONFIDENCE_FLOOR + (CONFIDENCE_CEILING - CONFIDENCE_FLOOR) * lead * strength**0.5
+    top = CONFIDENCE_FLOOR + (CONFIDENCE_CEILING - CONFIDENCE_FLOOR) * (lead * strength) ** 0.5
     if len(ranked) == 1:
         top = max(top, CONFIDENCE_CEILING * strength)
     ranked[0].confidence = round(top, 3)
