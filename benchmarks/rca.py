@@ -309,9 +309,7 @@ def _print_table(title: str, summary: dict[str, dict[str, float]], width: int = 
     print(f"\n{title}")
     print(f"{'method':<{width}} {'AC@1':>6} {'AC@3':>6} {'Avg@5':>6} {'s/case':>7} {'cpu s':>6}")
     for name, s in summary.items():
-        timing = (
-            f"{s['s_per_case']:>7.3f} {s['cpu_s_per_case']:>6.3f}" if "s_per_case" in s else ""
-        )
+        timing = f"{s['s_per_case']:>7.3f} {s['cpu_s_per_case']:>6.3f}" if "s_per_case" in s else ""
         print(f"{name:<{width}} {s['AC@1']:>6.3f} {s['AC@3']:>6.3f} {s['Avg@5']:>6.3f} {timing}")
 
 
@@ -339,7 +337,9 @@ def main() -> int:
         print(json.dumps({"synthetic": synth, "real": found}, indent=2))
         return 0
     if synth is not None:
-        print(f"synthetic suite: {len(synth['cases'])} cases, ~{synth['spans_per_case']} spans each")
+        print(
+            f"synthetic suite: {len(synth['cases'])} cases, ~{synth['spans_per_case']} spans each"
+        )
         _print_table("all synthetic cases", synth["summary"])
         for key, title in (("by_fault", "fault class"), ("by_size", "services")):
             print(f"\nby {title} (AC@1 / AC@3 / Avg@5)")

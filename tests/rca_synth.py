@@ -272,7 +272,7 @@ def random_system(rnd: random.Random, n_services: int) -> System:
     """A layered system of ``n_services`` services (the first is the entry)."""
     names = [f"svc-{i:02d}" for i in range(n_services)]
     depth = max(2, min(6, round(math.log2(n_services)) + 1))
-    layer_of = [0] + sorted(rnd.randint(1, depth - 1) for _ in range(n_services - 1))
+    layer_of = [0, *sorted(rnd.randint(1, depth - 1) for _ in range(n_services - 1))]
     ops: dict[str, list[Operation]] = {}
     for i, service in enumerate(names):
         k = 3 if i == 0 else rnd.randint(1, 3)

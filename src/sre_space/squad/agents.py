@@ -21,7 +21,8 @@ from sre_space.config import Settings
 from sre_space.detect.window import percentile
 from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
 from sre_space.paths import Paths
-from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
+from sre_space.rca.classify import describe
+from sre_space.rca.localize import LIVE_LOOKBACK_S, Candidate, confidence_words, localize
 from sre_space.squad import hardening, releases, runbook
 from sre_space.squad.policy import Policy
 from sre_space.squad.state import SquadState
@@ -32,6 +33,7 @@ RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
 MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation
 # Below this the Fixer looks again before acting (and acts on the last look's best).
 MIN_ACT_CONFIDENCE = 0.45
+BRAIN_DETAILED = 3  # candidates kept with their evidence in the incident; the rest in brief
 PLAN_KEYS = ("action", "service", "params", "source", "memory_ref", "reason")
 
 
@@ -105,11 +107,13 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     traces = ctx.store.traces_since(since_ns)
     candidates = localize(traces, ctx.settings.latency_threshold_ms)
     if not candidates:
-        ctx.say("brain", state, "no trace explains the anomaly yet")
+        ctx.say("brain", state, "no traces in the store for this window yet")
         return {"diagnosis": {}, "relook": False}
     top = candidates[0]
     diagnosis = {**top.to_json(), "exception": top.exception, "signature": top.signature}
-    diagnosis["confidence"] = round(top.score, 3)
+    diagnosis["confidence"] = top.confidence
+    diagnosis["confidence_words"] = confidence_words(top.confidence)
+    diagnosis["description"] = describe(top.fault_class)
     diagnosis.update(_signature_detail(traces, top.service))
     query = f"{top.service} {top.operation} {top.fault_class} {top.exception}"
     hits = ctx.memory.search(query, k=3, signature=top.signature)
@@ -121,19 +125,35 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
         "fault_class": top.fault_class,
         "confidence": diagnosis["confidence"],
         "evidence": top.evidence,
-        "candidates": [c.to_json() for c in candidates[:3]],
+        # every service that took part, best first: the first few in full
+        "candidates": [c.to_json() for c in candidates[:BRAIN_DETAILED]]
+        + [_ranked(c) for c in candidates[BRAIN_DETAILED:]],
     }
     incident.memory_hits = recall
     ctx.log.save(incident)
+    account = top.exception or (
+        "see evidence" if top.evidence.get("explained_traces") else "no evidence stands out"
+    )
     ctx.say(
         "brain",
         state,
         f"root cause {top.service} {top.operation} ({top.fault_class}, "
-        f"confidence {top.score:.2f}): {top.exception or 'see evidence'}; "
+        f"confidence {top.confidence:.2f}, {confidence_words(top.confidence)}): {account}; "
         f"{len(recall)} similar past incident(s)",
         diagnosis=diagnosis,
     )
     return {"diagnosis": diagnosis, "recall": recall, "relook": False}
+
+
+def _ranked(c: Candidate) -> dict[str, Any]:
+    """A lower-ranked candidate, without its evidence."""
+    return {
+        "service": c.service,
+        "operation": c.operation,
+        "fault_class": c.fault_class,
+        "confidence": c.confidence,
+        "score": round(c.score, 4),
+    }
 
 
 def _signature_detail(traces: list[list[Span]], service: str) -> dict[str, Any]:
