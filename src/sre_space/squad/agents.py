@@ -368,7 +368,14 @@ def _propose(
     incident.remediation["proposal"] = proposal
     incident.audit.append({"ts": time.time(), "step": "proposed", **proposal})
     ctx.log.save(incident)
-    way = how.get("argv") or how.get("commands") or how.get("request") or how.get("post") or ""
+    way = next(
+        (
+            how[k]
+            for k in ("command", "argv", "commands", "request", "post", "patch", "missing")
+            if how.get(k)
+        ),
+        "",
+    )
     ctx.say(
         "fixer",
         state,
