@@ -115,7 +115,16 @@ def test_plain_output_shows_the_squad_then_a_summary(
     tmp_path: Path, recording: tuple[str, str]
 ) -> None:
     quiet, broken = recording
-    proc = sre(tmp_path, "replay", quiet, broken, "--speed", "1000")
+    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path), "NO_COLOR": "1"}
+    with open(broken, "rb") as stdin:  # the incident from stdin, gzip and all
+        proc = subprocess.run(
+            [*CLI, "replay", quiet, "-", "--speed", "1000"],
+            env=env,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     squad, _, summary = out.partition("\n---\n")
@@ -125,7 +134,7 @@ def test_plain_output_shows_the_squad_then_a_summary(
     assert "listening" not in squad  # the replay's mind listens for nobody
     assert "at 1000x" in summary.splitlines()[0]
     assert "root cause   payments Charge (error, confidence" in summary
-    assert "s into " + broken in summary
+    assert "s into -, TTD" in summary
     assert "memory       nothing similar recalled" in summary
 
 
@@ -162,6 +171,20 @@ def test_expectations_pass_fail_and_junit(tmp_path: Path, recording: tuple[str, 
     }
     failed = [c.get("name") for c in ET.parse(report).getroot().iter("testcase") if len(c)]
     assert failed == ["root_cause"]
+
+
+def test_under_approve_the_replay_shows_the_request_and_still_ends(
+    tmp_path: Path, recording: tuple[str, str]
+) -> None:
+    slow = write(
+        tmp_path / "slow.json",
+        window(300, Fault(own_ms={"payments": 1500}), seed=3, start_ms=LATER_MS),
+    )
+    proc = sre(tmp_path, "replay", recording[0], slow, "--policy", "approve")
+    assert proc.returncode == 0, proc.stderr
+    assert "fixer  [INC-" in proc.stdout and "awaiting approval: " in proc.stdout
+    assert "root cause   payments Charge (latency" in proc.stdout
+    assert "(runbook; awaiting approval: nobody answers a replay)" in proc.stdout
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from typing import Any
 
 from sre_space.config import Settings
 from sre_space.errors import TimedOut, Unavailable, UsageError
-from sre_space.incidents import Event, Incident
+from sre_space.incidents import AWAITING_APPROVAL, Event, Incident
 from sre_space.mind import CONFIRM_S, Mind
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.model import Span
@@ -46,7 +46,7 @@ TICK_S = 0.5  # the mind's own wait between two judgements
 # Played on after the last span, so a fault at the very end can be confirmed,
 # and not so long that the recording's end reads as traffic that vanished.
 TAIL_S = CONFIRM_S + 1.0
-POLICIES = ("dry-run", "approve")  # auto needs real targets to act on (see check_policy)
+POLICIES = ("dry-run", "approve")  # never auto (see check_policy)
 EXPECTATIONS = ("root_cause", "fault_class", "action", "status", "max_ttd_s", "max_incidents")
 
 
@@ -212,9 +212,11 @@ class ReplayMind(Mind):
 
 def check_policy(policy: str) -> None:
     if policy == "auto":
+        # Acting is pointless as well as risky here: the fix would be verified on
+        # the recording, which goes on failing, so it would always be undone.
         raise UsageError(
-            "replay --policy auto would act on real targets, and none are configured for a "
-            "replay; use dry-run (the default) to see what the squad would do"
+            "replay --policy auto would act on real targets while the recording, not the "
+            "system, shows whether it worked; use dry-run (the default) or approve"
         )
     if policy not in POLICIES:
         raise UsageError(f"unknown policy {policy!r}; use {' or '.join(POLICIES)}")
@@ -298,9 +300,12 @@ def _describe(incident: Incident, rec: dict[str, Any]) -> list[str]:
     else:
         lines.append("  root cause   none found")
     if rem.get("action"):
+        outcome = rem.get("outcome")
+        if outcome == AWAITING_APPROVAL:
+            outcome = "awaiting approval: nobody answers a replay"
         lines.append(
             f"  plan         {rem['action']} {rem.get('service')} {rem.get('params') or {}} "
-            f"({rem.get('source')}; {rem.get('outcome')})"
+            f"({rem.get('source')}; {outcome})"
         )
     else:
         lines.append("  plan         none: escalated to a human")
