@@ -317,6 +317,7 @@ def incidents(
                 f"[{rc.get('fault_class', '?')}]  fix: {rem.get('action', '-')} "
                 f"{rem.get('params', '')} ({rem.get('source', '-')}, {rem.get('outcome', '-')})  "
                 f"TTD {_secs(i.ttd_s)}  TTM {_secs(i.ttm_s)}"
+                + (f"  recurs {i.recurs}" if i.recurs else "")
             )
         )
 

@@ -380,12 +380,13 @@ class Mind:
     def _same_cause(self, tracked: Tracked, now: float) -> Tracked:
         """The incident this anomaly belongs to, by cause (``tracked`` itself when new).
 
-        An origin no open incident knows is a new cause. One inside an open
-        incident's services (a shared caller, a symptom) is ambiguous: the
+        An origin no open incident knows is a new cause, and so is a known cause
+        showing a different kind of trouble (the tracker let it through). One
+        among an open incident's symptoms (a shared caller) is ambiguous: the
         Brain's localisation of the recent traces decides whose it is.
         """
         if not any(
-            tracked.origin in other.services
+            tracked.origin in other.services and tracked.origin not in other.origins
             for other in self.tracker.active()
             if other is not tracked
         ):

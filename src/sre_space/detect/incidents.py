@@ -173,6 +173,7 @@ class IncidentTracker:
             return incident
         older.services |= incident.services
         older.origins |= incident.origins
+        older.families |= incident.families
         older.last_anomalous = max(older.last_anomalous, now)
         older.cause_seen = max(older.cause_seen, now)
         older.signals = incident.signals
