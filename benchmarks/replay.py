@@ -101,7 +101,7 @@ def main() -> int:
                     f"{case}  {label['fault']:<15} {label['service']:<22} "
                     f"false alarms {row['false_alarms']}  detected {row['incidents'] > 0!s:<5} "
                     f"TTD {ttd:<7} live rank {row['live_rank'] or '-'} "
-                    f"(top: {', '.join(row['live_top'])})  analyze rank {row['analyze_rank'] or '-'}"
+                    f"(top: {', '.join(row['live_top'][:3])})  analyze rank {row['analyze_rank'] or '-'}"
                     f"  {row['wall_s']:.1f} s",
                     file=sys.stderr,
                 )
