@@ -302,3 +302,25 @@ def test_webhook_posts_a_signed_action_document(
     with pytest.raises(ActionFailed, match="answered 401"):
         actuator.apply("restart", "payments", {})
     assert len(hooks.received) == 2
+
+
+def test_a_running_lab_is_the_built_in_target_only_without_a_file(tmp_path: Path) -> None:
+    """The lab target's knobs are the lab's keys; the squad never names them."""
+    settings = Settings(home=tmp_path)
+    lab_runs = TargetActuator(settings, lab_running=lambda _: True)
+    assert lab_runs.target("checkout") is not None
+    how = lab_runs.describe("patch_config", "checkout", {"pool_size": 100})
+    assert how["request"] == {
+        "action": "patch_config",
+        "service": "checkout",
+        "params": {"db_pool_size": 100},
+    }
+    circuit = lab_runs.describe("open_circuit", "checkout", {"dependency": "inventory"})
+    assert circuit["request"]["params"] == {"circuit_inventory": "open"}
+    rollback = lab_runs.describe("rollback", "payments", {"to": "v1", "from": "v2"})
+    assert rollback["request"]["params"] == {"release": "v1"}
+    # A declared file is the whole truth: services it does not name get no target.
+    _write(tmp_path, '[checkout]\nkind = "systemd"\n')
+    declared_only = TargetActuator(settings, lab_running=lambda _: True)
+    assert declared_only.target("payments") is None
+    assert declared_only.target("checkout").kind == "systemd"  # type: ignore[union-attr]
