@@ -324,3 +324,38 @@ def test_a_running_lab_is_the_built_in_target_only_without_a_file(tmp_path: Path
     declared_only = TargetActuator(settings, lab_running=lambda _: True)
     assert declared_only.target("payments") is None
     assert declared_only.target("checkout").kind == "systemd"  # type: ignore[union-attr]
+
+
+FAKE_DOCKER = """\
+#!{python}
+# Stands in for the docker CLI (no engine runs here): records its argv, and
+# answers `compose ps -q` with two container ids.
+import json, os, sys
+with open(os.environ["RECORD"], "a") as out:
+    out.write(json.dumps(sys.argv[1:]) + "\\n")
+if "ps" in sys.argv:
+    print("c0ffee01\\nc0ffee02")
+"""
+
+
+def test_compose_targets_restart_and_scale_with_the_docker_cli(
+    tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real program named docker on PATH stands in for the CLI (no Docker engine here)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable))
+    docker.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _write(tmp_path, '[search]\nkind = "compose"\nproject = "shop"\nservice = "search-api"\n')
+    actuator = TargetActuator(Settings(home=tmp_path))
+    actuator.apply("restart", "search", {"batch": 1})
+    applied = actuator.apply("scale_out", "search", {"by": 1})
+    assert applied["previous"] == {"replicas": 2} and applied["replicas"] == 3
+    base = ["compose", "-p", "shop"]
+    assert _calls(tmp_path) == [
+        [*base, "restart", "search-api"],
+        [*base, "ps", "-q", "search-api"],
+        [*base, "up", "-d", "--no-deps", "--no-recreate", "--scale", "search-api=3", "search-api"],
+    ]

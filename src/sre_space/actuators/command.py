@@ -2,7 +2,8 @@
 
 Every action is an argv (never a shell): ``exec`` targets declare one per
 action; ``systemd``, ``compose`` and ``docker`` come with the obvious ones
-(``systemctl restart``, ``docker compose restart``, ``docker restart``) and
+(``systemctl restart``, ``docker compose restart`` and ``up --scale``,
+``docker restart``) and
 take more the same way. An argv element may name the service and the action's
 parameters, ``{service}``, ``{dependency}``, ``{to}``, ``{share}``, ``{by}``,
 ``{pool_size}``...; undo templates also get ``{previous_<name>}`` from the JSON
@@ -149,9 +150,35 @@ class CommandDriver:
             return {"via": f"{self.kind} target", "missing": str(exc)}
         return {"via": f"{self.kind} target", "argv": argv}
 
+    def _compose_base(self) -> list[str]:
+        restart = builtin(self.target, "")["restart"]
+        return restart[: restart.index("restart")]
+
+    def _compose_scale(self, service: str, by: int) -> dict[str, Any]:
+        """`docker compose up --scale`: how many run now, from `docker compose ps -q`."""
+        base, name = self._compose_base(), str(self.target.options.get("service") or service)
+        current = len(self._run([*base, "ps", "-q", name]).split())
+        wanted = current + by
+        if wanted < 1:
+            raise ActionRefused(f"{name} keeps at least one container (asked for {wanted})")
+        argv = [
+            *base,
+            "up",
+            "-d",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            f"{name}={wanted}",
+            name,
+        ]
+        self._run(argv)
+        return {"ok": True, "argv": argv, "replicas": wanted, "previous": {"replicas": current}}
+
     def apply(self, action: str, service: str, params: dict[str, Any]) -> dict[str, Any]:
         if self.kind == "docker" and self.target.options.get("label") and action == "restart":
             return self._restart_labelled()
+        if self.kind == "compose" and action == "scale_out" and action not in self.target.actions:
+            return self._compose_scale(service, int(params.get("by", 1)))
         argv = self._argv(action, service, params)
         out = self._run(argv)
         result: dict[str, Any] = {}
@@ -169,6 +196,12 @@ class CommandDriver:
         }
 
     def undo(self, action: str, service: str, applied: dict[str, Any]) -> None:
+        if self.kind == "compose" and action == "scale_out" and action not in self.target.undo:
+            previous = int((applied.get("previous") or {}).get("replicas") or 0)
+            if previous:
+                now = int(applied.get("replicas") or previous)
+                self._compose_scale(service, previous - now)
+            return
         template = self.target.undo.get(action)
         if template is None:
             if action == "restart":

@@ -389,4 +389,7 @@ def capabilities(target: Target | None, service: str) -> dict[str, str]:
     from sre_space.actuators.command import builtin
 
     templates = {**builtin(target, service), **target.actions}
-    return {a: " ".join(argv) for a, argv in sorted(templates.items())}
+    found = {a: " ".join(argv) for a, argv in sorted(templates.items())}
+    if target.kind == "compose" and "scale_out" not in found:
+        found["scale_out"] = f"{found['restart'].rpartition(' restart ')[0]} up --scale"
+    return found
