@@ -137,9 +137,13 @@ class HalfOpen:
         after = slo([], settings.latency_threshold_ms)
         while time.time() < deadline:
             spans = ctx.store.spans_since(since_ns, measured)
-            if spans and time.time() - started >= self.trial_s:
+            if len(spans) >= settings.min_requests:
                 after = slo(spans, settings.latency_threshold_ms)
-                if after["requests"] >= settings.min_requests:
+                failing = max(after["error_rate"], after["slow_rate"])
+                # Clearly failing: end the trial now, callers suffer it only this long.
+                if failing > 2 * settings.error_rate_threshold:
+                    break
+                if time.time() - started >= self.trial_s:
                     break
             time.sleep(0.25)
         healthy = (
