@@ -665,7 +665,7 @@ def _calibrate(ranked: list[Candidate]) -> None:
         return
     if not ranked[0].evidence.get("explained_traces"):
         # nothing stands out: a guess among equals, growth at most orders it
-        top = min(CONFIDENCE_FLOOR * 2, 1.0 / len(ranked))
+        top = min(2 * CONFIDENCE_FLOOR, 1.0) if len(ranked) > 1 else 1.0
         ranked[0].confidence = round(top, 3)
         for c in ranked[1:]:
             c.confidence = round((1.0 - top) / (len(ranked) - 1), 3)
