@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from sre_space.rca.classify import describe
 from sre_space.rca.localize import message_template
 
 RECOVERED = "recovered"
@@ -39,13 +40,20 @@ INDEXED = ("signature", "service", "outcome")
 # Legacy layout: Chroma metadata holds flat scalars only; these keys held JSON.
 _LEGACY_JSON_KEYS = ("remediation", "evidence")
 
+# The class by name, short (the description says it at length); the last two
+# are classes of entries written before the vocabulary was settled.
 _FAULT_WORDS = {
     "saturation": "saturation: a resource ran out (pool, queue, connections), requests wait and time out",
-    "latency": "latency: requests became slow",
+    "timeout": "timeout: a dependency accepted calls and did not answer in time",
+    "unreachable": "unreachable: connections refused or reset, the service is down",
     "error": "errors: requests fail",
+    "latency": "latency: requests became slow",
+    "cpu": "cpu: the service is starved of CPU, everything it does is slower",
+    "memory": "memory: the service runs out of memory",
     "crash": "crash: the service is down or unreachable",
     "structural": "structure: calls appeared or vanished",
 }
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _ACTION_WORDS = {
     "restart": "restart the process",
     "scale_out": "scale out, more replicas and capacity",
@@ -80,7 +88,7 @@ class KnowledgeEntry:
     service: str
     operation: str
     fault_class: str
-    exception: str  # the message template: ids and numbers masked
+    exception: str  # the message as it came (control characters removed): what people read
     summary: str
     remediation: dict[str, Any]  # action, service, params
     outcome: str  # recovered | failed | undone
@@ -104,10 +112,17 @@ class KnowledgeEntry:
     recurrences: int = 0  # times this signature came back after its first incident
     first_seen: float | None = None  # of the signature; created_at when None
     last_seen: float | None = None
+    # --- in people's words (derived when empty) -------------------------------------
+    exception_template: str = ""  # ids and numbers masked: for signatures and matching only
+    description: str = ""  # the symptoms and class in plain language, so people's words find it
 
     def __post_init__(self) -> None:
         # Idempotent, so an export imported again is unchanged.
-        self.exception = message_template(self.exception)
+        self.exception = _CONTROL.sub(" ", self.exception).strip()
+        if not self.exception_template:
+            self.exception_template = message_template(self.exception)
+        if not self.description:
+            self.description = describe(self.fault_class)
         if not self.exception_type:
             self.exception_type = exception_type_of(self.signature, self.exception)
         if self.slo_recovered is None:
@@ -144,7 +159,8 @@ class KnowledgeEntry:
         params = ", ".join(f"{k} {v}" for k, v in (rem.get("params") or {}).items())
         parts = [
             f"{self.service} {self.operation}: {_FAULT_WORDS.get(self.fault_class, self.fault_class)}.",
-            f"{self.exception}." if self.exception else "",
+            f"{self.description}." if self.description else "",
+            f"{self.exception_template}." if self.exception_template else "",
             " ".join(f"HTTP {c}." for c in self.status_codes),  # kept: "500s" means something
             f"Call {self.call_edge}." if self.call_edge else "",
             f"{_mask(self.diagnosis)}." if self.diagnosis else "",
@@ -163,8 +179,10 @@ class KnowledgeEntry:
         boilerplate drown the words that tell incidents apart; a weighted sum
         of the parts' vectors keeps them. Numbers are masked.
         """
-        fault = _FAULT_WORDS.get(self.fault_class, self.fault_class)
-        symptom = " ".join([self.exception, *(f"HTTP {c}" for c in self.status_codes)]).strip()
+        fault = self.description or _FAULT_WORDS.get(self.fault_class, self.fault_class)
+        symptom = " ".join(
+            [self.exception_template, *(f"HTTP {c}" for c in self.status_codes)]
+        ).strip()
         action = str(self.remediation.get("action", ""))
         return [
             (_mask(self.diagnosis or self.summary) or fault, 2.0),
@@ -188,7 +206,15 @@ class KnowledgeEntry:
         for name in ("id", "signature", "service", "operation", "fault_class", "outcome"):
             if not isinstance(doc.get(name), str) or not doc[name]:
                 raise ValueError(f"field {name!r} must be a non-empty string")
-        for name in ("exception", "summary", "exception_type", "call_edge", "diagnosis"):
+        for name in (
+            "exception",
+            "summary",
+            "exception_type",
+            "call_edge",
+            "diagnosis",
+            "exception_template",
+            "description",
+        ):
             if name in doc and not isinstance(doc[name], str):
                 raise ValueError(f"field {name!r} must be a string")
         for name in ("exception", "summary"):

@@ -47,13 +47,14 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     "saturation": "a pool or queue ran out: requests wait for a connection or a worker, "
     "then fail; the service is overloaded or its pool is too small",
     "timeout": "a downstream stopped answering: callers wait and time out",
-    "unreachable": "a downstream cannot be reached: connections are refused or reset, "
-    "the host or its name is gone; the service may be down",
+    "unreachable": "a downstream cannot be reached: connections are refused or reset, or its "
+    "name does not resolve; it is down, crashed or stopped",
     "error": "the service fails requests with its own exceptions or server errors, "
     "often after a release or a change",
     "latency": "the service is slow: requests take longer in its own work or on the way in",
     "cpu": "the service is starved of CPU: every operation of it is slower",
-    "memory": "the service runs out of memory: allocations fail or it is killed and restarted",
+    "memory": "the service runs out of memory: it grows until allocations fail or the "
+    "process is killed",
 }
 
 # Failures that say the *callee* did not answer: on a call out, they blame it.

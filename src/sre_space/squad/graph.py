@@ -16,7 +16,6 @@ from langgraph.graph import END, START, StateGraph
 
 from sre_space.incidents import Incident
 from sre_space.memory.store import KnowledgeEntry
-from sre_space.rca.localize import message_template
 from sre_space.squad import agents
 from sre_space.squad.agents import SquadContext
 from sre_space.squad.state import SquadState
@@ -39,7 +38,7 @@ def knowledge_entry(incident: Incident, state: SquadState) -> KnowledgeEntry:
         service=str(diagnosis["service"]),
         operation=str(diagnosis["operation"]),
         fault_class=str(diagnosis["fault_class"]),
-        exception=message_template(str(diagnosis.get("exception", ""))),
+        exception=str(diagnosis.get("exception", "")),
         summary=summary,
         remediation={"action": rem["action"], "service": rem["service"], "params": params},
         outcome=outcome,
