@@ -131,6 +131,7 @@ def test_plain_output_shows_the_squad_then_a_summary(
     assert " brain  [INC-" in squad and "incident opened" in squad
     # Lines carry the recording's time: the failure began at 23:13:20 UTC.
     assert re.search(r"^23:13:[23]\d scout  \[INC-\d{8}-0001\] incident opened", squad, re.M)
+    assert re.search(r"incident opened: .* requests; \d+% errors \(normal 0%\)$", squad, re.M)
     assert "listening" not in squad  # the replay's mind listens for nobody
     assert "at 1000x" in summary.splitlines()[0]
     assert "root cause   payments Charge (error, confidence" in summary

@@ -486,6 +486,8 @@ class Mind:
                 "slow": a.slow,
                 "error_rate": round(a.error_rate, 4),
                 "p95_ms": round(a.p95_ms, 1),
+                "kind": a.kind,  # why Scout judged it anomalous (detect/window.py)
+                "reason": a.reason,
             }
             for a in anomalies
         ]

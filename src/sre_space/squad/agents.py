@@ -89,7 +89,8 @@ def scout(ctx: SquadContext, state: SquadState) -> SquadState:
             state,
             f"incident opened: {len(state['signals'])} anomalous operation(s); worst "
             f"{worst['service']} {worst['operation']}: {worst['error_rate']:.0%} errors, "
-            f"p95 {worst['p95_ms']:.0f} ms over {worst['count']} requests",
+            f"p95 {worst['p95_ms']:.0f} ms over {worst['count']} requests"
+            + (f"; {worst['reason']}" if worst.get("reason") else ""),
             signals=state["signals"],
         )
     incident.status = "diagnosing"
