@@ -13,11 +13,10 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import httpx
-import sqlalchemy
 from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -25,8 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
-import labshop.wire  # noqa: F401  (registers the sqlite+wire dialect)
 from labshop.state import Conditions
+
+if TYPE_CHECKING:
+    import sqlalchemy
 
 CLIENT_TIMEOUT_S = 2.0  # a caller gives up on a callee after this
 WORKER_THREADS = 64  # blocking work (the database) runs on these; the pool, not they, is the limit
@@ -55,6 +56,11 @@ class Shop:
     # --- the database -------------------------------------------------------------------
 
     def new_engine(self) -> sqlalchemy.engine.Engine:
+        # Only checkout talks to the database: the others never pay for the import.
+        import sqlalchemy
+
+        import labshop.wire  # noqa: F401  (registers the sqlite+wire dialect)
+
         # Looked up on the module each time: the instrumentation wraps create_engine.
         return sqlalchemy.create_engine(
             f"sqlite+wire://127.0.0.1:{self.ports['db']}/shop",
@@ -71,6 +77,8 @@ class Shop:
         old.dispose(close=False)
 
     def place_order(self, item: int) -> int:
+        import sqlalchemy
+
         assert self.engine is not None
         with self.engine.begin() as conn:
             result = conn.execute(

@@ -206,7 +206,6 @@ def serve(operator: Operator) -> None:
     from opentelemetry import trace
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
     from opentelemetry.instrumentation.starlette import _get_default_span_details
 
     from labshop.app import IngressWait, Shop, build
@@ -218,6 +217,8 @@ def serve(operator: Operator) -> None:
     trace.set_tracer_provider(provider)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     if name == "checkout":
+        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
         # The instrumentation's declared range ends below the installed SQLAlchemy
         # 2.1, whose engine events it uses are unchanged: skip its version check.
         SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
