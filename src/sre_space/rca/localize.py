@@ -32,6 +32,12 @@ without trouble, so neither a service in every trace nor one in a handful
 wins by its size alone. Without any reference, static rules stand in: error
 origins, and in traces slower than the latency threshold, the span that added
 the most time of its own.
+
+Latency also counts where an operation *shifted*: far more of its calls above
+the reference's 90th percentile than a tenth. The naive ranking (growth of an
+operation's p90 self time) joins as a weak voice that orders what the
+evidence leaves level. Every service that took part is ranked, each with a
+confidence; docs/rca.md explains the model and its constants.
 """
 
 from __future__ import annotations
