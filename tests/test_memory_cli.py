@@ -59,12 +59,15 @@ def test_export_import_round_trips_exactly(seeded: Path, tmp_path: Path) -> None
     exported = tmp_path / "out.jsonl"
     summary = json.loads(sre(seeded, "export", str(exported), "--json").stdout)
     assert summary["exported"] == len(ENTRIES.read_text().splitlines())
-    # The fixture is an export: byte for byte the same after a trip through Chroma.
-    assert exported.read_text() == ENTRIES.read_text()
+    # The fixture is an export: the same after a trip through Chroma, marked imported.
+    for line, original in zip(
+        exported.read_text().splitlines(), ENTRIES.read_text().splitlines(), strict=True
+    ):
+        assert json.loads(line) == {**json.loads(original), "imported": True, "trusted": False}
     fresh = tmp_path / "fresh"
     sre(fresh, "import", str(exported))
     again = sre(fresh, "export", "-").stdout
-    assert again == ENTRIES.read_text()
+    assert again == exported.read_text()  # byte for byte
 
 
 def test_import_keeps_the_good_lines_and_names_the_bad_ones(tmp_path: Path) -> None:
@@ -83,6 +86,31 @@ def test_import_keeps_the_good_lines_and_names_the_bad_ones(tmp_path: Path) -> N
     assert "2 good entries imported" in error
     listed = json.loads(sre(tmp_path / "home", "list", "--json").stdout)
     assert sorted(e["id"] for e in listed) == sorted(json.loads(lines[i])["id"] for i in (0, 2))
+
+
+def test_imported_entries_say_so_and_trust_is_given_only_by_the_importer(tmp_path: Path) -> None:
+    line = json.loads(ENTRIES.read_text().splitlines()[0])
+    forged = tmp_path / "forged.jsonl"  # a file cannot vouch for itself
+    forged.write_text(json.dumps({**line, "imported": False, "trusted": True}) + "\n")
+    home = tmp_path / "home"
+    assert "not applied automatically" in sre(home, "import", str(forged)).stdout
+    shown = json.loads(sre(home, "show", line["id"], "--json").stdout)
+    assert shown["imported"] is True and shown["trusted"] is False
+    assert "imported, not verified here" in sre(home, "show", line["id"]).stdout
+    assert "(imported)" in sre(home, "list").stdout
+    hits = json.loads(sre(home, "search", line["summary"], "--json").stdout)
+    assert hits[0]["imported"] is True and hits[0]["trusted"] is False
+    assert "never applied automatically" in hits[0]["why"]
+    assert "(imported, not verified here)" in sre(home, "search", line["summary"]).stdout
+    done = json.loads(sre(home, "import", str(forged), "--trust", "--json").stdout)
+    assert done["trusted"] is True
+    shown = json.loads(sre(home, "show", line["id"], "--json").stdout)
+    assert shown["imported"] is True and shown["trusted"] is True
+    assert "imported, trusted" in sre(home, "show", line["id"]).stdout
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**line, "imported": "yes"}) + "\n")
+    proc = sre(home, "import", str(bad), check=False)
+    assert proc.returncode == 2 and "field 'imported' must be true or false" in one_error_line(proc)
 
 
 def test_import_of_a_missing_file_is_a_usage_error(tmp_path: Path) -> None:

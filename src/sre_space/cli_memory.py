@@ -101,6 +101,13 @@ def _fix(rem: dict[str, Any]) -> str:
     return " ".join(str(p) for p in (rem.get("action", "?"), rem.get("service", ""), params) if p)
 
 
+def _provenance(doc: dict[str, Any]) -> str:
+    """How far an entry is trusted, in words (empty for one made here)."""
+    if not doc.get("imported"):
+        return ""
+    return "imported, trusted" if doc.get("trusted") else "imported, not verified here"
+
+
 def _table(rows: list[list[str]]) -> None:
     """Columns of cells from memory (outside text): each escaped and capped before measuring."""
     rows = [[printable(c, NAME_LIMIT) for c in row] for row in rows]
@@ -146,7 +153,8 @@ def memory_search(
             where += f" ({h['fault_class']})"
         confidence = h.get("confidence")
         conf = f"  confidence {confidence:.2f}" if confidence is not None else ""
-        say(f"{n}. {h['id']}  score {h['score']:.2f}{conf}  {where}")
+        origin = f"  ({_provenance(h)})" if _provenance(h) else ""
+        say(f"{n}. {h['id']}  score {h['score']:.2f}{conf}  {where}{origin}")
         say(f"   fix: {_fix(h.get('remediation') or {})} -> {h['outcome']}")
         say(f"   {h['summary']}")
         if h.get("why"):
@@ -190,7 +198,7 @@ def memory_list(
                 e["service"],
                 e["fault_class"],
                 _fix(e.get("remediation") or {}),
-                e["outcome"],
+                e["outcome"] + (" (imported)" if e.get("imported") else ""),
                 f"x{int(e.get('recurrences', 0)) + 1}",
             ]
         )
@@ -215,6 +223,8 @@ def memory_show(
         out(entry)
         return
     width = max(len(k) for k in entry)
+    if _provenance(entry):
+        say(f"{'provenance'.ljust(width)}  {_provenance(entry)}")
     for key, value in entry.items():
         if key in ("created_at", "first_seen", "last_seen") and value:
             value = f"{_when(value)} ({value})"
@@ -272,10 +282,20 @@ def memory_export(
 @memory_app.command("import")
 def memory_import(
     file: Annotated[str, typer.Argument(help="JSON-lines file to read ('-': stdin).")],
+    trust: Annotated[
+        bool,
+        typer.Option(
+            "--trust",
+            help="Let the Fixer apply these fixes automatically before one has worked here.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Add the entries of an export (same id: replaced). Bad lines are reported with exit 2;
-    the good ones are imported anyway. Exit 3 while a mind runs."""
+    """Add the entries of an export (same id: replaced), marked imported. Their fixes are
+    not applied automatically until one has worked here, unless --trust. Bad lines are
+    reported with exit 2; the good ones are imported anyway. Exit 3 while a mind runs."""
+    from dataclasses import replace
+
     from sre_space.memory.model import KnowledgeEntry, read_jsonl
 
     settings = load()
@@ -292,16 +312,19 @@ def memory_import(
             if entry is None:
                 rejected.append({"line": number, "error": error})
                 continue
-            batch.append(entry)
+            # Whatever the file says: what comes from elsewhere is imported, and
+            # trusted only when the person importing it says so.
+            batch.append(replace(entry, imported=True, trusted=trust))
             if len(batch) >= IMPORT_CHUNK:
                 imported += store.restore(batch)
                 batch = []
         if batch:
             imported += store.restore(batch)
     if json_out:
-        out({"imported": imported, "rejected": rejected, "file": file})
+        out({"imported": imported, "rejected": rejected, "file": file, "trusted": trust})
     elif imported or not rejected:
-        say(f"imported {imported} entries from {file}")
+        how = "trusted" if trust else "not applied automatically until verified here"
+        say(f"imported {imported} entries from {file} ({how})")
     if rejected:
         listed = ", ".join(f"line {r['line']} ({r['error']})" for r in rejected[:MAX_LISTED_ERRORS])
         more = (

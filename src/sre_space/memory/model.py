@@ -11,6 +11,9 @@ known. Its parts:
     outcome        recovered | failed | undone, with the SLO before and after
                    and the time to mitigate
     recurrence     how many times the signature came back, first/last seen
+    provenance     ``imported`` (from another home by `memory import`) and
+                   ``trusted`` (its fix may be applied without having been
+                   verified here: every local entry, an import only with --trust)
 
 Failures are knowledge too: an entry whose outcome is not ``recovered`` tells
 the Fixer never to apply that remediation to that signature again.
@@ -115,6 +118,14 @@ class KnowledgeEntry:
     # --- in people's words (derived when empty) -------------------------------------
     exception_template: str = ""  # ids and numbers masked: for signatures and matching only
     description: str = ""  # the symptoms and class in plain language, so people's words find it
+    # --- provenance (set by `memory import`, whatever the file says) -----------------
+    imported: bool = False
+    trusted: bool = True
+
+    @property
+    def unverified_import(self) -> bool:
+        """Imported and not trusted: the Fixer proposes nothing from it automatically."""
+        return self.imported and not self.trusted
 
     def __post_init__(self) -> None:
         # Idempotent, so an export imported again is unchanged.
@@ -248,6 +259,9 @@ class KnowledgeEntry:
             raise ValueError("field 'recurrences' must be a non-negative integer")
         if doc.get("slo_recovered") is not None and not isinstance(doc["slo_recovered"], bool):
             raise ValueError("field 'slo_recovered' must be true, false or null")
+        for name in ("imported", "trusted"):
+            if name in doc and not isinstance(doc[name], bool):
+                raise ValueError(f"field {name!r} must be true or false")
         return cls(**doc)
 
     # --- Chroma --------------------------------------------------------------------
@@ -317,6 +331,8 @@ class MemoryHit:
     recurrences: int = 0
     last_seen: float | None = None
     created_at: float | None = None
+    imported: bool = False  # from another home (`memory import`)
+    trusted: bool = True  # False: imported and not verified here, never applied automatically
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -539,6 +539,8 @@ class MemoryStore:
             why.append(f"signature seen {entry.recurrences + 1} times")
         if not entry.recovered:
             why.append(f"this fix {entry.outcome}: never repeat it for this signature")
+        if entry.unverified_import:
+            why.append("imported, not verified here: never applied automatically")
         return MemoryHit(
             id=entry.id,
             score=round(score, 4),
@@ -556,6 +558,8 @@ class MemoryStore:
             recurrences=entry.recurrences,
             last_seen=entry.last_seen,
             created_at=entry.created_at,
+            imported=entry.imported,
+            trusted=entry.trusted,
         )
 
 

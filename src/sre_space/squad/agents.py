@@ -193,6 +193,14 @@ def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
             and _confidence(hit) >= ctx.settings.memory_min_confidence
             and str(hit.get("remediation")) not in failed
         ):
+            if _unverified_import(hit):
+                ctx.say(
+                    "fixer",
+                    state,
+                    f"{hit['id']} was imported and its fix has not worked here yet: "
+                    "not applying it automatically",
+                )
+                continue
             rem = dict(hit["remediation"])
             return {
                 "action": rem["action"],
@@ -203,6 +211,14 @@ def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
                 "memory_ref": hit["id"],
             }
     return None
+
+
+def _unverified_import(hit: dict[str, Any]) -> bool:
+    """Imported by `memory import` without --trust: another home's word, not evidence here.
+
+    Once the same fix works here, Jules archives a local entry for it, and that hit is used.
+    """
+    return bool(hit.get("imported")) and not hit.get("trusted", True)
 
 
 def _confidence(hit: dict[str, Any]) -> float:
