@@ -315,6 +315,13 @@ class Mind:
         from sre_space import review
 
         self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
+        try:
+            from sre_space.squad.resume import resume_interrupted
+
+            resume_interrupted(self._graph, self.log)  # a change a killed mind left unjudged
+        except Exception as exc:
+            log.exception("resuming interrupted incidents")
+            self.log.emit("mind", f"resume error: {type(exc).__name__}: {exc}", kind="error")
         while not self.clock.wait(self._stop, 0.5):
             try:
                 self._daily_review()
