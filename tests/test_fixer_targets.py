@@ -298,3 +298,20 @@ def test_half_open_puts_the_circuit_back_while_the_dependency_fails(circuit_home
         assert json.dumps(saved.audit[-1]["after"])  # what the trial saw is on record
     finally:
         made.memory.close()
+
+
+def test_a_busy_lab_is_not_reported_as_no_lab() -> None:
+    """A control API that accepts and does not answer in time: say so, not 'no lab is running'."""
+    import socket
+
+    from sre_space.errors import Unavailable
+    from sre_space.lab.control import LabClient
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel accepts; nobody ever answers
+        client = LabClient(listener.getsockname()[1], "token")
+        with pytest.raises(Unavailable) as caught:
+            client.act("restart", "catalog", {}, timeout=0.5)
+    assert "did not answer POST /actions within" in str(caught.value)
+    assert "no lab is running" not in str(caught.value)

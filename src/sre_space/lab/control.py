@@ -56,6 +56,10 @@ class LabClient:
             code, body = runtime.call(
                 self.port, method, path, doc, token=self._token, timeout=timeout
             )
+        except TimeoutError:  # it runs, but is busy: not the same as no lab at all
+            raise Unavailable(
+                f"the lab's control API did not answer {method} {path} within {timeout:.0f} s"
+            ) from None
         except OSError:
             raise Unavailable(NO_LAB) from None
         if code == 400:
@@ -98,13 +102,14 @@ class LabClient:
         return list(self._call("GET", "/chaos"))
 
     def act(
-        self, action: str, service: str, params: dict[str, Any] | None = None
+        self,
+        action: str,
+        service: str,
+        params: dict[str, Any] | None = None,
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "POST", "/actions", {"action": action, "service": service, "params": params or {}}
-            )
-        )
+        doc = {"action": action, "service": service, "params": params or {}}
+        return dict(self._call("POST", "/actions", doc, timeout=timeout))
 
     def shutdown(self) -> None:
         self._call("POST", "/shutdown", {}, timeout=5)
