@@ -100,6 +100,8 @@ def test_no_target_is_no_excuse_a_proposal_is_written(squad: Squad) -> None:
     assert "never answers" in proposal["reason"] and "no target declared" in proposal["reason"]
     assert proposal["evidence"]["exception"] == "ReadTimeout: timed out"
     assert proposal["how"]["commands"]["kubernetes"] == "kubectl rollout restart deployment/catalog"
+    written = json.loads(Path(proposal["file"]).read_text())
+    assert written["incident"] == incident.id and written["how"] == proposal["how"]
     said = [e.message for e in squad.log.events(0) if e.agent == "fixer"]
     assert said and said[-1].startswith("proposal: restart catalog")
     assert not any("no lab is running" in m for m in said)

@@ -6,6 +6,7 @@ Every step is written to the incident log as an event, which is how `run`,
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -381,6 +382,14 @@ def _propose(
         },
         "how": how,
     }
+    # Also a file, for a person or a pipeline that reads proposals rather than incidents.
+    path = ctx.settings.home / "proposals" / f"{incident.id}-{plan['action']}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"incident": incident.id, **proposal}, indent=2, default=str))
+        proposal["file"] = str(path)
+    except OSError:  # the incident log still holds it
+        pass
     incident.remediation["outcome"] = outcome
     incident.remediation["proposal"] = proposal
     incident.audit.append({"ts": time.time(), "step": "proposed", **proposal})
