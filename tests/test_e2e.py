@@ -107,7 +107,7 @@ def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(
         rem = incident["remediation"]
         assert (rem["action"], rem["params"], rem["outcome"]) == (
             "patch_config",
-            {"db_pool_size": 100},
+            {"pool_size": 100},  # the runbook's knob; the lab target's key is db_pool_size
             "recovered",
         )
         assert rem["source"] == "runbook"
@@ -117,7 +117,7 @@ def test_db_timeout_is_detected_diagnosed_fixed_and_remembered(
         hits = sre_json(env, "memory", "search", "pool saturation")
         assert hits and hits[0]["id"] == incident["id"]
         assert hits[0]["outcome"] == "recovered"
-        assert hits[0]["remediation"]["params"] == {"db_pool_size": 100}
+        assert hits[0]["remediation"]["params"] == {"pool_size": 100}
     finally:
         mind.send_signal(signal.SIGTERM)
         assert mind.wait(timeout=30) == 0

@@ -317,6 +317,9 @@ def test_a_running_lab_is_the_built_in_target_only_without_a_file(tmp_path: Path
     }
     circuit = lab_runs.describe("open_circuit", "checkout", {"dependency": "inventory"})
     assert circuit["request"]["params"] == {"circuit_inventory": "open"}
+    # A fix remembered from before knobs (the lab's own key) still means the same change.
+    old = lab_runs.describe("patch_config", "checkout", {"db_pool_size": 100})
+    assert old["request"]["params"] == {"db_pool_size": 100}
     rollback = lab_runs.describe("rollback", "payments", {"to": "v1", "from": "v2"})
     assert rollback["request"]["params"] == {"release": "v1"}
     # A declared file is the whole truth: services it does not name get no target.

@@ -72,6 +72,9 @@ def setting_change(
     the release ``to`` go back to.
     """
     if action == "patch_config":
+        # Memory written before knobs holds the system's own keys: read them as their knobs.
+        reverse = {key: knob for knob, key in keys.items() if "{" not in key}
+        params = {reverse.get(k, k): v for k, v in params.items()}
         unknown = [k for k in params if k not in KNOBS or k == "circuit"]
         if unknown:
             raise ActionRefused(
