@@ -45,6 +45,14 @@ def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stderr
 
 
+def assert_fixture_imported(exported: str) -> None:
+    """The fixture is an export: the same after a trip through Chroma, marked imported."""
+    for line, original in zip(exported.splitlines(), ENTRIES.read_text().splitlines(), strict=True):
+        doc, given = json.loads(line), json.loads(original)
+        assert {k: doc[k] for k in given} == given  # fields derived since may be added
+        assert (doc["imported"], doc["trusted"]) == (True, False)
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home whose memory holds the fixture entries (imported through the CLI)."""
@@ -59,13 +67,7 @@ def test_export_import_round_trips_exactly(seeded: Path, tmp_path: Path) -> None
     exported = tmp_path / "out.jsonl"
     summary = json.loads(sre(seeded, "export", str(exported), "--json").stdout)
     assert summary["exported"] == len(ENTRIES.read_text().splitlines())
-    # The fixture is an export: the same after a trip through Chroma, marked imported.
-    for line, original in zip(
-        exported.read_text().splitlines(), ENTRIES.read_text().splitlines(), strict=True
-    ):
-        doc, given = json.loads(line), json.loads(original)
-        assert {k: doc[k] for k in given} == given  # fields derived since may be added
-        assert (doc["imported"], doc["trusted"]) == (True, False)
+    assert_fixture_imported(exported.read_text())
     fresh = tmp_path / "fresh"
     sre(fresh, "import", str(exported))
     again = sre(fresh, "export", "-").stdout
@@ -222,7 +224,7 @@ def test_reads_go_through_the_mind_and_writes_are_refused(serving: Path, tmp_pat
     assert json.loads(sre(serving, "stats", "--json").stdout)["count"] == len(listed)
     out = tmp_path / "via-mind.jsonl"
     sre(serving, "export", str(out))
-    assert out.read_text() == ENTRIES.read_text()
+    assert_fixture_imported(out.read_text())
     missing = sre(serving, "show", "INC-NOPE", check=False)
     assert missing.returncode == 2
     # Writing commands refuse, one line, exit 3; nothing changed.

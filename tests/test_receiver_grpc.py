@@ -74,7 +74,7 @@ def test_real_sdk_grpc_exporter_spans_arrive_intact(
             child.set_status(Status(StatusCode.ERROR, "refused"))
     provider.shutdown()
 
-    spans = wait_until(lambda: store.spans_since(0), 5, what="spans at the store")
+    spans = wait_until(lambda: store.spans_since(0), 30, what="spans at the store")
     by_name = {s.name: s for s in spans}
     server, client = by_name["POST /charge"], by_name["card api"]
     assert server.service == client.service == "payments"
@@ -130,7 +130,7 @@ def test_full_intake_is_unavailable_with_retry_info() -> None:
         s.trace_id, s.span_id = b"\x01" * 16, b"\x02" * 8
         body = req.SerializeToString()
         assert export_raw(rx.port, body)[0] == grpc.StatusCode.OK
-        assert entered.wait(5)
+        assert entered.wait(30)
         assert export_raw(rx.port, body)[0] == grpc.StatusCode.OK  # queued
         code, _, metadata = export_raw(rx.port, body)
         assert code == grpc.StatusCode.UNAVAILABLE

@@ -92,7 +92,7 @@ def test_node_exporter_retries_after_503_and_nothing_is_lost() -> None:
     filler = Span("f" * 32, "f" * 16, None, "filler", "x", 0, 0)
     try:
         intake.offer(Decoded(spans=[filler]), "test")  # the consumer blocks on it
-        assert entered.wait(5)
+        assert entered.wait(30)
         intake.offer(Decoded(spans=[filler]), "test")  # and the queue is full
 
         def open_after_first_refusal() -> None:  # room again once the exporter was told 503

@@ -104,7 +104,7 @@ def test_full_queue_refuses_counts_and_loses_nothing_accepted() -> None:
     intake = Intake(store, max_batches=2, max_spans=1000).start()
     try:
         assert intake.offer(decoded(1, 5), "http")  # taken by the consumer, which then blocks
-        assert entered.wait(5)
+        assert entered.wait(30)
         assert intake.offer(decoded(2, 5), "http") and intake.offer(decoded(3, 5), "http")
         assert not intake.has_room()
         assert not intake.offer(decoded(4, 5, rejected=2), "http")  # full: refused, counted

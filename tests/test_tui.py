@@ -215,14 +215,23 @@ class FakeMind:
 
     instances: list[FakeMind] = []  # noqa: RUF012 - a test registry
 
-    def __init__(self, settings: Settings, start_s: float = 0.0, stop_s: float = 0.3) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        start_s: float = 0.0,
+        stop_s: float = 0.3,
+        gate: threading.Event | None = None,
+    ) -> None:
         self.settings = settings
         self.start_s, self.stop_s = start_s, stop_s
+        self.gate = gate  # start() returns only once it is set
         self.started = self.stopped = False
         self.stop_thread = ""
         FakeMind.instances.append(self)
 
     def start(self) -> FakeMind:
+        if self.gate is not None:
+            assert self.gate.wait(60)
         time.sleep(self.start_s)
         self.started = True
         return self
@@ -265,9 +274,10 @@ def test_quitting_while_the_mind_starts_still_stops_it(
 ) -> None:
     settings, _ = home
     FakeMind.instances.clear()
+    started = threading.Event()  # the mind finishes starting only after the app is gone
 
     def slow(s: Settings) -> FakeMind:
-        return FakeMind(s, start_s=1.0, stop_s=0.0)
+        return FakeMind(s, stop_s=0.0, gate=started)
 
     monkeypatch.setattr("sre_space.mind.Mind", slow)
 
@@ -279,8 +289,9 @@ def test_quitting_while_the_mind_starts_still_stops_it(
             await until(pilot, lambda: not app.is_running)
             assert not FakeMind.instances[0].started  # the app left without waiting for it
         # The starting thread finishes after the app and stops what it started.
-        assert app.host.join(5)
-        deadline = time.monotonic() + 5
+        started.set()
+        assert app.host.join(60)
+        deadline = time.monotonic() + 60
         while not FakeMind.instances[0].stopped and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert FakeMind.instances[0].stopped

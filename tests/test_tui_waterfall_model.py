@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from sre_space.incidents import Incident
 from sre_space.mind import span_json
@@ -215,10 +214,10 @@ def test_span_details_sections() -> None:
     assert sections["resource"] == [("service.name", "db")]
 
 
-def test_ten_thousand_spans_deep_and_wide_lay_out_fast() -> None:
+def test_ten_thousand_spans_deep_and_wide_lay_out() -> None:
+    """Deep and wide trees lay out without recursion; how fast is benchmarks/tui.py's figure."""
     chain = [span("c0", None, 0, 10_000)]
     chain += [span(f"c{i}", f"c{i - 1}", i * 0.1, 10_000 - i * 0.1) for i in range(1, 10_000)]
-    started = time.perf_counter()
     view = WaterfallView(chain)
     assert len(view.rows) == 10_000 and view.tree.max_depth == 9_999
     assert len(view.critical) == 10_000
@@ -232,7 +231,6 @@ def test_ten_thousand_spans_deep_and_wide_lay_out_fast() -> None:
     view = WaterfallView(wide)
     view.next_sort()
     assert len(view.rows) == 10_000
-    assert time.perf_counter() - started < 5.0
     assert sys.getrecursionlimit() < 10_000  # nothing above relied on recursion
 
 
