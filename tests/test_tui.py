@@ -31,7 +31,7 @@ from sre_space.tui.widgets import IncidentTable, SquadTerminal, StatusBar
 SIZE = (100, 30)
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 10.0) -> None:
+async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 60.0) -> None:
     """Let the app run until ``predicate`` holds; fail at the deadline (no fixed sleeps)."""
     deadline = time.monotonic() + timeout
     while not predicate():

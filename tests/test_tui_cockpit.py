@@ -190,7 +190,7 @@ def home(tmp_path: Path) -> tuple[Settings, IncidentLog]:
     )
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 10.0) -> None:
+async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 60.0) -> None:
     """Let the app run until ``predicate`` holds; fail at the deadline."""
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -133,7 +133,7 @@ def assert_clean(app: SreSpaceApp) -> str:
     return text
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 10.0) -> None:
+async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
