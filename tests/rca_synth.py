@@ -349,9 +349,12 @@ class _Gen:
         error: bool = False,
         exception: Failure = None,
         status: int | None = None,
+        address: str | None = None,
     ) -> None:
         style = self.style
         attrs: dict[str, object] = {}
+        if address is not None and style.kinds:  # an HTTP client's semconv attributes
+            attrs["server.address"], attrs["server.port"] = address, 8080
         events: list[SpanEvent] = []
         if style.status:
             if status is not None:
@@ -489,7 +492,8 @@ class _Gen:
                       t, end, SpanKind.CLIENT, error=failure is not None,
                       exception=failure if failure is not HTTP_500 else None,
                       status=None if failure is not None and failure is not HTTP_500
-                      else 500 if failure else 200)  # fmt: skip
+                      else 500 if failure else 200,
+                      address=f"{inv.op.service}.internal")  # fmt: skip
             self.spans.insert(n_before, self.spans.pop())  # the client before its callee's
             t = end
             if failure is None:

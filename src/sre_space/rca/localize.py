@@ -203,11 +203,14 @@ def _callee(call: Call, ref: Reference | None) -> tuple[str, str] | None:
     """Who answers this call out: its child span's service, its attributes, or the reference."""
     if call.callee is not None and call.callee_op is not None:
         return call.callee, call.callee_op
+    known = ref.answered_by(call.key, call) if ref else None
+    service = call.span.attributes.get("peer.service")
+    if service:  # named by the caller's instrumentation
+        return str(service), known[1] if known and known[0] == service else call.span.name
+    if known is not None:  # who answered at that address, or that call, before
+        return known
     peer = peer_of(call.span)
-    if peer:
-        known = ref.answered_by(call.key) if ref else None
-        return peer, known[1] if known and known[0] == peer else call.span.name
-    return ref.answered_by(call.key) if ref else None
+    return (peer, call.span.name) if peer else None
 
 
 def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
@@ -249,7 +252,7 @@ def _blame_latency(
 def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_Blame]:
     """An unusual step in a call's sequence of child calls (see the module docstring)."""
     own = _Blame(call.service, call.entry_op, "structure", "error", weight, call.key, step=step)
-    answer = ref.answered_by(call.key)
+    answer = ref.answered_by(call.key, call)
     if answer is not None and call.callee is None and answer in ref.typical_children(call.key):
         # A call out whose callee's span is gone: the callee never answered.
         return [

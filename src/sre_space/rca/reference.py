@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from sre_space.rca.stats import mad_sigma, median, proportion_z, quantile
-from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView
+from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_address
 
 MIN_SAMPLES = 8  # fewer reference calls than this: no opinion on the operation
 SIGMAS = 4.0  # a call is slow when its self time exceeds the median by this many sigmas ...
@@ -80,6 +80,8 @@ class Reference:
     steps: dict[tuple[OpKey, Step], Counts] = field(default_factory=dict)
     step_from: Counter[tuple[OpKey, OpKey]] = field(default_factory=Counter)
     callee: dict[OpKey, tuple[str, str]] = field(default_factory=dict)
+    # the service (and operation) that answered at a call's address (peer_address)
+    at_address: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
     def learn(cls, views: list[TraceView]) -> Reference:
@@ -87,6 +89,7 @@ class Reference:
         n_slices = max(1, min(MAX_SLICES, len(views) // MIN_SLICE_TRACES))
         samples: dict[OpKey, list[float]] = defaultdict(list)
         callees: dict[OpKey, Counter[tuple[str, str]]] = defaultdict(Counter)
+        addresses: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
         calls: list[dict[OpKey, int]] = [{} for _ in range(n_slices)]
         errors: list[dict[OpKey, int]] = [{} for _ in range(n_slices)]
         # Calls are counted by their whole sequence of children (few distinct
@@ -109,6 +112,9 @@ class Reference:
                     s_seq[ks] = s_seq.get(ks, 0) + 1
                 if c.callee is not None and c.callee_op is not None:
                     callees[key][(c.callee, c.callee_op)] += 1
+                    address = peer_address(c.span)
+                    if address:
+                        addresses[address][(c.callee, c.callee_op)] += 1
         for key, values in samples.items():
             values.sort()
             med = median(values)
@@ -117,6 +123,7 @@ class Reference:
             ref.ops[key] = OpStats(len(values), med, mad_sigma(values, med), high, above)
             ref.calls[key] = len(values)
         ref.callee = {k: cnt.most_common(1)[0][0] for k, cnt in callees.items()}
+        ref.at_address = {k: cnt.most_common(1)[0][0] for k, cnt in addresses.items()}
         for (key, seq), m in shapes.items():
             presence = ref.presence[key]
             for child in set(seq):
@@ -167,6 +174,14 @@ class Reference:
         n = self.calls[key]
         return {k for k, c in self.presence.get(key, {}).items() if 2 * c >= n}
 
-    def answered_by(self, key: OpKey) -> tuple[str, str] | None:
-        """The (service, operation) that normally answers this call out, if one does."""
+    def answered_by(self, key: OpKey, call: Call | None = None) -> tuple[str, str] | None:
+        """The (service, operation) that normally answers this call out, if one does.
+
+        With ``call``: by the address it went to first (span names such as
+        "POST" are shared by calls to several services).
+        """
+        if call is not None:
+            address = peer_address(call.span)
+            if address and address in self.at_address:
+                return self.at_address[address]
         return self.callee.get(key)

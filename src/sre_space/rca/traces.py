@@ -87,6 +87,25 @@ def peer_of(span: Span) -> str | None:
     return None
 
 
+def peer_address(span: Span) -> str | None:
+    """Where a call out went, by its attributes: ``host:port`` (or the URL's), if known.
+
+    Instrumentations name client spans by method ("POST"), so one span name
+    covers calls to several services; the address tells them apart, and the
+    reference learns which service answers at it.
+    """
+    attrs = span.attributes
+    host = attrs.get("server.address") or attrs.get("net.peer.name")
+    port = attrs.get("server.port") or attrs.get("net.peer.port")
+    if host:
+        return f"{host}:{port}" if port else str(host)
+    url = attrs.get("url.full") or attrs.get("http.url")
+    if url:
+        rest = str(url).split("://", 1)[-1]
+        return rest.split("/", 1)[0] or None
+    return None
+
+
 _NO_SHAPE: Shape = frozenset()
 # Tuples of plain ints: membership by int equality (C), not by Enum.__hash__ (Python).
 _EXIT_KIND_VALUES = (int(SpanKind.CLIENT), int(SpanKind.PRODUCER))
