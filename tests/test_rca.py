@@ -318,3 +318,40 @@ def test_excess_weight_is_zero_unless_significant() -> None:
     assert excess_weight(12, 100, 10, 100) == 0.0  # 12% now, 10% before: noise
     assert excess_weight(60, 100, 10, 100) == pytest.approx(1 - 10.5 / 101 / 0.6)
     assert excess_weight(5, 5, 0, 0) == 1.0  # nothing to compare with: all of it is new
+
+
+def _shop_call(i: int, hung: bool) -> list[Span]:
+    """checkout calls inventory and payments; both client spans are named "POST" only,
+    as HTTP client instrumentations name them, and tell the callee by server.address."""
+    t, base = f"{i:032x}", i * 10_000.0
+    root = span(t, "checkout", "POST /checkout", base, base + (2100 if hung else 60))
+    inv = span(t, "checkout", "POST", base + 1, base + 20, root, SpanKind.CLIENT,
+               **{"server.address": "127.0.0.1", "server.port": 8101})  # fmt: skip
+    inv_srv = span(t, "inventory", "POST /reserve", base + 2, base + 19, inv)
+    end = base + (2021 if hung else 50)
+    pay = span(t, "checkout", "POST", base + 21, end, root, SpanKind.CLIENT,
+               **{"server.address": "127.0.0.1", "server.port": 8102})  # fmt: skip
+    if not hung:
+        return [
+            root,
+            inv,
+            inv_srv,
+            pay,
+            span(t, "payments", "POST /charge", base + 22, end - 1, pay),
+        ]
+    pay.error = True
+    pay.events = [SpanEvent("exception", 0, {"exception.type": "httpx.ReadTimeout",
+                                             "exception.message": "timed out"})]  # fmt: skip
+    root.error = True
+    root.attributes = {"http.response.status_code": 500}
+    return [root, inv, inv_srv, pay]
+
+
+def test_a_hung_callee_behind_a_shared_client_span_name_is_found_by_its_address() -> None:
+    found = localize(
+        [_shop_call(i, hung=i % 2 == 0) for i in range(100, 160)],
+        baseline=[_shop_call(i, hung=False) for i in range(60)],
+    )
+    assert (found[0].service, found[0].fault_class) == ("payments", "timeout")
+    assert found[0].exception == "httpx.ReadTimeout: timed out"
+    assert {c.service for c in found} == {"checkout", "inventory", "payments"}
