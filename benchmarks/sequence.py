@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sre_space.config import Settings
+from sre_space.errors import Unavailable
 from sre_space.lab.control import LabClient
 from sre_space.lab.faults import FAULTS
 from sre_space.lab.launcher import start_lab, stop_lab
@@ -63,6 +64,17 @@ def steady(mind: Mind, settings: Settings, hold_s: float = 10.0, timeout_s: floa
     return False
 
 
+def _revert(client: LabClient, fault: str) -> None:
+    """Revert, retrying: on a loaded machine the control API may be slow to answer."""
+    for attempt in range(5):
+        try:
+            client.revert(fault)
+            return
+        except Unavailable as exc:
+            print(f"  revert {fault}: {exc} (attempt {attempt + 1})", file=sys.stderr)
+            time.sleep(3)
+
+
 def _slot(mind: Mind, client: LabClient, settings: Settings, fault: str, spacing: float) -> dict[str, Any]:
     spec = FAULTS[fault]
     asked_at = time.time()
@@ -77,7 +89,7 @@ def _slot(mind: Mind, client: LabClient, settings: Settings, fault: str, spacing
         if opened and all(i.status in DONE for i in opened):
             break
         time.sleep(0.5)
-    client.revert(fault)  # the squad lifts its own workarounds (half-open probes)
+    _revert(client, fault)  # the squad lifts its own workarounds (half-open probes)
     reverted_at = time.time()
     while time.time() < injected_at + spacing:
         time.sleep(0.5)

@@ -36,6 +36,7 @@ from sre_space.detect.window import Signal
 WATCHING = "watching"  # detected, or handed to a human: its cause is watched
 MITIGATED = "mitigated"
 DEGRADED = "degraded"
+KEEP_S = 3600.0  # how long a resolved incident stays in the tracker's list
 # Signal kinds by the kind of trouble they show: a service that failed with
 # errors and later stops answering had two faults, not one that grew.
 FAMILIES = {
@@ -225,6 +226,10 @@ class IncidentTracker:
         self, signals: Iterable[Signal], edges: Iterable[tuple[str, str]], now: float
     ) -> list[Change]:
         changes: list[Change] = []
+        # Resolved incidents are kept a while (their ids), then let go.
+        self.incidents = [
+            i for i in self.incidents if i.resolved_at is None or now - i.resolved_at < KEEP_S
+        ]
         live = [i for i in self.incidents if i.resolved_at is None]
         seen: dict[int, list[Signal]] = {}
         grown: set[int] = set()

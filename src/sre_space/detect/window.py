@@ -48,10 +48,10 @@ LATENCY_RATIO = 2.0  # window p95 at least this many times the baseline p95 ...
 LATENCY_MIN_DELTA_MS = 5.0  # ... and this much slower in absolute terms
 LATENCY_RATIO_EXIT = 1.5  # an anomalous operation stays so until below this ratio
 # ... and more of the window's requests over the baseline p95 than its normal 5%
-# by this many binomial sigmas: the p95 of a few dozen requests moves with two
-# unlucky ones (a GC pause), a real slowdown moves many.
-LATENCY_Z = 4.0
-LATENCY_Z_EXIT = 2.0
+# could be by chance (a Poisson tail below this): the p95 of a few dozen
+# requests moves with two unlucky ones (a GC pause), a real slowdown moves many.
+LATENCY_CHANCE = 1e-6
+LATENCY_CHANCE_EXIT = 1e-2
 EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry threshold
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
 TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
@@ -70,13 +70,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[idx]
 
 
-def _many_over(window: deque[_Bucket], limit_ms: float, z: float) -> bool:
-    """More of the window's sampled requests over ``limit_ms`` (a p95) than chance explains."""
+def _many_over(window: deque[_Bucket], limit_ms: float, chance: float) -> bool:
+    """More of the window's sampled requests over ``limit_ms`` (a p95) than chance explains.
+
+    The count over a p95 is about Poisson with mean 5% of the requests; more
+    than that with a probability below ``chance`` is a change, not bad luck.
+    """
     n = over = 0
     for b in window:
         n += len(b.latencies)
         over += sum(x > limit_ms for x in b.latencies)
-    return n > 0 and over >= 0.05 * n + z * math.sqrt(n * 0.05 * 0.95)
+    return n > 0 and over > 0.05 * n and _poisson_tail(0.05 * n, over) < chance
+
+
+def _poisson_tail(mean: float, k: int) -> float:
+    """P(X >= k) for X ~ Poisson(mean); a normal approximation for large means."""
+    if mean > 50:
+        z = (k - 0.5 - mean) / math.sqrt(mean)
+        return 0.5 * math.erfc(z / math.sqrt(2))
+    term = total = math.exp(-mean)
+    for i in range(1, k):
+        term *= mean / i
+        total += term
+    return max(0.0, 1.0 - total)
 
 
 @dataclass(slots=True)
@@ -418,7 +434,7 @@ class WindowDetector:
                 if (
                     ratio >= enough
                     and s.p95_ms - base.p95_ms >= LATENCY_MIN_DELTA_MS
-                    and _many_over(op.window, base.p95_ms, LATENCY_Z_EXIT if active else LATENCY_Z)
+                    and _many_over(op.window, base.p95_ms, LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE)
                 ):
                     return (
                         "latency",
