@@ -7,6 +7,7 @@ that times out); elsewhere the format is the one in the library's source.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Callable
@@ -14,6 +15,11 @@ from collections.abc import Callable
 import httpx
 import pytest
 import sqlalchemy
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from sqlalchemy.pool import QueuePool
 
 from sre_space.rca.classify import (
@@ -381,3 +387,63 @@ def test_message_template_masks_numbers_and_strips_control_characters() -> None:
     template = message_template(raw)
     assert "\x1b" not in template and "\r" not in template and "\n" not in template
     assert "<n>" in template and "30000" not in template
+
+
+def _ours(sdk_span: ReadableSpan) -> Span:
+    """An OpenTelemetry SDK span as the localiser reads it (what OTLP would carry)."""
+    ctx = sdk_span.context
+    assert ctx is not None
+    return Span(
+        f"{ctx.trace_id:032x}",
+        f"{ctx.span_id:016x}",
+        None,
+        "caller",
+        sdk_span.name,
+        sdk_span.start_time or 0,
+        sdk_span.end_time or 0,
+        SpanKind(int(sdk_span.kind.value) + 1),
+        error=sdk_span.status.status_code == StatusCode.ERROR,
+        attributes=dict(sdk_span.attributes or {}),
+        events=[SpanEvent(e.name, e.timestamp, dict(e.attributes or {})) for e in sdk_span.events],
+    )
+
+
+def test_spans_of_the_real_httpx_instrumentation_classify() -> None:
+    """OpenTelemetry's httpx instrumentation records the failures; the class comes out right."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        conn, _ = server.accept()
+        accepted.append(conn)
+        done.wait(10)
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    client = httpx.Client(timeout=httpx.Timeout(5.0, read=0.2))
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+    try:
+        for url in (
+            f"http://127.0.0.1:{server.getsockname()[1]}/charge",  # accepts, never answers
+            f"http://127.0.0.1:{_closed_port()}/reserve",  # refuses
+        ):
+            with contextlib.suppress(httpx.HTTPError):
+                client.get(url)
+    finally:
+        HTTPXClientInstrumentor.uninstrument_client(client)
+        client.close()
+        done.set()
+        t.join(10)
+        for conn in accepted:
+            conn.close()
+        server.close()
+    hung, refused = (_ours(s) for s in exporter.get_finished_spans())
+    assert hung.kind == SpanKind.CLIENT and hung.error
+    assert classify_span(hung) == "timeout"
+    assert classify_span(refused) == "unreachable"
