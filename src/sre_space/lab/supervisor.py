@@ -36,6 +36,7 @@ REPLICAS = {"payments": 2, "inventory": 2}  # behind a balancer; the rest run on
 MAX_REPLICAS = 6
 RELEASE_KEYS = ("release", "previous_release")  # changed by a deploy (a restart), not a patch
 DEFAULT_RATE = 50.0
+HEALTH_TIMEOUT_S = 3.0  # the control API's /health waits this long on each service
 MONITOR_INTERVAL_S = 0.5  # at least this long between two passes of the monitor
 BACKOFF_CAP_S = 5.0
 
@@ -175,6 +176,7 @@ class Supervisor:
         with self.lock:
             if self.stopping.is_set():
                 raise RuntimeError("the lab is shutting down")
+            child.healthy = False  # out of the balancer's rotation before it stops answering
             child.stop()
             child.start()
             child.restarts += 1
@@ -206,6 +208,7 @@ class Supervisor:
         for i in range(0, len(group), batch):
             chunk = group[i : i + batch]
             for child in chunk:
+                child.healthy = False
                 child.stop()
             pids += [self.restart_child(c) for c in chunk]
         return {
@@ -465,7 +468,8 @@ class ControlHandler(runtime.JsonHandler):
             return
         path = self.path.split("?")[0]
         if path == "/health":
-            healthy = {name: self.sup.probe(name) for name in SERVICES}
+            # Answering at all is healthy here; a starved machine may take seconds to.
+            healthy = {name: self.sup.probe(name, timeout=HEALTH_TIMEOUT_S) for name in SERVICES}
             services = self.sup.describe()["services"]
             for name, ok in healthy.items():
                 services[name]["healthy"] = ok
