@@ -389,7 +389,11 @@ def capabilities(target: Target | None, service: str) -> dict[str, str]:
     from sre_space.actuators.command import builtin
 
     templates = {**builtin(target, service), **target.actions}
-    found = {a: " ".join(argv) for a, argv in sorted(templates.items())}
+    # ``releases`` is a hook (the platform's release history), not an action.
+    found = {
+        ("release history" if a == "releases" else a): " ".join(argv)
+        for a, argv in sorted(templates.items())
+    }
     if target.kind == "compose" and "scale_out" not in found:
         found["scale_out"] = f"{found['restart'].rpartition(' restart ')[0]} up --scale"
     return found
