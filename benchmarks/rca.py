@@ -80,11 +80,13 @@ def naive(incident: Traces, baseline: Traces) -> list[str]:
 
 
 _confidence: list[float] = [0.0]  # the top candidate's confidence in the last run of ours
+_fault_class: list[str] = [""]  # and its fault class
 
 
 def ours(incident: Traces, baseline: Traces) -> list[str]:
     found = localize(incident, baseline=baseline)
     _confidence[0] = found[0].confidence if found else 0.0
+    _fault_class[0] = found[0].fault_class if found else ""
     return [c.service for c in found[:5]]
 
 
@@ -184,6 +186,9 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                     delay_ms=rnd.uniform(50.0, 500.0),
                     factor=rnd.uniform(1.5, 3.0),
                     on_the_way_in=way_in,
+                    operation=rnd.choice(
+                        [op.name for op in system.operations if op.service == target]
+                    ),
                 )
                 with paused_gc():
                     baseline = system_window(rnd, system, SYNTHETIC_TRACES, style=style)
@@ -207,6 +212,7 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                     row[name] = {"rank": _rank(ranked, target), "top": ranked[:3]}
                     if name == SYNTHETIC_METHODS[0]:
                         row["confidence"] = _confidence[0]
+                        row["fault_class"] = _fault_class[0]
                 rows.append(row)
                 if not quiet:
                     got = row[SYNTHETIC_METHODS[0]]
@@ -245,6 +251,16 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
         "calibration": reliability(
             [(r["confidence"], r[SYNTHETIC_METHODS[0]]["rank"] == 1) for r in rows]
         ),
+        # of the cases where the service is right, the share whose class is right too
+        "class_right": {
+            kind: round(sum(r["fault_class"] == kind for r in hit) / len(hit), 3)
+            for kind in FAULT_KINDS
+            if (
+                hit := [
+                    r for r in rows if r["fault"] == kind and r[SYNTHETIC_METHODS[0]]["rank"] == 1
+                ]
+            )
+        },
     }
 
 
@@ -352,6 +368,8 @@ def main() -> int:
                 )
                 print(f"{value:<14}{cells}")
         _print_calibration(synth["calibration"])
+        print("\nfault class right, where the service is right (localize)")
+        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in synth["class_right"].items()))
     if found is not None:
         _print_table(f"{found['n']} real cases from {args.data}", found["summary"])
         _print_calibration(found["calibration"])

@@ -257,6 +257,7 @@ class SystemFault:
     delay_ms: float = 300.0  # latency: the added wait
     factor: float = 3.0  # cpu: own work multiplied
     on_the_way_in: bool = True  # latency: a wait before its span starts (else in its own work)
+    operation: str | None = None  # latency in its own work: only this operation (None: all)
 
 
 @dataclass
@@ -391,7 +392,12 @@ class _Gen:
                 ms *= f.factor * self.rnd.uniform(0.8, 1.2)
             elif f.kind == "memory" and hit:
                 ms += self.rnd.expovariate(1 / 150.0)  # collection pauses
-            elif f.kind == "latency" and hit and not f.on_the_way_in:
+            elif (
+                f.kind == "latency"
+                and hit
+                and not f.on_the_way_in
+                and f.operation in (None, op.name)
+            ):
                 ms += f.delay_ms * self.rnd.uniform(0.8, 1.2)
         return ms
 

@@ -213,6 +213,18 @@ def _callee(call: Call, ref: Reference | None) -> tuple[str, str] | None:
     return (peer, call.span.name) if peer else None
 
 
+def _no_answer(call: Call, ref: Reference | None) -> str:
+    """A call out that got no answer and says nothing of why: how long it waited tells.
+
+    Refused or reset connections fail at once; a callee that took the call and
+    went quiet keeps its caller waiting, longer than its slowest tenth of calls.
+    """
+    st = ref.ops.get(call.key) if ref is not None else None
+    if st is not None and st.n >= MIN_SAMPLES and call.self_ms > st.high_ms:
+        return "timeout"
+    return "unreachable"
+
+
 def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
     message = _message(call.span)
     fault = classify_span(call.span) or "error"
@@ -224,7 +236,9 @@ def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
         if callee is not None and call.callee is None:
             # The callee never answered (no span of its own): it is the suspect,
             # unreachable unless the failure says it took the call and went quiet.
-            no_answer = fault if fault in CALLEE_CLASSES or fault == "saturation" else "unreachable"
+            no_answer = (
+                fault if fault in CALLEE_CLASSES or fault == "saturation" else _no_answer(call, ref)
+            )
             return _Blame(callee[0], callee[1], "error", no_answer, weight, call.key, message)
         if callee is not None:
             # The callee answered without failing; the call failed between them
@@ -256,7 +270,15 @@ def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_
     if answer is not None and call.callee is None and answer in ref.typical_children(call.key):
         # A call out whose callee's span is gone: the callee never answered.
         return [
-            _Blame(answer[0], answer[1], "structure", "unreachable", weight, call.key, step=step)
+            _Blame(
+                answer[0],
+                answer[1],
+                "structure",
+                _no_answer(call, ref),
+                weight,
+                call.key,
+                step=step,
+            )
         ]
     prev = step[0]
     if prev == START:
@@ -543,7 +565,9 @@ def _growth(j: _Judgement) -> dict[str, tuple[float, str]]:
 def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
     """The class the main finding names; own work slower across the service reads as cpu."""
     fault = str(_heaviest(main.fault_classes))
-    if fault != "latency":
+    # Callers that gave up waiting (timeout) on a service whose own work slowed
+    # everywhere waited on its CPU: the slowness is the cause, the timeouts its effect.
+    if fault not in ("latency", "timeout"):
         return fault
     keys = j.known.get(service, 0)
     shifted = len(j.shifted.get(service, ()))
