@@ -103,7 +103,8 @@ def main() -> None:
             continue
         print(
             f"{doc['topology']:<5} {doc['minutes']:g} min fault-free, {doc['spans_judged']:,} "
-            f"spans judged: {doc['incidents']} incident(s) opened",
+            f"spans judged: {doc['incidents']} incident(s) opened "
+            f"({doc['warmup_incidents']} while it warmed up, not counted)",
             flush=True,
         )
         for inc in doc["opened"]:
