@@ -78,7 +78,13 @@ def _revert(client: LabClient, fault: str) -> None:
 def _slot(mind: Mind, client: LabClient, settings: Settings, fault: str, spacing: float) -> dict[str, Any]:
     spec = FAULTS[fault]
     asked_at = time.time()
-    client.inject(fault)
+    for attempt in range(3):
+        try:
+            client.inject(fault)
+            break
+        except Unavailable as exc:  # a loaded machine: the lab did not answer in time
+            print(f"  inject {fault}: {exc} (attempt {attempt + 1})", file=sys.stderr)
+            time.sleep(3)
     # A fault is on once the chaos API says so: a bad release is a deploy that
     # restarts processes first, which is not time the squad could see anything.
     injected_at = time.time()

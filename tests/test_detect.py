@@ -84,6 +84,14 @@ def test_error_status_over_the_threshold_is_anomalous() -> None:
     assert signal.first_bad_at is not None
 
 
+def test_one_error_in_a_quiet_window_is_bad_luck_not_an_incident() -> None:
+    sim = Sim()
+    sim.run(60, requests("pay", 1, 30))
+    sim.run(1, requests("pay", 1, 30, errors=1))  # 1 of the window's 10: 10%
+    assert sim.run(8, requests("pay", 1, 30)) == []
+    assert [s.kind for s in sim.run(5, requests("pay", 1, 30, errors=1))] == ["error"]
+
+
 def test_errors_are_judged_against_the_learned_error_rate() -> None:
     sim = Sim()
     sim.run(60, requests("auth", 20, 30, errors=2))  # always 10% (say, wrong passwords)

@@ -51,6 +51,7 @@ LATENCY_RATIO_EXIT = 1.5  # an anomalous operation stays so until below this rat
 # could be by chance (a Poisson tail below this): the p95 of a few dozen
 # requests moves with two unlucky ones (a GC pause), a real slowdown moves many.
 LATENCY_CHANCE = 1e-6
+UNSEEN_RATE = 0.005  # the error (or slow) rate assumed of history that saw none
 LATENCY_CHANCE_EXIT = 1e-2
 EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry threshold
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
@@ -81,6 +82,16 @@ def _many_over(window: deque[_Bucket], limit_ms: float, chance: float) -> bool:
         n += len(b.latencies)
         over += sum(x > limit_ms for x in b.latencies)
     return n > 0 and over > 0.05 * n and _poisson_tail(0.05 * n, over) < chance
+
+
+def beyond_chance(bad: int, count: int, normal_rate: float, active: bool) -> bool:
+    """More failed (or slow) requests than the normal rate explains by chance.
+
+    One error in twenty requests is 5%, and bad luck; a rate never seen
+    before is taken as at most ``UNSEEN_RATE``, as a short history cannot say 0.
+    """
+    mean = max(normal_rate, UNSEEN_RATE) * count
+    return _poisson_tail(mean, bad) < (LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE)
 
 
 def _poisson_tail(mean: float, k: int) -> float:
@@ -417,10 +428,14 @@ class WindowDetector:
         base = op.baseline
         if s.count >= min_requests:
             base_err = base.error_rate if base.ready else 0.0
-            if s.error_rate - base_err > bar("error", thr):
+            if s.error_rate - base_err > bar("error", thr) and beyond_chance(
+                s.errors, s.count, base_err, (key, "error") in self._active
+            ):
                 return "error", f"{s.error_rate:.0%} errors (normal {base_err:.0%})", None
             base_slow = base.slow_rate if base.ready else 0.0
-            if s.slow_rate - base_slow > bar("slow", thr):
+            if s.slow_rate - base_slow > bar("slow", thr) and beyond_chance(
+                s.slow, s.count, base_slow, (key, "slow") in self._active
+            ):
                 limit = self.rules.latency_for(key[0])
                 return (
                     "slow",
