@@ -188,3 +188,42 @@ def test_a_mind_killed_while_verifying_is_finished_by_the_next(
         assert actions.read_text().split() == ["scale-3", "unscale"]
     for db in (home / "incidents.db", home / "checkpoints.db"):
         assert _integrity(db) == "ok", db
+
+
+def test_a_change_cut_off_before_its_record_is_escalated_not_guessed(tmp_path: Path) -> None:
+    """Killed inside the call (no ``applied`` step): nobody knows if it happened; a human checks."""
+    from sre_space.actuators.targets import TargetActuator
+    from sre_space.incidents import AWAITING_APPROVAL, Incident
+    from sre_space.squad import agents
+    from sre_space.squad.graph import build
+    from sre_space.squad.policy import Policy
+    from sre_space.squad.resume import resume_interrupted
+    from sre_space.telemetry.store import TraceStore
+
+    settings = Settings(home=tmp_path)
+    log = IncidentLog(tmp_path / "incidents.db")
+    # No node runs here: the memory is never asked (the graph is only read and written).
+    ctx = agents.SquadContext(
+        settings,
+        TraceStore(),
+        log,
+        None,
+        TargetActuator(settings),
+        Policy(),  # type: ignore[arg-type]
+    )
+    checkpoints = sqlite3.connect(tmp_path / "checkpoints.db", check_same_thread=False)
+    app = build(ctx, checkpoints)
+    cut = Incident(id=log.new_id(), status="mitigating", detected_at=time.time())
+    cut.remediation = {"action": "restart", "service": "catalog", "outcome": "pending"}
+    log.save(cut)  # before the next id is drawn
+    waiting = Incident(id=log.new_id(), status="mitigating", detected_at=time.time())
+    waiting.remediation = {"action": "restart", "service": "catalog", "outcome": AWAITING_APPROVAL}
+    log.save(waiting)
+    assert resume_interrupted(app, log) == []
+    saved = log.get(cut.id)
+    assert saved is not None and saved.status == "escalated"
+    (cut_off,) = [a for a in saved.audit if a["step"] == "interrupted"]
+    assert "unknown" in cut_off["reason"]
+    untouched = log.get(waiting.id)  # paused for a human: the approval path resumes it
+    assert untouched is not None and untouched.status == "mitigating"
+    checkpoints.close()
