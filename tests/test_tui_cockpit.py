@@ -221,8 +221,25 @@ def screen_lines(app: SreSpaceApp) -> list[str]:
     return app.query_one(Waterfall).visible_text()
 
 
+_SHOWN: dict[int, list[str]] = {}  # every notice each app was asked to show
+
+
+@pytest.fixture(autouse=True)
+def _keep_every_notice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notice leaves the screen after seconds; on a loaded machine a check can come later."""
+    _SHOWN.clear()
+    original = SreSpaceApp.notify
+
+    def keep(self: SreSpaceApp, message: str, *args: Any, **kwargs: Any) -> None:
+        _SHOWN.setdefault(id(self), []).append(str(message))
+        original(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(SreSpaceApp, "notify", keep)
+
+
 def notices(app: SreSpaceApp) -> str:
-    return " | ".join(n.message for n in app._notifications)
+    """Every notice the app has shown so far, expired or not."""
+    return " | ".join(_SHOWN.get(id(app), []))
 
 
 async def trace_shown(pilot: Pilot[Any], app: SreSpaceApp, trace_id: str) -> None:
