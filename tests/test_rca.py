@@ -355,3 +355,32 @@ def test_a_hung_callee_behind_a_shared_client_span_name_is_found_by_its_address(
     assert (found[0].service, found[0].fault_class) == ("payments", "timeout")
     assert found[0].exception == "httpx.ReadTimeout: timed out"
     assert {c.service for c in found} == {"checkout", "inventory", "payments"}
+
+
+def _chain_in_flight(i: int, hung: bool) -> list[Span]:
+    """frontend -> checkout -> payments. When payments hangs, frontend gives up first: its
+    call fails while checkout's span is still open (not exported), though checkout's own
+    failed call to payments, under it, already is."""
+    t, base = f"{i:032x}", i * 10_000.0
+    root = span(t, "frontend", "POST /api/checkout", base, base + (2010 if hung else 80))
+    out = span(t, "frontend", "POST", base + 1, base + (2005 if hung else 75), root,
+               SpanKind.CLIENT, **{"server.address": "127.0.0.1", "server.port": 8100})  # fmt: skip
+    srv = span(t, "checkout", "POST /checkout", base + 2, base + 70, out)
+    pay = span(t, "checkout", "POST", base + 5, base + (2050 if hung else 60), srv,
+               SpanKind.CLIENT, **{"server.address": "127.0.0.1", "server.port": 8102})  # fmt: skip
+    if not hung:
+        return [root, out, srv, pay, span(t, "payments", "POST /charge", base + 6, base + 59, pay)]
+    for failed in (out, pay):
+        failed.error = True
+        failed.events = [SpanEvent("exception", 0, {"exception.type": "httpx.ReadTimeout",
+                                                    "exception.message": ""})]  # fmt: skip
+    root.error = True
+    return [root, out, pay]  # checkout's server span is still open
+
+
+def test_a_hang_two_levels_down_blames_the_hung_service_not_the_one_still_waiting() -> None:
+    found = localize(
+        [_chain_in_flight(i, hung=i % 2 == 0) for i in range(100, 160)],
+        baseline=[_chain_in_flight(i, hung=False) for i in range(60)],
+    )
+    assert (found[0].service, found[0].fault_class) == ("payments", "timeout")

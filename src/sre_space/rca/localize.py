@@ -443,9 +443,16 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
     blamed: list[tuple[str, list[_Blame]]] = []
     for v, flags in zip(window, slow_flags, strict=True):
         blames: list[_Blame] = []
+        deeper = any(c.error_origin and c.service in v.in_flight for c in v.calls)
         for c, flag in zip(v.calls, flags, strict=True):
             if c.error_origin and w_err.get(c.key, 0.0) > 0:
-                blames.append(_blame_error(c, ref, w_err[c.key]))
+                blame = _blame_error(c, ref, w_err[c.key])
+                if deeper and c.callee is None and blame.service in v.in_flight:
+                    # The callee took the call and is still in it (its spans
+                    # below are here), waiting on a failure of its own: that
+                    # failure, blamed where it originates, is the account.
+                    continue
+                blames.append(blame)
             if flag == SLOW and w_slow.get(c.key, 0.0) > 0:
                 callee = _callee(c, ref) if c.exit else None
                 share = shares.get((c.service, callee[0]), 0.5) if callee else 0.0

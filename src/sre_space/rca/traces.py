@@ -62,6 +62,8 @@ class TraceView:
     start_ns: int
     root_ms: float  # end-to-end: from the first span's start to the last span's end
     complete: bool = True  # no span whose parent is missing (a trace in flight, or cut)
+    # services with spans whose parent is missing: they took a call and are still in it
+    in_flight: frozenset[str] = frozenset()
 
 
 def group(spans: Iterable[Span]) -> list[list[Span]]:
@@ -127,6 +129,7 @@ def view(trace: list[Span]) -> TraceView:
     by_id = {s.span_id: s for s in trace}
     children: dict[str, list[Span]] = {}
     roots: list[Span] = []
+    orphans: set[str] = set()
     complete = True
     for s in trace:
         pid = s.parent_id
@@ -140,6 +143,7 @@ def view(trace: list[Span]) -> TraceView:
             roots.append(s)
             if pid:
                 complete = False
+                orphans.add(s.service)
     calls: list[Call] = []
     exit_kinds, entry_kinds = _EXIT_KIND_VALUES, _ENTRY_KIND_VALUES
     stack: list[tuple[Span, str]] = [(r, r.name) for r in roots]
@@ -211,7 +215,14 @@ def view(trace: list[Span]) -> TraceView:
                 calls.append(view([s]).calls[0])
     first = min(s.start_ns for s in trace)
     last_end = max(s.end_ns for s in trace)
-    return TraceView(trace[0].trace_id, calls, first, max(0, last_end - first) / 1e6, complete)
+    return TraceView(
+        trace[0].trace_id,
+        calls,
+        first,
+        max(0, last_end - first) / 1e6,
+        complete,
+        frozenset(orphans),
+    )
 
 
 def views(traces: Iterable[list[Span]], limit: int | None = None) -> list[TraceView]:
