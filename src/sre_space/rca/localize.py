@@ -721,7 +721,7 @@ def _calibrate(ranked: list[Candidate]) -> None:
     rest = sum(c.score for c in ranked[1:])
     for c in ranked[1:]:
         share = c.score / rest if rest > 0 else 1.0 / (len(ranked) - 1)
-        c.confidence = round((1.0 - top) * share, 3)
+        c.confidence = round(min(top, (1.0 - top) * share), 3)  # none above the first
 
 
 def confidence_words(confidence: float) -> str:
