@@ -213,6 +213,13 @@ def _callee(call: Call, ref: Reference | None) -> tuple[str, str] | None:
     return (peer, call.span.name) if peer else None
 
 
+def _traced(call: Call, ref: Reference | None) -> bool:
+    """Whether the callee of a call out is a service we know, not just an address."""
+    if call.span.attributes.get("peer.service"):
+        return True
+    return ref is not None and ref.answered_by(call.key, call) is not None
+
+
 def _no_answer(call: Call, ref: Reference | None) -> str:
     """A call out that got no answer and says nothing of why: how long it waited tells.
 
@@ -233,6 +240,12 @@ def _blame_error(call: Call, ref: Reference | None, weight: float) -> _Blame:
     # child to tell it from local work).
     if call.exit or (ref is not None and ref.answered_by(call.key) is not None):
         callee = _callee(call, ref)
+        untraced = callee is not None and call.callee is None and not _traced(call, ref)
+        if untraced and fault == "saturation":
+            # The caller's own pool or queue to a dependency that sends no spans
+            # (a database) ran dry before the call left: the pool is the
+            # caller's, and so are the evidence and the knob.
+            return _Blame(call.service, call.entry_op, "error", fault, weight, call.key, message)
         if callee is not None and call.callee is None:
             # The callee never answered (no span of its own): it is the suspect,
             # unreachable unless the failure says it took the call and went quiet.
