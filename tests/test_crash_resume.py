@@ -11,6 +11,7 @@ integrity_check``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from sre_space.config import Settings
-from sre_space.incidents import IncidentLog
+from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import Mind
 from sre_space.telemetry.model import Span, SpanKind
 
@@ -166,13 +167,16 @@ def test_a_mind_killed_while_verifying_is_finished_by_the_next(
                 120,
                 what="the next mind resuming the incident",
             )
-            now = time.time()
-            mind.store.add([_span(now + i * 0.01, i) for i in range(30)])
-        done = wait_until(
-            lambda: (i := log.get(incident.id)) is not None and i.status != "mitigating" and i,
-            180,
-            what="the resumed verification's verdict",
-        )
+        sent = itertools.count()
+
+        def verdict() -> Incident | None:
+            if healthy:  # live traffic, answered well, until the verdict: not one burst
+                now = time.time()
+                mind.store.add([_span(now + i * 0.01, next(sent)) for i in range(10)])
+            found = log.get(incident.id)
+            return found if found is not None and found.status != "mitigating" else None
+
+        done = wait_until(verdict, 180, interval=0.5, what="the resumed verification's verdict")
     finally:
         mind.stop()
     steps = [a["step"] for a in done.audit]
