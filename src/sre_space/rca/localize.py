@@ -221,7 +221,7 @@ def _traced(call: Call, ref: Reference | None) -> bool:
 
 
 def _no_answer(call: Call, ref: Reference | None) -> str:
-    """A call out that got no answer and says nothing of why: how long it waited tells.
+    """A call out that failed without a reply and says nothing of why: how long it waited tells.
 
     Refused or reset connections fail at once; a callee that took the call and
     went quiet keeps its caller waiting, longer than its slowest tenth of calls.
