@@ -36,19 +36,24 @@ def _circuit_parts(key: str) -> tuple[str, str]:
     return prefix, suffix
 
 
+def per_dependency(template: str, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a ``...{dependency}...`` key template names, by dependency."""
+    prefix, suffix = _circuit_parts(template)
+    return {
+        name[len(prefix) : len(name) - len(suffix)]: value
+        for name, value in settings.items()
+        if name.startswith(prefix)
+        and name.endswith(suffix)
+        and len(name) > len(prefix) + len(suffix)
+    }
+
+
 def abstract(concrete: Mapping[str, Any], keys: Mapping[str, str]) -> dict[str, Any]:
     """``concrete`` (a system's settings) in knob names; circuits as ``circuits: {dep: state}``."""
     found: dict[str, Any] = {}
     for knob, key in keys.items():
         if "{dependency}" in key:
-            prefix, suffix = _circuit_parts(key)
-            circuits = {
-                name[len(prefix) : len(name) - len(suffix)]: value
-                for name, value in concrete.items()
-                if name.startswith(prefix)
-                and name.endswith(suffix)
-                and len(name) > len(prefix) + len(suffix)
-            }
+            circuits = per_dependency(key, concrete)
             if circuits:
                 found["circuits"] = circuits
         elif key in concrete:

@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from sre_space.actuators.changes import ActionRefused
-from sre_space.actuators.knobs import setting_change
+from sre_space.actuators.knobs import per_dependency, setting_change
 from sre_space.actuators.targets import ActionFailed, Target
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -166,13 +166,9 @@ class KubernetesDriver:
                 continue
             name = spec["env"]
             if "{dependency}" in name:
-                prefix, _, suffix = name.partition("{dependency}")
                 circuits = {
-                    k[len(prefix) : len(k) - len(suffix)].lower().replace("_", "-"): v
-                    for k, v in env.items()
-                    if k.startswith(prefix)
-                    and k.endswith(suffix)
-                    and len(k) > len(prefix) + len(suffix)
+                    dep.lower().replace("_", "-"): v
+                    for dep, v in per_dependency(name, env).items()
                 }
                 if circuits:
                     found["circuits"] = circuits
