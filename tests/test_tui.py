@@ -18,13 +18,13 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
+from sre_space import logs
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import MindLock
 from sre_space.paths import Paths
 from sre_space.tui.app import SreSpaceApp
 from sre_space.tui.keys import KEYS, key_label
-from sre_space.tui.logfile import log_to_file
 from sre_space.tui.screens import HelpScreen
 from sre_space.tui.widgets import IncidentTable, SquadTerminal, StatusBar
 
@@ -341,10 +341,9 @@ def test_fits_80x24(home: tuple[Settings, IncidentLog]) -> None:
 
 
 def test_logs_go_to_the_file_not_the_screen(tmp_path: Path) -> None:
-    path = tmp_path / "watch.log"
     root = logging.getLogger()
     before = root.handlers[:]
-    with log_to_file(path):
+    with logs.to_file(Settings(home=tmp_path), "watch", alone=True) as path:
         assert all(isinstance(h, logging.FileHandler) for h in root.handlers)
         logging.getLogger("sre_space.test").warning("into the file")
         logging.getLogger("sre_space.test").warning("trace %s", "\x1b]0;owned\x07\u202e")

@@ -11,11 +11,12 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from sre_space import logs
 from sre_space.cli_common import JsonOpt
 from sre_space.cli_common import err as _err
 from sre_space.cli_common import mind_port as _mind_port
@@ -29,6 +30,9 @@ from sre_space.config import Settings, load
 from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, UsageError
 from sre_space.safe_text import printable, printable_lines
 from sre_space.squad.policy import MODES
+
+if TYPE_CHECKING:
+    from sre_space.mind import Mind
 
 app = typer.Typer(
     name="sre-space",
@@ -236,7 +240,13 @@ def run(
     from sre_space.mind import Mind
 
     settings = _mind_settings(source, policy=policy, otlp_http_port=otlp_port)
-    mind = Mind(settings).start()
+    with logs.to_file(settings, "run"):
+        _run(Mind(settings), json_out)
+
+
+def _run(mind: Mind, json_out: bool) -> None:
+    """Print the mind's events on stdout until SIGINT or SIGTERM."""
+    mind.start()
     stop = _stop_on_signals(mind)
     after = 0
     try:
@@ -372,14 +382,16 @@ def replay(
         sys.stdout.write(event.line() + "\n")
         sys.stdout.flush()
 
-    result = rp.replay(
-        _settings(),
-        files,
-        speed=speed,
-        policy=policy,
-        timeout_s=timeout,
-        on_event=None if json_out else show,
-    )
+    settings = _settings()
+    with logs.to_file(settings, "replay"):
+        result = rp.replay(
+            settings,
+            files,
+            speed=speed,
+            policy=policy,
+            timeout_s=timeout,
+            on_event=None if json_out else show,
+        )
     steps = rp.judge(result, expected) if expected else []
     if junit is not None:
         try:
@@ -408,6 +420,7 @@ def _secs(value: float | None) -> str:
 
 def main() -> NoReturn:
     """Entry point: typer handles usage errors (exit 2); ours become one line and a code."""
+    logs.to_stderr()
     try:
         app(prog_name="sre-space")
     except SreSpaceError as exc:

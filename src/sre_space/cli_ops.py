@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from sre_space import logs
 from sre_space.cli_common import JsonOpt, err, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, UsageError
@@ -83,7 +84,9 @@ def drill(
     for path in (journal, junit):  # before minutes of drill, not after
         if path is not None and not os.access(path.parent or Path("."), os.W_OK):
             raise UsageError(f"cannot write {path}: {path.parent} is not a writable directory")
-    doc = dr.run(load(policy=policy), spec, timeout_s=timeout)
+    settings = load(policy=policy)
+    with logs.to_file(settings, "drill"):
+        doc = dr.run(settings, spec, timeout_s=timeout)
     try:
         if journal:
             journal.write_text(json.dumps(doc, indent=2, default=str))

@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from langgraph.types import interrupt
 
+from sre_space import logs
 from sre_space.actuators import Actuator
 from sre_space.actuators.targets import generic_proposal
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
 from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
-from sre_space.paths import Paths
 from sre_space.rca.classify import describe
 from sre_space.rca.localize import LIVE_LOOKBACK_S, Candidate, confidence_words, localize
 from sre_space.squad import hardening, releases, runbook
@@ -258,13 +257,7 @@ def _look_again(ctx: SquadContext, state: SquadState, why: str) -> SquadState:
 
 def _log_bug(ctx: SquadContext, where: str, exc: BaseException) -> Path:
     """Write ``exc``'s traceback under ``$SRE_SPACE_HOME/logs``; the path to it."""
-    path = Paths(ctx.settings.home).logs_dir / "squad-errors.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with path.open("a", encoding="utf-8") as out:
-        out.write(f"--- {stamp} {where}\n")
-        out.write("".join(traceback.format_exception(exc)))
-    return path
+    return logs.record_bug(ctx.settings.home, where, exc)
 
 
 def _platform(ctx: SquadContext, service: str) -> tuple[dict[str, Any], str]:

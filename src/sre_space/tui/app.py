@@ -19,6 +19,7 @@ from textual.app import App
 from textual.binding import BindingType
 from textual.screen import Screen
 
+from sre_space import logs
 from sre_space.config import Settings
 from sre_space.paths import Paths
 from sre_space.tui.commands import CockpitCommands
@@ -26,7 +27,6 @@ from sre_space.tui.context import CockpitContext
 from sre_space.tui.feed import Feed
 from sre_space.tui.host import MindHost
 from sre_space.tui.keys import KEYS
-from sre_space.tui.logfile import log_to_file
 from sre_space.tui.screens import HelpScreen
 from sre_space.tui.screens.cockpit import CockpitScreen
 from sre_space.tui.traces import MindTraces, SpanSource
@@ -231,8 +231,8 @@ class SreSpaceApp(App[None]):
 
 
 def run_app(settings: Settings, readonly: bool = False) -> None:
-    paths = Paths(settings.home).ensure()
-    with log_to_file(paths.logs_dir / "watch.log"):
+    Paths(settings.home).ensure()
+    with logs.to_file(settings, "watch", alone=True):
         app = SreSpaceApp(settings, readonly=readonly)
         try:
             app.run()
