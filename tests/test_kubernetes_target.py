@@ -22,8 +22,9 @@ import pytest
 kubernetes = pytest.importorskip("kubernetes")
 
 from sre_space.actuators.changes import ActionRefused  # noqa: E402
+from sre_space.actuators.driver import ActionFailed  # noqa: E402
 from sre_space.actuators.kubernetes import RESTARTED_AT, KubernetesDriver  # noqa: E402
-from sre_space.actuators.targets import ActionFailed, parse  # noqa: E402
+from sre_space.actuators.targets import parse  # noqa: E402
 
 NS = "shop"
 DEPLOYMENT = f"/apis/apps/v1/namespaces/{NS}/deployments/inventory"

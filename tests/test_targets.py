@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from sre_space.actuators.changes import ActionRefused
+from sre_space.actuators.driver import ActionFailed
 from sre_space.actuators.targets import (
-    ActionFailed,
     NoTarget,
     TargetActuator,
     TargetError,

@@ -25,7 +25,7 @@ import subprocess
 from typing import Any
 
 from sre_space.actuators.changes import ActionRefused
-from sre_space.actuators.targets import ActionFailed, Target
+from sre_space.actuators.driver import ActionFailed, Target
 
 _WORD = re.compile(r"^[A-Za-z0-9_.:/@+=,-]{1,200}$")
 MAX_OUTPUT = 4000

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 from sre_space.actuators.changes import ActionRefused
+from sre_space.actuators.driver import ActionFailed, Target
 from sre_space.actuators.knobs import per_dependency, setting_change
-from sre_space.actuators.targets import ActionFailed, Target
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 REVISION = "deployment.kubernetes.io/revision"

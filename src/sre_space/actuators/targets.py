@@ -15,19 +15,20 @@ matches it, in file order. Without a file, a running embedded lab is the
 target of its own services (actuators/lab.py). A service with no target gets a
 written proposal, never an action (squad/agents.py).
 
-``TargetActuator`` routes each call to the service's target's driver.
+``TargetActuator`` routes each call to the service's target's driver. The
+declared ``Target`` and the ``Driver`` protocol live in actuators/driver.py,
+which the drivers import instead of this module.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from sre_space.actuators.driver import Driver, Target
 from sre_space.actuators.knobs import KNOBS
 from sre_space.config import Settings
 from sre_space.errors import Unavailable, UsageError
@@ -54,41 +55,6 @@ class TargetError(UsageError):
 
 class NoTarget(Unavailable):
     """No target is declared for this service: the Fixer proposes instead of acting."""
-
-
-class ActionFailed(Unavailable):
-    """The target's platform did not carry the action out; the message says what it answered."""
-
-
-class Driver(Protocol):
-    kind: str
-
-    def config(self, service: str) -> dict[str, Any]: ...
-
-    def apply(self, action: str, service: str, params: dict[str, Any]) -> dict[str, Any]: ...
-
-    def undo(self, action: str, service: str, applied: dict[str, Any]) -> None: ...
-
-    def describe(self, action: str, service: str, params: dict[str, Any]) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class Target:
-    pattern: str
-    kind: str
-    options: Mapping[str, Any] = field(default_factory=dict)
-    knobs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    actions: Mapping[str, list[str]] = field(default_factory=dict)
-    undo: Mapping[str, list[str]] = field(default_factory=dict)
-    timeout_s: float = 60.0
-    line: int = 0
-
-    def matches(self, service: str) -> bool:
-        return fnmatch.fnmatchcase(service, self.pattern)
-
-    def key_map(self, form: str) -> dict[str, str]:
-        """Knob -> name, for knobs declared in this form (``env``, ``key``...)."""
-        return {knob: spec[form] for knob, spec in self.knobs.items() if form in spec}
 
 
 def _line_of(text: str, table: str, key: str | None = None, prefix: str = "") -> int:

@@ -24,7 +24,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from sre_space.actuators.targets import ActionFailed, Target
+from sre_space.actuators.driver import ActionFailed, Target
 
 SIGNATURE_HEADER = "X-Sre-Space-Signature"
 
