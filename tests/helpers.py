@@ -1,4 +1,5 @@
-"""Shared test helpers: free ports, waiting on a condition with a deadline, a Chroma server."""
+"""Shared test helpers: free ports, waiting on a condition with a deadline, a Chroma server,
+the squad's common diagnosis."""
 
 from __future__ import annotations
 
@@ -12,9 +13,21 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# One diagnosis the squad's tests act on: a catalog read that timed out (the
+# Brain's verdict as agents.fixer reads it). Copy it before changing a field.
+SIGNATURE = "catalog|GET /items/{id}|timeout|ReadTimeout"
+DIAGNOSIS: dict[str, Any] = {
+    "service": "catalog",
+    "operation": "GET /items/{id}",
+    "fault_class": "timeout",
+    "exception": "ReadTimeout: timed out",
+    "signature": SIGNATURE,
+    "confidence": 0.9,
+}
 
 
 def free_port() -> int:

@@ -28,17 +28,8 @@ from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import Mind
 from sre_space.telemetry.model import Span, SpanKind
 
-from helpers import wait_until
+from helpers import DIAGNOSIS, SIGNATURE, wait_until
 
-SIGNATURE = "catalog|GET /items/{id}|timeout|ReadTimeout"
-DIAGNOSIS = {
-    "service": "catalog",
-    "operation": "GET /items/{id}",
-    "fault_class": "timeout",
-    "exception": "ReadTimeout: timed out",
-    "signature": SIGNATURE,
-    "confidence": 0.9,
-}
 # A fix that worked here before: the Fixer takes it from memory.
 HIT = {
     "id": "INC-BEFORE",

@@ -27,17 +27,10 @@ from sre_space.squad.policy import Policy
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
 
+import helpers
 from helpers import wait_until
 
-DIAGNOSIS = {
-    "service": "catalog",
-    "operation": "GET /items/{id}",
-    "fault_class": "timeout",
-    "exception": "ReadTimeout: timed out",
-    "signature": "catalog|GET /items/{id}|timeout|ReadTimeout",
-    "confidence": 0.9,
-    "call_edge": "shop -> catalog",
-}
+DIAGNOSIS = {**helpers.DIAGNOSIS, "call_edge": "shop -> catalog"}
 
 
 def _span(service: str, start_s: float, *, error: bool = False, version: str = "") -> Span:

@@ -23,15 +23,8 @@ from sre_space.squad import agents
 from sre_space.squad.policy import Policy
 from sre_space.telemetry.store import TraceStore
 
-SIGNATURE = "catalog|GET /items/{id}|timeout|ReadTimeout"
-DIAGNOSIS = {
-    "service": "catalog",
-    "operation": "GET /items/{id}",
-    "fault_class": "timeout",
-    "exception": "ReadTimeout: timed out",
-    "signature": SIGNATURE,
-    "confidence": 0.9,
-}
+from helpers import DIAGNOSIS, SIGNATURE
+
 REMEMBERED = {"action": "scale_out", "service": "catalog", "params": {"replicas": 3}}
 
 

@@ -9,13 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 from rich.console import Console
-from textual.pilot import Pilot
 from textual.widgets import Static
 
 from sre_space import logs
@@ -27,17 +25,9 @@ from sre_space.tui.app import SreSpaceApp
 from sre_space.tui.keys import KEYS, key_label
 from sre_space.tui.screens import HelpScreen
 from sre_space.tui.widgets import IncidentTable, SquadTerminal, StatusBar
+from tui_helpers import until
 
 SIZE = (100, 30)
-
-
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 60.0) -> None:
-    """Let the app run until ``predicate`` holds; fail at the deadline (no fixed sleeps)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout:.0f}s: {predicate}")
-        await pilot.pause(0.05)
 
 
 def terminal_text(app: SreSpaceApp) -> str:

@@ -7,7 +7,6 @@ in a real IncidentLog. No fixed sleeps: every wait has a condition and a deadlin
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -16,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from sre_space.tui.widgets import (
     Waterfall,
 )
 from sre_space.tui.widgets.plain import plain_text
+from tui_helpers import home_with, run, until
 
 from helpers import free_port
 
@@ -173,10 +173,7 @@ def incident(
 
 
 def make_home(tmp_path: Path, *incidents: Incident) -> tuple[Settings, IncidentLog]:
-    settings = Settings(home=tmp_path, policy="approve")
-    log = IncidentLog(Paths(tmp_path).ensure().incidents_db)
-    for inc in incidents:
-        log.save(inc)
+    settings, log = home_with(tmp_path, *incidents)
     log.emit("brain", "root cause checkout POST /checkout (saturation)", incident_id=INC_WAIT)
     return settings, log
 
@@ -188,27 +185,6 @@ def home(tmp_path: Path) -> tuple[Settings, IncidentLog]:
         incident(INC_DONE, [PARTIAL], "recovered", status="resolved", age_s=600),
         incident(INC_WAIT, [TRACE, PARTIAL, MISSING], AWAITING_APPROVAL, age_s=30),
     )
-
-
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 60.0) -> None:
-    """Let the app run until ``predicate`` holds; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout:.0f}s")
-        await pilot.pause(0.02)
-
-
-def run(
-    app: SreSpaceApp,
-    scenario: Callable[[Pilot[Any]], Coroutine[Any, Any, None]],
-    size: tuple[int, int] = SIZE,
-) -> None:
-    async def main() -> None:
-        async with app.run_test(size=size) as pilot:
-            await scenario(pilot)
-
-    asyncio.run(main())
 
 
 def rows(app: SreSpaceApp) -> list[str]:
@@ -317,7 +293,7 @@ def test_enter_selects_an_incident_and_shows_its_trace_and_memory(
         await pilot.press("j", "k", "space", "z", "Z", "s", "e", "G", "g")  # empty: no crash
         await pilot.press("q")
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 def test_fold_sort_filter_change_the_visible_rows(home: tuple[Settings, IncidentLog]) -> None:
@@ -378,7 +354,7 @@ def test_fold_sort_filter_change_the_visible_rows(home: tuple[Settings, Incident
         assert len(rows(app)) == 5 and isinstance(app.focused, Waterfall)
         await pilot.press("q")
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 def test_ten_thousand_spans_scroll_by_drawing_only_what_is_visible(
@@ -415,7 +391,7 @@ def test_ten_thousand_spans_scroll_by_drawing_only_what_is_visible(
         assert len(wf.view.rows) == 1
         await pilot.press("q")
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 def test_panes_keep_following_the_log_under_a_dialog(home: tuple[Settings, IncidentLog]) -> None:
@@ -436,7 +412,7 @@ def test_panes_keep_following_the_log_under_a_dialog(home: tuple[Settings, Incid
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape", "q")
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 # --- traces from the mind: hosted store, or the acting mind's API ----------------------------
@@ -482,7 +458,7 @@ def test_hosting_reads_the_minds_store_and_approves_through_its_log(
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running)
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 def test_observing_reads_traces_from_the_acting_minds_api(
@@ -515,7 +491,7 @@ def test_observing_reads_traces_from_the_acting_minds_api(
             assert "policy auto" in str(status.render())
             await pilot.press("q")
 
-        run(app, scenario)
+        run(app, scenario, SIZE)
     finally:
         lock.release()
         api.stop()
@@ -576,7 +552,7 @@ def test_observer_approves_and_denies_into_the_real_incident_log(tmp_path: Path)
             assert log.decision(INC_DONE) is None
             await pilot.press("q")
 
-        run(app, scenario)
+        run(app, scenario, SIZE)
     finally:
         lock.release()
 
@@ -617,7 +593,7 @@ def test_chaos_and_revert_ask_first_and_report_a_missing_lab(
         await pilot.press("q")
         await until(pilot, lambda: not app.is_running)
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 def test_chaos_injects_into_and_reverts_a_real_lab(tmp_path: Path) -> None:
@@ -652,7 +628,7 @@ def test_chaos_injects_into_and_reverts_a_real_lab(tmp_path: Path) -> None:
             await until(pilot, lambda: "chaos" not in str(status.render()), timeout=30)
             await pilot.press("q")
 
-        run(app, scenario)
+        run(app, scenario, SIZE)
     finally:
         lock.release()
         with contextlib.suppress(Exception):
@@ -685,7 +661,7 @@ def test_readonly_refuses_every_action(home: tuple[Settings, IncidentLog]) -> No
         assert table.row_count == 2
         await pilot.press("q")
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 # --- keys: help, palette, layout ------------------------------------------------------------
@@ -716,7 +692,7 @@ def test_help_and_the_command_palette_come_from_the_one_key_table(
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape", "q")
 
-    run(app, scenario)
+    run(app, scenario, SIZE)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 60)])

@@ -10,9 +10,7 @@ invisible character reaches the terminal.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +18,7 @@ from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from sre_space.config import Settings
-from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
-from sre_space.paths import Paths
+from sre_space.incidents import AWAITING_APPROVAL, Incident
 from sre_space.safe_text import printable
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 from sre_space.telemetry.store import TraceStore
@@ -36,6 +32,7 @@ from sre_space.tui.widgets import (
     StatusBar,
     Waterfall,
 )
+from tui_helpers import home_with, run, until
 
 BOLD = "cart[bold]"
 LINK = "[link=https://evil.example]pay[/link]"
@@ -133,19 +130,12 @@ def assert_clean(app: SreSpaceApp) -> str:
     return text
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], object], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not met within {timeout:.0f}s")
-        await pilot.pause(0.02)
-
-
 def test_every_pane_shows_hostile_names_literally(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path, policy="approve")
-    log = IncidentLog(Paths(tmp_path).ensure().incidents_db)
-    log.save(hostile_incident(DONE, LINK, "resolved"))
-    log.save(hostile_incident(WAIT, AWAITING_APPROVAL, "mitigating"))
+    settings, log = home_with(
+        tmp_path,
+        hostile_incident(DONE, LINK, "resolved"),
+        hostile_incident(WAIT, AWAITING_APPROVAL, "mitigating"),
+    )
     for name in HOSTILE:
         log.emit("brain", f"root cause {name}", incident_id=WAIT)
     store = TraceStore()
@@ -215,9 +205,5 @@ def test_every_pane_shows_hostile_names_literally(tmp_path: Path) -> None:
         assert LINK in assert_clean(app)
         await pilot.press("q")
 
-    async def main() -> None:
-        async with app.run_test(size=(200, 50)) as pilot:
-            await scenario(pilot)
-
-    asyncio.run(main())
+    run(app, scenario, (200, 50))
     log.close()
