@@ -103,6 +103,7 @@ def test_errors_are_judged_against_the_learned_error_rate() -> None:
 def test_static_rules_are_configurable_per_service() -> None:
     rules = Rules(latency_ms=800, services={"reports": ServiceRule(latency_ms=5000, errors=False)})
     sim = Sim(rules=rules)
+    sim.run(60, requests("reports", 20, 1200), requests("api", 20, 30))
     slow = sim.run(10, requests("reports", 20, 1200, errors=5), requests("api", 20, 1200))
     assert {s.service: s.kind for s in slow} == {"api": "slow"}
     assert (
@@ -111,6 +112,21 @@ def test_static_rules_are_configurable_per_service() -> None:
     )
     with pytest.raises(ValueError, match="unknown rule"):
         Rules.from_mapping({"latency": 1})
+
+
+def test_a_cold_start_learns_a_usual_slow_tail_and_judges_errors_at_once() -> None:
+    sim = Sim()
+    # Three requests in twenty always over the limit (a search's tail), from the first second.
+    usual = requests("search", 17, 40) + requests("search", 3, 1200)
+    seen = [s.kind for _ in range(40) for s in sim.run(1, usual, requests("cart", 20, 30))]
+    assert seen == []  # learned, never an incident
+    assert [s.kind for s in sim.run(10, usual, requests("cart", 20, 30, errors=5))] == ["error"]
+    # Past the learned share, the same rule speaks: now more than half are slow.
+    worse = requests("search", 8, 40) + requests("search", 12, 1200)
+    assert ("search", "slow") in {(s.service, s.kind) for s in sim.run(10, worse)}
+    # An operation that first shows up later is judged at once: nothing says it is usual.
+    fresh = sim.run(10, usual, requests("export", 20, 1500, op="POST /export"))
+    assert ("export", "slow") in {(s.service, s.kind) for s in fresh}
 
 
 def test_an_always_slow_service_is_not_an_incident_but_one_that_doubled_is() -> None:

@@ -433,8 +433,11 @@ class WindowDetector:
             ):
                 return "error", f"{s.error_rate:.0%} errors (normal {base_err:.0%})", None
             base_slow = base.slow_rate if base.ready else 0.0
-            if s.slow_rate - base_slow > bar("slow", thr) and beyond_chance(
-                s.slow, s.count, base_slow, (key, "slow") in self._active
+            judged = not self._settling(op)
+            if (
+                judged
+                and s.slow_rate - base_slow > bar("slow", thr)
+                and beyond_chance(s.slow, s.count, base_slow, (key, "slow") in self._active)
             ):
                 limit = self.rules.latency_for(key[0])
                 return (
@@ -449,7 +452,9 @@ class WindowDetector:
                 if (
                     ratio >= enough
                     and s.p95_ms - base.p95_ms >= LATENCY_MIN_DELTA_MS
-                    and _many_over(op.window, base.p95_ms, LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE)
+                    and _many_over(
+                        op.window, base.p95_ms, LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE
+                    )
                 ):
                     return (
                         "latency",
@@ -475,6 +480,18 @@ class WindowDetector:
         if warm and new and s.count >= min_requests:
             return "structure", "a new operation", None
         return "", "", None
+
+    def _settling(self, op: _Op) -> bool:
+        """Whether an operation's latency is still being learned, not judged.
+
+        A share of slow requests is only a change against what the operation
+        usually does: one already there when the detector started (a search
+        whose tail is always over the limit) is learned first, until its
+        baseline is ready, rather than reported as an incident on every cold
+        start. Errors are judged at once; an operation that first appears
+        later is judged at once too (nothing says its slowness is usual).
+        """
+        return not op.baseline.ready and op.first_second < self._started + self.warmup_s
 
     def _new_edges(self, now: float) -> list[Signal]:
         if now - self._started < self.warmup_s:
