@@ -83,6 +83,8 @@ GROWTH_WEIGHT = 0.1
 # least this many): the whole process is slower, its CPU, not one piece of work.
 CPU_SHARE = 0.5
 CPU_MIN_OPERATIONS = 3
+# Callers time out on it, and this many of its own operations are slower: starved.
+CPU_STARVED_OPERATIONS = 2
 # The top candidate's confidence runs between these (see _calibrate).
 CONFIDENCE_FLOOR = 0.1
 CONFIDENCE_CEILING = 0.95
@@ -592,6 +594,12 @@ def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
     keys = j.known.get(service, 0)
     shifted = len(j.shifted.get(service, ()))
     if keys >= CPU_MIN_OPERATIONS and shifted >= CPU_SHARE * keys:
+        return "cpu"
+    # Callers gave up on a service that still completes work, slower in several
+    # kinds of it (its pool checkouts, its own calls out): it is alive and
+    # starved, not hung. A hung service finishes nothing its callers wait on;
+    # its other operations keep their pace.
+    if fault == "timeout" and shifted >= CPU_STARVED_OPERATIONS:
         return "cpu"
     return fault
 
