@@ -54,6 +54,7 @@ def drill(fault: str) -> dict[str, Any]:
         "exit": proc.returncode,
         "status": doc.get("status"),
         "root_cause": (incident.get("root_cause") or {}).get("service"),
+        "fault_class": (incident.get("root_cause") or {}).get("fault_class"),
         "action": (incident.get("remediation") or {}).get("action"),
         "ttd_s": doc.get("ttd_s"),
         "ttl_s": doc.get("ttl_s"),
@@ -77,7 +78,8 @@ def main() -> None:
                 continue
             print(
                 f"{fault:<16} {row['status']:<10} exit {row['exit']}  "
-                f"root cause {row['root_cause']:<10} {row['action'] or '-':<13} "
+                f"root cause {row['root_cause']!s:<10} {row['fault_class']!s:<11} "
+                f"{row['action'] or '-':<13} "
                 f"TTD {row['ttd_s']} s  TTL {row['ttl_s']} s  TTM {row['ttm_s']} s  "
                 f"({row['duration_s']} s)",
                 flush=True,

@@ -80,8 +80,8 @@ def _listed(value: Any) -> list[str]:
 def expectation(base: dict[str, Any], given: Any, path: Path) -> dict[str, Any]:
     """The catalogue's expectation for the target, with what a drill file's ``expect:`` says.
 
-    ``root_cause`` and ``actions`` (or the older single ``action``) take one name or a
-    list of acceptable ones.
+    ``root_cause``, ``fault_class`` and ``actions`` (or the older single ``action``)
+    take one name or a list of acceptable ones.
     """
     if given is None:
         return dict(base)
@@ -91,6 +91,7 @@ def expectation(base: dict[str, Any], given: Any, path: Path) -> dict[str, Any]:
     if "action" in given:
         doc["actions"] = _listed(given["action"])
     doc["root_cause"] = _listed(doc["root_cause"])
+    doc["fault_class"] = _listed(doc.get("fault_class") or [])
     doc["actions"] = _listed(doc.get("actions") or [])
     return doc
 
@@ -231,6 +232,10 @@ def _judge(
         expected=causes,
         fault_in=expect.get("fault_in"),
     )
+    classes = expect.get("fault_class") or []
+    if classes:
+        got_class = incident.root_cause.get("fault_class")
+        journal.step("classify", got_class in classes, fault_class=got_class, expected=classes)
     wanted = expect.get("status", "mitigated")
     # A mitigated incident may already have resolved after its quiet period.
     status_ok = incident.status == wanted or (

@@ -36,6 +36,8 @@ class FaultSpec:
     # front of a database), and which remediations really mitigate the fault.
     also_causes: tuple[str, ...] = ()
     actions: tuple[str, ...] = ()
+    # The fault class (rca/classify.py) a person would give it from what callers see.
+    fault_class: str = ""
     # How the lab makes it real (for `chaos list` and the reader).
     mechanism: str = ""
     layer: str = "process"  # process | supervisor
@@ -50,6 +52,7 @@ class FaultSpec:
         return {
             "fault_in": where,
             "root_cause": [where, *(c for c in self.also_causes if c != where)],
+            "fault_class": [self.fault_class] if self.fault_class else [],
             "actions": list(self.actions),
             "status": "mitigated",
         }
@@ -92,6 +95,7 @@ FAULTS: dict[str, FaultSpec] = {
             # The database is slow; the pool in front of it is where users' requests fail.
             # A bigger pool absorbs it; shedding load lowers the demand on it.
             also_causes=("checkout",),
+            fault_class="saturation",
             actions=("patch_config", "shed_load"),
             mechanism="every SQL query in the db process waits latency_ms before it runs",
         ),
@@ -101,6 +105,7 @@ FAULTS: dict[str, FaultSpec] = {
             "inventory",
             _CALLEES,
             {"delay_ms": 1200},
+            fault_class="latency",
             actions=(
                 "open_circuit",
             ),  # every replica and a restart are as slow: stop waiting on it
@@ -113,6 +118,7 @@ FAULTS: dict[str, FaultSpec] = {
             "payments",
             _CALLEES,
             {"error_rate": 0.5},
+            fault_class="error",
             actions=("rollback", "open_circuit"),  # undo the deploy, or defer the charge
             mechanism="the supervisor deploys release v2 (config `release`; the restarted "
             "processes' resource says service.version v2); v2's handler reads a field callers "
@@ -124,6 +130,7 @@ FAULTS: dict[str, FaultSpec] = {
             "checkout",
             _CALLEES,
             {},
+            fault_class="unreachable",
             actions=("restart",),
             mechanism="the supervisor SIGKILLs the process, closes its listener (callers are "
             "refused) and does not restart it on its own",
@@ -136,6 +143,7 @@ FAULTS: dict[str, FaultSpec] = {
             "payments",
             _CALLEES,
             {},
+            fault_class="timeout",
             actions=("restart", "open_circuit"),
             mechanism="every request handler waits forever once its request is read (its "
             "health check still answers); callers give up after their 2 s timeout",
@@ -148,6 +156,7 @@ FAULTS: dict[str, FaultSpec] = {
             "inventory",
             _CALLEES,
             {"kb_per_request": 1024},
+            fault_class="memory",
             actions=(
                 "restart",
                 "open_circuit",
@@ -162,6 +171,7 @@ FAULTS: dict[str, FaultSpec] = {
             "checkout",
             _CALLEES,
             {"threads": 8},
+            fault_class="cpu",
             actions=("restart",),
             mechanism="`threads` busy threads spin in the target process; its request threads "
             "wait for the interpreter and the cores",
@@ -173,6 +183,7 @@ FAULTS: dict[str, FaultSpec] = {
             "inventory",
             ("payments", "inventory"),
             {},
+            fault_class="unreachable",
             actions=("open_circuit",),  # its processes are fine: restarting them changes nothing
             mechanism="the service's balancer stops listening: every connection is refused, "
             "its replicas run on, idle",
