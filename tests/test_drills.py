@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from sre_space.lab.faults import FAULTS
+from sre_space.rca.classify import FAULT_CLASSES
 
 from helpers import free_port, wait_until
 
@@ -91,6 +92,7 @@ def test_drill_passes(fault: str, targets: bool, tmp_path: Path) -> None:
     incident = doc["incident"]
     assert incident["root_cause"]["service"] in expect["root_cause"]
     assert incident["remediation"]["action"] in expect["actions"]
+    assert incident["root_cause"]["fault_class"] in expect["fault_class"]
     assert incident["remediation"]["outcome"] == "recovered"
     assert incident["status"] in ("mitigated", "resolved")
     for key in ("ttd_s", "ttl_s", "ttm_s"):
@@ -246,9 +248,13 @@ def test_expectations_say_where_the_fault_is_and_what_is_acceptable(tmp_path: Pa
         expect = spec.expectation()
         assert expect["fault_in"] == spec.default_target == expect["root_cause"][0]
         assert expect["actions"]
+        assert expect["fault_class"] == [spec.fault_class] and spec.fault_class in FAULT_CLASSES
     # A drill file may target elsewhere, and say one cause or action the older way.
     path = tmp_path / "bad-release.yaml"
     path.write_text("fault: http-errors\ntarget: inventory\nexpect: {action: rollback}\n")
     spec = DrillSpec.load(str(path))
     assert spec.expect["fault_in"] == "inventory" and spec.expect["root_cause"] == ["inventory"]
     assert spec.expect["actions"] == ["rollback"]
+    assert spec.expect["fault_class"] == ["error"]  # the catalogue's, unless the file says
+    path.write_text("fault: hang\nexpect: {fault_class: [timeout, cpu]}\n")
+    assert DrillSpec.load(str(path)).expect["fault_class"] == ["timeout", "cpu"]
