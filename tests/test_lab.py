@@ -726,8 +726,13 @@ def test_shed_load_rejects_a_share_fast(client: LabClient) -> None:
     code, body = runtime.call(port, "POST", "/api/checkout", {"item": 1})
     assert code == 503 and body["error"]
     client.act("patch_config", "frontend", shed["previous"])
-    code, _ = runtime.call(port, "POST", "/api/checkout", {"item": 1})
-    assert code == 200
+    # Lifted, checkout is served again; one request may still fail for a reason of
+    # its own on a busy machine (a downstream timeout), so wait for one that succeeds.
+    wait_until(
+        lambda: runtime.call(port, "POST", "/api/checkout", {"item": 1})[0] == 200,
+        60,
+        what="checkout served once the shedding is lifted",
+    )
 
 
 def test_dead_services_come_back_and_restart_is_an_action(client: LabClient) -> None:

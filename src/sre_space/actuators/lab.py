@@ -13,10 +13,6 @@ from sre_space.actuators.knobs import SETTING_ACTIONS, abstract, setting_change
 from sre_space.config import Settings
 from sre_space.lab.control import LabClient
 
-# A rolling restart or a deploy waits for each replica to be healthy again: on a
-# busy machine that takes longer than a read of the lab's state.
-ACT_TIMEOUT_S = 180.0
-
 # Where the lab's services keep each knob (their runtime config, lab/service.py).
 LAB_KEYS = {
     "pool_size": "db_pool_size",
@@ -73,14 +69,12 @@ class LabActuator:
 
     def apply(self, action: str, service: str, params: dict[str, Any]) -> dict[str, Any]:
         what, body = self._request(action, params)
-        return self._client().act(what, service, body, timeout=ACT_TIMEOUT_S)
+        return self._client().act(what, service, body)
 
     def undo(self, action: str, service: str, applied: dict[str, Any]) -> None:
         """Put back what the action changed; a restart has nothing to put back."""
         if action in SETTING_ACTIONS and applied.get("previous"):
-            self._client().act(
-                "patch_config", service, dict(applied["previous"]), timeout=ACT_TIMEOUT_S
-            )
+            self._client().act("patch_config", service, dict(applied["previous"]))
         elif action == "scale_out" and applied.get("added"):
             count = {"count": len(applied["added"])}
-            self._client().act("scale_in", service, count, timeout=ACT_TIMEOUT_S)
+            self._client().act("scale_in", service, count)

@@ -13,6 +13,11 @@ from sre_space.lab import runtime
 from sre_space.paths import Paths
 
 NO_LAB = "no lab is running; start it with `sre-space up`"
+# An action answers once the service is healthy again: a rolling restart waits up
+# to 30 s per replica in the supervisor, and a busy machine takes longer than a
+# read of the lab's state. A client that gave up sooner would report a failure
+# while the action goes on and succeeds.
+ACT_TIMEOUT_S = 180.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -106,7 +111,7 @@ class LabClient:
         action: str,
         service: str,
         params: dict[str, Any] | None = None,
-        timeout: float = 30.0,
+        timeout: float = ACT_TIMEOUT_S,
     ) -> dict[str, Any]:
         doc = {"action": action, "service": service, "params": params or {}}
         return dict(self._call("POST", "/actions", doc, timeout=timeout))
