@@ -109,6 +109,8 @@ def _slot(mind: Mind, client: LabClient, settings: Settings, fault: str, spacing
         "expected": spec.expect.get("root_cause"),
         "incidents": [i.id for i in opened],
         "root_cause": first.root_cause.get("service") if first else None,
+        "expected_class": spec.fault_class,
+        "fault_class": first.root_cause.get("fault_class") if first else None,
         "status": first.status if first else None,
         "action": first.remediation.get("action") if first else None,
         "ttd_s": round(first.detected_at - injected_at, 2) if first else None,
@@ -177,12 +179,14 @@ def _right(slot: dict[str, Any]) -> bool:
 def verdict(doc: dict[str, Any]) -> dict[str, Any]:
     slots = doc["slots"]
     right = [s for s in slots if len(s["incidents"]) == 1 and _right(s)]
+    classed = [s for s in right if s["fault_class"] == s["expected_class"]]
     ttds = [s["ttd_s"] for s in slots if s["ttd_s"] is not None]
     median = statistics.median(ttds) if ttds else None
     return {
         "faults": len(slots),
         "incidents": len(doc["incidents"]),
         "one_right_incident": len(right),
+        "right_class": len(classed),
         "ttd_median_s": median,
         "floor_met": len(right) == len(slots)
         and len(doc["incidents"]) == len(slots)
@@ -214,13 +218,14 @@ def main() -> None:
         mark = "ok " if len(s["incidents"]) == 1 and _right(s) else "BAD"
         print(
             f"  {mark} {s['fault']:<16} incidents {len(s['incidents'])}  root cause "
-            f"{s['root_cause']} (expected {s['expected']})  {s['status']}  {s['action'] or '-'}  "
+            f"{s['root_cause']} (expected {s['expected']})  class {s['fault_class']} "
+            f"(expected {s['expected_class']})  {s['status']}  {s['action'] or '-'}  "
             f"TTD {s['ttd_s']} s (inject took {s['inject_s']} s)"
         )
     v = doc["verdict"]
     print(
         f"\n{v['faults']} faults, {v['incidents']} incidents, {v['one_right_incident']} with one "
-        f"incident of the right cause; TTD median {v['ttd_median_s']} s "
+        f"incident of the right cause ({v['right_class']} of the right class too); TTD median {v['ttd_median_s']} s "
         f"(floor: {v['faults']} right, median <= {TTD_FLOOR_S:g} s): "
         + ("met" if v["floor_met"] else "NOT met")
     )
