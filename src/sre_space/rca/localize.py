@@ -193,6 +193,8 @@ class _WindowStats:
     steps: dict[OpKey, Counter[Step]] = field(default_factory=lambda: defaultdict(Counter))
     step_from: dict[OpKey, Counter[OpKey]] = field(default_factory=lambda: defaultdict(Counter))
     callee: dict[OpKey, str] = field(default_factory=dict)
+    # calls out above the p90 that no traced service answered: a wait on someone unseen
+    above_unanswered: Counter[OpKey] = field(default_factory=Counter)
     involved: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
@@ -396,6 +398,8 @@ def _window_stats(
                 sequences[ks] = sequences.get(ks, 0) + 1
             if c.callee is not None:
                 stats.callee.setdefault(c.key, c.callee)
+            elif c.exit:
+                stats.above_unanswered[c.key] += above
         slow_flags.append(flags)
     for (key, seq), m in sequences.items():  # steps, from the few distinct sequences
         steps, step_from = stats.steps[key], stats.step_from[key]
@@ -596,10 +600,17 @@ def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
     if keys >= CPU_MIN_OPERATIONS and shifted >= CPU_SHARE * keys:
         return "cpu"
     # Callers gave up on a service that still completes work, slower in several
-    # kinds of it (its pool checkouts, its own calls out): it is alive and
-    # starved, not hung. A hung service finishes nothing its callers wait on;
-    # its other operations keep their pace.
-    if fault == "timeout" and shifted >= CPU_STARVED_OPERATIONS:
+    # kinds of it, one at least its own (a call out whose answer came in time but
+    # reached it late): alive and starved, not hung. A hung service finishes
+    # nothing its callers wait on and keeps the pace of the rest; calls out whose
+    # slow ones went unanswered are a wait on someone else, not its own work.
+    st = j.stats
+    own = [
+        op
+        for op in j.shifted.get(service, ())
+        if st.above_unanswered[(service, op)] < 0.5 * st.above[(service, op)]
+    ]
+    if fault == "timeout" and shifted >= CPU_STARVED_OPERATIONS and own:
         return "cpu"
     return fault
 
