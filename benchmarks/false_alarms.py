@@ -76,6 +76,10 @@ def run(minutes: float, topology: str = "lab") -> dict[str, Any]:
                     "status": i.status,
                     "root_cause": i.root_cause.get("service"),
                     "signature": i.signature,
+                    # what Scout saw, in its words: the first thing to read about a false alarm
+                    "why": next(
+                        (e.message for e in mind.log.events_of(i.id) if e.agent == "scout"), ""
+                    ),
                 }
                 for i in incidents
             ],
@@ -109,6 +113,7 @@ def main() -> None:
         )
         for inc in doc["opened"]:
             print(f"  {inc['id']} {inc['status']} {inc['root_cause']} {inc['signature']}")
+            print(f"    {inc['why'][:300]}")
     if args.json:
         print(json.dumps(docs, indent=2))
     sys.exit(1 if any(d["incidents"] for d in docs) else 0)
