@@ -52,7 +52,10 @@ def steady(mind: Mind, settings: Settings, hold_s: float = 10.0, timeout_s: floa
     calm_since: float | None = None
     while time.time() < deadline:
         bad = mind.detector.anomalous(settings.error_rate_threshold, settings.min_requests)
-        busy = any(i.status in ("open", "diagnosing", "mitigating") for i in mind.log.active())
+        # A mitigated incident is still watched: a fault at its cause now would be
+        # its cause showing again (degraded), not a new incident. Start after it resolved.
+        watched = ("open", "diagnosing", "mitigating", "mitigated", "degraded")
+        busy = any(i.status in watched for i in mind.log.list(limit=50))
         if bad or busy:
             calm_since = None
         else:
