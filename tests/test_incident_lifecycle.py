@@ -85,6 +85,21 @@ def test_a_mitigated_incident_whose_cause_still_shows_is_degraded_not_new() -> N
     assert what == "opened" and again != first
 
 
+def test_another_kind_of_trouble_at_a_mitigated_cause_is_a_new_fault() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [(_, slow)] = [
+        (c.what, c.incident.id) for c in tracker.update([sig("payments", "latency")], SHOP, 0)
+    ]
+    incident = tracker.active()[0]
+    tracker.settled(incident, "mitigated", 5)  # a circuit opened in front of it
+    # The circuit stops calls to it: fewer requests there is the fix, not a fault.
+    assert tracker.update([sig("payments", "traffic")], SHOP, 6)[0].what == "degraded"
+    # A bad release there later raises errors: another fault, its own incident.
+    [change] = tracker.update([sig("payments", "error")], SHOP, 20)
+    assert (change.what, change.incident.origin) == ("opened", "payments")
+    assert change.incident.id != slow
+
+
 def test_the_quiet_period_starts_when_the_squad_is_done() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tick(tracker, 0, "pricing")

@@ -16,9 +16,10 @@
 - **Confirmation**: an origin must stay anomalous for ``confirm_s`` before it
   opens; one bad second is not an incident.
 - **Lifecycle**: an incident stays watched after the squad is done with it
-  (``settled``): a mitigated incident whose cause shows again is ``degraded``
-  (the fault still active, the fix holding), not a new incident; an escalated
-  one keeps its cause, and a different cause during it is its own incident.
+  (``settled``): a mitigated incident whose cause shows the same kind of
+  trouble again is ``degraded`` (the fault still active, the fix holding), not
+  a new incident; an escalated one keeps its cause; a different cause, or a
+  different kind of trouble at its cause, is an incident of its own.
   An incident resolves after ``quiet_s`` without anomalies of its own.
 
 The tracker holds no clock and does no I/O: feed it the detector's anomalous
@@ -204,10 +205,7 @@ class IncidentTracker:
         for incident in by_age:
             if origin not in incident.origins:
                 continue
-            # Handed to a human and still watched: the same trouble there is this
-            # incident; a different kind of trouble is another fault.
-            handed_over = incident.state == WATCHING and incident.settled_at is not None
-            if handed_over and shows and incident.families and not shows & incident.families:
+            if incident.settled_at is not None and self._other_fault(incident, shows):
                 continue
             return incident
         for incident in by_age:
@@ -221,6 +219,22 @@ class IncidentTracker:
                 if any((o, origin) in edges for o in incident.origins):
                     return incident
         return None
+
+    @staticmethod
+    def _other_fault(incident: Tracked, shows: set[str]) -> bool:
+        """Whether trouble at a settled incident's cause is a different fault.
+
+        The squad is done with it and Scout still watches: the same kind of
+        trouble there is this incident (a human has it, or its fix holds while
+        the fault goes on: degraded); a different kind is another fault. After
+        a fix, traffic says nothing either way: a circuit that was opened, or
+        load that is shed, changes who calls whom, and a restart brings a
+        service that had vanished back slower at first.
+        """
+        known = incident.families
+        if incident.state != WATCHING:
+            shows, known = shows - {"traffic"}, known - {"traffic"}
+        return bool(shows and known and not shows & known)
 
     def update(
         self, signals: Iterable[Signal], edges: Iterable[tuple[str, str]], now: float
