@@ -333,6 +333,7 @@ def run(faults: list[str], fault_s: float, recovery_s: float, policy: str) -> di
                     "fault_class": i.root_cause.get("fault_class"),
                     "recurs": i.recurs,
                     "detected_at": i.detected_at,
+                    "events": [e.line() for e in mind.log.events_of(i.id)],
                 }
                 for i in incidents
             ],
