@@ -264,6 +264,8 @@ def _scored(mind: Mind, load: Load, slots: list[dict[str, Any]], end: float) -> 
         mine = [i for i in mind.log.since(slot["injected_at"]) if i.detected_at < until]
         first = mine[0] if mine else None
         failed, sent = load.failed(slot["injected_at"], slot["reverted_at"])
+        # Was the shop itself healthy again before the next fault (the last half of recovery)?
+        calm_failed, calm_sent = load.failed((slot["reverted_at"] + until) / 2, until)
         slot.update(
             incidents=[i.id for i in mine],
             root_cause=first.root_cause.get("service") if first else None,
@@ -278,6 +280,8 @@ def _scored(mind: Mind, load: Load, slots: list[dict[str, Any]], end: float) -> 
             ttd_s=round(first.detected_at - slot["injected_at"], 2) if first else None,
             failed_requests=failed,
             requests=sent,
+            recovered_failed_requests=calm_failed,
+            recovered_requests=calm_sent,
         )
 
 
@@ -400,7 +404,8 @@ def main() -> None:
             f"  {'ok ' if _right(s) else 'BAD'} {s['fault']:<19} incidents {len(s['incidents'])}  "
             f"root cause {s['root_cause']} (expected {s['expected']})  class {s['fault_class']} "
             f"(expected {s['expected_class']})  {s['status']}  TTD {s['ttd_s']} s  "
-            f"({s['failed_requests']} of {s['requests']} requests failed while it lasted)"
+            f"({s['failed_requests']} of {s['requests']} requests failed while it lasted, "
+            f"{s['recovered_failed_requests']} of {s['recovered_requests']} late in recovery)"
         )
     print(
         f"\n{v['faults']} faults, {v['incidents']} incidents, {v['one_right_incident']} with one "
