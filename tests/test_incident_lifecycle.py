@@ -100,6 +100,19 @@ def test_another_kind_of_trouble_at_a_mitigated_cause_is_a_new_fault() -> None:
     assert change.incident.id != slow
 
 
+def test_fewer_calls_from_a_slowed_caller_are_its_incident_a_vanished_callee_is_not() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [opened] = tracker.update([sig("gateway", "latency"), sig("catalog", "latency")], SHOP, 0)
+    incident = opened.incident
+    tracker.settled(incident, "watching", 5)
+    # The slowed gateway sends less to orders (its clients wait): part of this incident.
+    [grew] = tracker.update([sig("orders", "traffic")], SHOP, 20)
+    assert (grew.what, grew.incident) == ("grew", incident) and "orders" in incident.services
+    # pricing vanishes while the gateway fails calling it: a fault of its own.
+    [change] = tracker.update([sig("pricing", "structure"), sig("gateway", "error")], SHOP, 21)
+    assert change.what == "opened" and change.incident is not incident
+
+
 def test_the_quiet_period_starts_when_the_squad_is_done() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tick(tracker, 0, "pricing")
