@@ -432,3 +432,22 @@ def test_callers_timing_out_on_a_starved_service_read_as_cpu_not_a_hang(
         baseline=[_front_call(i, "none") for i in range(60)],
     )
     assert (found[0].service, found[0].fault_class) == ("checkout", fault_class)
+
+
+def _login(i: int, refused: bool) -> list[Span]:
+    """gateway -> auth. A wrong password is a 401: the client span fails (HTTP semantic
+    conventions), auth's server span does not. 3% of logins, always."""
+    t, base = f"{i:032x}", i * 10_000.0
+    root = span(t, "gateway", "POST /login", base, base + 30)
+    out = span(t, "gateway", "POST", base + 1, base + 25, root, SpanKind.CLIENT,
+               **{"server.address": "auth", "http.response.status_code": 401 if refused else 200})  # fmt: skip
+    out.error = refused
+    srv = span(t, "auth", "POST /login", base + 2, base + 24, out,
+               **{"http.response.status_code": 401 if refused else 200})  # fmt: skip
+    return [root, out, srv]
+
+
+def test_a_callee_refusing_requests_as_designed_is_not_a_fault() -> None:
+    found = localize([_login(i, refused=i % 30 == 0) for i in range(300)])
+    assert all(c.fault_class != "error" or c.service != "auth" for c in found)
+    assert accused(found) == []

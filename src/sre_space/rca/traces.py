@@ -26,6 +26,24 @@ START: OpKey = ("", "^")
 END: OpKey = ("", "$")
 
 EXIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
+# A 4xx answer is the callee refusing the request as designed (a wrong password,
+# a missing item): HTTP semantic conventions fail the client span, not the
+# server's. Only a timeout (408) or "too many requests" (429) says the callee
+# is in trouble.
+CALLEE_TROUBLE_4XX = frozenset({408, 429})
+
+
+def failed(span: Span) -> bool:
+    """Whether a span counts as a failure: ERROR, unless a callee refused a request."""
+    if not span.error or span.kind != SpanKind.CLIENT:
+        return span.error
+    code = span.attributes.get("http.response.status_code", span.attributes.get("http.status_code"))
+    if not isinstance(code, int | str) or not str(code).isdigit():
+        return True
+    status = int(code)
+    return not (400 <= status < 500 and status not in CALLEE_TROUBLE_4XX)
+
+
 PEER_ATTRIBUTES = ("peer.service", "server.address", "net.peer.name", "db.system.name", "db.system")
 
 
@@ -169,7 +187,7 @@ def view(trace: list[Span]) -> TraceView:
                 c_start, c_end = c.start_ns, c.end_ns
                 if last is None or c_end > last.end_ns:
                     last = c
-                if c.error:
+                if failed(c):
                     failed_child = True
                 if c.service != service:
                     if callee is None:
@@ -204,7 +222,7 @@ def view(trace: list[Span]) -> TraceView:
                 shape,
                 sequence,
                 (last.service, last.name) if last is not None else None,
-                s.error and not failed_child,
+                failed(s) and not failed_child,
                 entry,
             )
         )
