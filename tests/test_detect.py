@@ -152,9 +152,25 @@ def test_a_few_unlucky_requests_do_not_make_a_slowdown_but_many_do() -> None:
 def test_traffic_that_drops_or_vanishes_is_anomalous() -> None:
     sim = Sim()
     sim.run(60, requests("search", 20, 10), requests("cart", 20, 10))
-    signals = sim.run(10, requests("search", 2, 10))
+    # Fewer requests must hold a while: half the window (exporters send in batches).
+    for _ in range(6):
+        sim.run(1, requests("search", 2, 10))
+        assert sim.anomalous() == []
+    signals = sim.run(6, requests("search", 2, 10))
     assert {s.service: s.kind for s in signals} == {"search": "traffic", "cart": "structure"}
     assert {s.service: s.reason for s in signals}["cart"].startswith("vanished")
+
+
+def test_spans_exported_in_batches_are_not_a_traffic_drop_when_one_comes_late() -> None:
+    sim = Sim()
+    batch = requests("search", 100, 10)  # 20 requests/s, sent every 5 s as the SDK does
+    for second in range(90):
+        sim.run(1, batch if second % 5 == 0 else None)
+    seen = set()
+    for second in range(20):  # one export is 4 s late (a busy exporter), then on time
+        sim.run(1, batch if second in (4, 9, 14, 19) else None)
+        seen |= {s.kind for s in sim.anomalous()}
+    assert seen == set()
 
 
 def test_a_new_operation_after_the_warm_up_is_a_structural_change() -> None:

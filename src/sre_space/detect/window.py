@@ -17,13 +17,16 @@ Each operation is judged on the last ``window_s`` seconds by:
   p95 of the operation's own history, with clearly more than the usual 5% of
   requests over that p95 (so a service that is always slow is not an
   incident, one that doubled is, and two unlucky requests are not); traffic that dropped well below
-  the learned rate (to nothing: the operation vanished); an operation, or a
+  the learned rate for half a window (exporters send spans in batches), or
+  at once to nothing (the operation vanished); an operation, or a
   call from one service to another, that appears after the warm-up.
 
 History older than the window, up to ``baseline_s``, is the baseline; seconds
 in which the operation was anomalous are never learned as normal (unless it
 has been so since it was first seen: then that is how it always is, and the
-static rules speak for it only until its baseline is learned). An
+static rules speak for it only until its baseline is learned; a share of
+slow requests already there when the detector starts is learned before it is
+judged). An
 operation stays anomalous until it is clearly back (hysteresis: looser bars
 to stay than to enter), so a signal at the edge of a threshold does not flap.
 """
@@ -57,6 +60,10 @@ EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry 
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
 TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
 TRAFFIC_RECOVERED = 0.75  # a traffic drop ends above this share of the expected count
+# Traffic that fell, not to nothing, must stay low for this share of the window:
+# exporters send spans in batches (the SDK's default is every 5 s), so a window
+# can catch one batch fewer, or a stalled exporter catch up, without any fault.
+TRAFFIC_HOLD = 0.5
 BASELINE_MIN_REQUESTS = 50
 BASELINE_SAMPLES = 2048  # latencies kept per operation for its baseline quantiles
 WINDOW_SAMPLES = 512  # latencies kept per operation per second of the window
@@ -166,6 +173,7 @@ class _Op:
     baseline: _Baseline = field(default_factory=_Baseline)
     history: deque[tuple[int, int, int, int]] = field(default_factory=deque)  # (s, n, err, slow)
     ever_normal: bool = False  # judged normal at least once since it was first seen
+    low_since: float | None = None  # when its traffic first fell low (see TRAFFIC_HOLD)
 
 
 @dataclass(frozen=True)
@@ -470,11 +478,15 @@ class WindowDetector:
                 if low and (active or expected - s.count >= TRAFFIC_Z * math.sqrt(expected)):
                     if s.count == 0:
                         return "structure", f"vanished (normally {expected:.0f} requests)", expected
-                    return (
-                        "traffic",
-                        f"{s.count} requests, normally {expected:.0f}",
-                        expected,
-                    )
+                    op.low_since = op.low_since if op.low_since is not None else now
+                    if active or now - op.low_since >= TRAFFIC_HOLD * self.window_s:
+                        return (
+                            "traffic",
+                            f"{s.count} requests, normally {expected:.0f}",
+                            expected,
+                        )
+                    return "", "", None
+        op.low_since = None
         warm = now - self._started >= self.warmup_s
         new = self._started + 1 < op.first_second and op.first_second >= now - self.window_s
         if warm and new and s.count >= min_requests:
