@@ -12,6 +12,7 @@ and reports beside ``analyze INCIDENT --baseline BASELINE`` in the same run:
 - AC@1 and AC@3 of the live path: where the true service ranks among the
   Brain's candidates for that incident (a case with no incident is a miss);
 - false alarms: incidents opened while the fault-free file played (floor: 0);
+- cases where one fault opened more than one incident;
 - AC@1 and AC@3 of ``analyze`` on the same files.
 
 Usage: ``python benchmarks/replay.py [DATA_DIR] [--speed X] [--json]``
@@ -99,7 +100,7 @@ def main() -> int:
                 ttd = "-" if row["ttd_s"] is None else f"{row['ttd_s']:.1f} s"
                 print(
                     f"{case}  {label['fault']:<15} {label['service']:<22} "
-                    f"false alarms {row['false_alarms']}  detected {row['incidents'] > 0!s:<5} "
+                    f"false alarms {row['false_alarms']}  incidents {row['incidents']}  "
                     f"TTD {ttd:<7} live rank {row['live_rank'] or '-'} "
                     f"(top: {', '.join(row['live_top'][:3])})  analyze rank {row['analyze_rank'] or '-'}"
                     f"  {row['wall_s']:.1f} s",
@@ -118,6 +119,8 @@ def main() -> int:
         "analyze_AC@3": ac([r["analyze_rank"] for r in rows], 3),
         "false_alarms": sum(r["false_alarms"] for r in rows),
         "cases_with_false_alarms": sum(r["false_alarms"] > 0 for r in rows),
+        # one fault, one incident: more than one while the incident file played
+        "cases_with_extra_incidents": sum(r["incidents"] > 1 for r in rows),
         "wall_s_per_case": round(sum(r["wall_s"] for r in rows) / n, 2),
         "speed": args.speed,
     }
