@@ -100,7 +100,7 @@ def test_another_kind_of_trouble_at_a_mitigated_cause_is_a_new_fault() -> None:
     assert change.incident.id != slow
 
 
-def test_fewer_calls_from_a_slowed_caller_are_its_incident_a_vanished_callee_is_not() -> None:
+def test_fewer_calls_from_a_slowed_caller_are_its_incident_a_failing_or_vanished_callee_not() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     [opened] = tracker.update([sig("gateway", "latency"), sig("catalog", "latency")], SHOP, 0)
     incident = opened.incident
@@ -108,9 +108,15 @@ def test_fewer_calls_from_a_slowed_caller_are_its_incident_a_vanished_callee_is_
     # The slowed gateway sends less to orders (its clients wait): part of this incident.
     [grew] = tracker.update([sig("orders", "traffic")], SHOP, 20)
     assert (grew.what, grew.incident) == ("grew", incident) and "orders" in incident.services
-    # pricing vanishes while the gateway fails calling it: a fault of its own.
-    [change] = tracker.update([sig("pricing", "structure"), sig("gateway", "error")], SHOP, 21)
-    assert change.what == "opened" and change.incident is not incident
+    # ... and so is pricing, seen with the slow gateway in front of it.
+    [grew] = tracker.update([sig("gateway", "slow"), sig("pricing", "traffic")], SHOP, 21)
+    assert (grew.what, grew.incident) == ("grew", incident) and len(tracker.active()) == 1
+    # pricing hanging: fewer calls finish there, and its callers fail. Its own fault.
+    [hang] = tracker.update([sig("gateway", "error"), sig("pricing", "traffic")], SHOP, 22)
+    assert hang.what == "opened" and hang.incident.origin == "pricing"
+    # payments vanishes while orders fails calling it: a fault of its own.
+    [change] = tracker.update([sig("payments", "structure"), sig("orders", "error")], SHOP, 23)
+    assert change.what == "opened" and change.incident not in (incident, hang.incident)
 
 
 def test_the_quiet_period_starts_when_the_squad_is_done() -> None:

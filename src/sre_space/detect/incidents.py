@@ -218,15 +218,17 @@ class IncidentTracker:
             for incident in by_age:
                 if any((o, origin) in edges for o in incident.origins):
                     return incident
-        if sigs and all(s.kind == "traffic" for s in sigs):
+        own = [s for s in sigs if s.service == origin]
+        if own and all(s.kind == "traffic" for s in own) and all(s.kind != "error" for s in sigs):
             # Fewer calls, none failing, from a caller that is part of an incident
             # or waits on one: it sends less because its clients wait on it. A
             # callee that vanished, or whose callers fail, is a fault of its own.
             callers = {a for a, b in edges if b == origin}
+            others = {s.service for s in sigs} - {origin}
             for incident in by_age:
                 touched = incident.services
-                if origin in incident.origins:
-                    continue  # its own cause, judged above: another kind of trouble there
+                if origin in incident.origins or not others <= touched:
+                    continue  # its own cause (judged above), or trouble it does not explain
                 if callers & touched or any((a, b) in edges for a in callers for b in touched):
                     return incident
         return None

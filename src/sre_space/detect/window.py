@@ -474,8 +474,10 @@ class WindowDetector:
             expected = base.rate_per_s * elapsed
             if elapsed >= self.window_s / 2 and expected >= 2 * min_requests:
                 active = (key, "traffic") in self._active or (key, "structure") in self._active
-                low = s.count < (TRAFFIC_RECOVERED if active else TRAFFIC_DROP) * expected
-                if low and (active or expected - s.count >= TRAFFIC_Z * math.sqrt(expected)):
+                # Once low, only clearly back ends it: for the hold as for the signal.
+                held = active or op.low_since is not None
+                low = s.count < (TRAFFIC_RECOVERED if held else TRAFFIC_DROP) * expected
+                if low and (held or expected - s.count >= TRAFFIC_Z * math.sqrt(expected)):
                     if s.count == 0:
                         return "structure", f"vanished (normally {expected:.0f} requests)", expected
                     op.low_since = op.low_since if op.low_since is not None else now
