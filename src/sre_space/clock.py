@@ -5,6 +5,10 @@ look all read or wait on one :class:`Clock`. Live, that is :data:`SYSTEM`;
 ``sre-space replay`` passes a clock whose waits play the next stretch of the
 recording into the intake (:mod:`sre_space.replay`), so windows stay correct
 however fast the recording is played.
+
+Scout and the squad run on two threads. ``hold``/``release`` bracket work
+Scout hands to the squad: live they do nothing; a replay's clock stands still
+while the squad works on what it was handed (see :class:`sre_space.replay.ReplayClock`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ class Clock(Protocol):
         """Let ``seconds`` pass."""
         ...
 
+    def hold(self) -> None:
+        """Work was handed to the squad: it must see the time it was handed at."""
+        ...
+
+    def release(self) -> None:
+        """The squad is done with one piece of work it was handed."""
+        ...
+
 
 class SystemClock:
     """The wall clock."""
@@ -39,6 +51,12 @@ class SystemClock:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def hold(self) -> None:
+        return None  # live, time does not wait for anyone
+
+    def release(self) -> None:
+        return None
 
 
 SYSTEM: Clock = SystemClock()

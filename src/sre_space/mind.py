@@ -2,6 +2,13 @@
 
 `run` hosts it headless and `watch` hosts it under the TUI. At most one mind
 acts on a home at a time (an flock on ``mind.lock``); the others observe.
+
+Scout and the squad run on threads of their own: Scout judges the detectors
+every half second and opens incidents (the record, with the time it saw them)
+whatever the squad is doing; the squad takes them from a queue, one at a time,
+and also resumes what humans decided, writes the daily review and finishes
+what a killed mind left. One lock guards what both touch: the tracker and the
+detector's reset.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -140,6 +148,10 @@ class Mind:
         self.tracker = IncidentTracker(
             confirm_s=CONFIRM_S, quiet_s=RESOLVE_QUIET_S, link_s=settings.detect_window_s
         )
+        self._guard = threading.Lock()  # the tracker and the detector's reset: Scout and squad
+        self._work: queue.Queue[tuple[Tracked, str, float]] = queue.Queue()  # Scout -> squad
+        self._done: list[tuple[Tracked | None, str | None, float]] = []  # squad -> Scout (see _settle)
+        self._scout: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -153,9 +165,11 @@ class Mind:
             raise
         self._write_state()
         self.log.emit("mind", f"listening for OTLP/HTTP on {self.settings.otlp_endpoint}")
-        loop = threading.Thread(target=self._loop, name="squad", daemon=True)
-        loop.start()
-        self._threads.append(loop)
+        squad = threading.Thread(target=self._squad_loop, name="squad", daemon=True)
+        squad.start()
+        self._scout = threading.Thread(target=self._scout_loop, name="scout", daemon=True)
+        self._scout.start()
+        self._threads += [self._scout, squad]
         if self._halfopen is not None:  # lifts the squad's workarounds once it is safe
             probe = threading.Thread(
                 target=self._halfopen.run, args=(self._stop,), name="half-open", daemon=True
@@ -311,7 +325,32 @@ class Mind:
         (reports / f"review-{day}.md").write_text(review.markdown(doc))
         self.log.emit("jules", f"daily review written: {reports / f'review-{day}.md'}")
 
-    def _loop(self) -> None:
+    def finish(self, timeout: float) -> bool:
+        """Wait for Scout's loop to end and the squad to finish all it was handed.
+
+        Scout's loop ends on ``stop`` or when the clock says time is up (a replay
+        played out); False if that and the squad's work took longer than ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        if self._scout is not None:
+            self._scout.join(timeout)
+            if self._scout.is_alive():
+                return False
+        while self._work.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def _scout_loop(self) -> None:
+        while not self.clock.wait(self._stop, 0.5):
+            try:
+                self.scout_tick(self.clock.time())
+            except Exception as exc:  # the loop must survive one bad look
+                log.exception("scout loop")
+                self.log.emit("mind", f"scout error: {type(exc).__name__}: {exc}", kind="error")
+
+    def _squad_loop(self) -> None:
         from sre_space import review
 
         self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
@@ -322,15 +361,31 @@ class Mind:
         except Exception as exc:
             log.exception("resuming interrupted incidents")
             self.log.emit("mind", f"resume error: {type(exc).__name__}: {exc}", kind="error")
-        while not self.clock.wait(self._stop, 0.5):
+        while not self._stop.is_set():
+            try:  # wall time: a replay's clock is played on by Scout alone
+                item = self._work.get(timeout=0.5)
+            except queue.Empty:
+                item = None
             try:
                 self._daily_review()
-                if self._resume_decided():
-                    continue  # a paused incident holds the squad until a human answers
-                self.scout_tick(self.clock.time())
+                self._resume_decided()  # a paused incident waits for its human, not the others
+                if item is not None:
+                    self._investigate(*item)
             except Exception as exc:  # the loop must survive one bad incident
                 log.exception("squad loop")
                 self.log.emit("mind", f"squad error: {type(exc).__name__}: {exc}", kind="error")
+            finally:
+                if item is not None:
+                    self.clock.release()
+                    self._work.task_done()
+        while True:  # stopped: what was handed over and not begun stays open, and says so
+            try:
+                _, ref, _ = self._work.get_nowait()
+            except queue.Empty:
+                break
+            self.log.emit("mind", "stopped before the squad began on it", incident_id=ref)
+            self.clock.release()
+            self._work.task_done()
 
     def scout_tick(self, now: float) -> None:
         """One look at the detectors: open, grow, degrade and resolve incidents.
@@ -338,26 +393,49 @@ class Mind:
         Grouping by cause, confirmation and the lifecycle after the squad: one
         cascade is one incident, one bad second is none, a fix that holds while
         the fault goes on is the same incident (degraded), and a second fault
-        behind the same front door is an incident of its own.
+        behind the same front door is an incident of its own. Opened incidents
+        go to the squad's queue; Scout goes on looking meanwhile.
         """
-        anomalies = self.detector.anomalous(
-            self.settings.error_rate_threshold, self.settings.min_requests
-        )
-        for change in self.tracker.update(anomalies, self.detector.edges(), now):
-            tracked = change.incident
-            if change.what == "opened":
-                self._opened(tracked, now)
-            elif change.what == "degraded":
-                self._degraded(tracked)
-            elif change.what == "resolved":
-                self._resolved(tracked)
-            elif change.what == "grew" and tracked.ref:
-                self.log.emit(
-                    "scout",
-                    f"spreading: now {', '.join(sorted(tracked.services))}",
-                    incident_id=tracked.ref,
-                )
-        self._resolve_untracked(now)
+        with self._guard:
+            self._settle(now)
+            anomalies = self.detector.anomalous(
+                self.settings.error_rate_threshold, self.settings.min_requests
+            )
+            for change in self.tracker.update(anomalies, self.detector.edges(), now):
+                tracked = change.incident
+                if change.what == "opened":
+                    self._opened(tracked, now)
+                elif change.what == "degraded":
+                    self._degraded(tracked)
+                elif change.what == "resolved":
+                    self._resolved(tracked)
+                elif change.what == "grew" and tracked.ref:
+                    self.log.emit(
+                        "scout",
+                        f"spreading: now {', '.join(sorted(tracked.services))}",
+                        incident_id=tracked.ref,
+                    )
+            self._resolve_untracked(now)
+
+    def _settle(self, now: float) -> None:
+        """What the squad finished: its incidents watched again, the detector's window reset.
+
+        Errors from before a fix must not reopen (or degrade) what was just
+        handled, so the window is forgotten, and the incident is watched again
+        from the same moment. The detector forgets every service's window, so
+        while another anomaly is being confirmed (its evidence is in the
+        window) this waits, at most one detection window.
+        """
+        if not self._done:
+            return
+        confirming = any(t.opened_at is None for t in self.tracker.incidents)
+        if confirming and now - self._done[0][2] < self.settings.detect_window_s:
+            return
+        for tracked, state, _ in self._done:
+            if tracked is not None and state is not None:
+                self.tracker.settled(tracked, state, now)
+        self._done.clear()
+        self.detector.reset()
 
     def _opened(self, tracked: Tracked, detected_at: float) -> None:
         """A confirmed anomaly: a new incident, unless its cause is one already open."""
@@ -375,14 +453,18 @@ class Mind:
                     incident_id=owner.ref,
                 )
             return
-        status = self._handle(tracked, detected_at)
-        settled = self.clock.time()
-        if status in ("mitigated", "resolved"):
-            self.tracker.settled(tracked, "mitigated", settled)
-        elif status not in ("open", "diagnosing", "mitigating"):  # escalated: still watched
-            self.tracker.settled(tracked, "watching", settled)
-        # Errors from before the fix must not reopen what was just handled.
-        self.detector.reset()
+        anomalies = tracked.signals
+        firsts = [a.first_bad_at for a in anomalies if a.first_bad_at is not None]
+        incident = Incident(
+            id=self.log.new_id(detected_at),
+            status="open",
+            detected_at=detected_at,
+            first_error_at=min(firsts) if firsts else None,
+        )
+        tracked.ref = incident.id
+        self.log.save(incident, why=f"anomalous since {tracked.origin}", by="scout")
+        self.clock.hold()  # released by the squad when it is done with it
+        self._work.put((tracked, incident.id, detected_at))
 
     def _same_cause(self, tracked: Tracked, now: float) -> Tracked:
         """The incident this anomaly belongs to, by cause (``tracked`` itself when new).
@@ -449,41 +531,30 @@ class Mind:
                     incident, why=f"no anomaly for {RESOLVE_QUIET_S:.0f} s", by="scout"
                 )
 
-    def _resume_decided(self) -> bool:
-        """Resume incidents a human has answered; True while any still waits."""
+    def _resume_decided(self) -> None:
+        """Resume incidents a human has answered (the squad's thread)."""
         from langgraph.types import Command
 
-        waiting = False
         for incident in self.log.awaiting_approval():
             decision = self.log.decision(incident.id)
             if decision is None:
-                waiting = True
                 continue
             self.log.emit("mind", f"{decision} received; resuming", incident_id=incident.id)
             self._graph.invoke(
                 Command(resume=decision), {"configurable": {"thread_id": incident.id}}
             )
-            tracked = next((t for t in self.tracker.incidents if t.ref == incident.id), None)
-            if tracked is not None:
-                status = self._after_squad(tracked)
-                state = "mitigated" if status in ("mitigated", "resolved") else "watching"
-                self.tracker.settled(tracked, state, self.clock.time())
-            self.detector.reset()
-        return waiting
+            with self._guard:
+                tracked = next((t for t in self.tracker.incidents if t.ref == incident.id), None)
+                state: str | None = None
+                if tracked is not None:  # else a previous mind's: only the reset is due
+                    status = self._after_squad(tracked)
+                    state = "mitigated" if status in ("mitigated", "resolved") else "watching"
+                self._done.append((tracked, state, self.clock.time()))
 
-    def _handle(self, tracked: Tracked, detected_at: float) -> str:
+    def _investigate(self, tracked: Tracked, ref: str, detected_at: float) -> None:
+        """The squad on one incident Scout opened: diagnose, act, verify, archive."""
         from sre_space.squad.graph import run_incident
 
-        anomalies = tracked.signals
-        firsts = [a.first_bad_at for a in anomalies if a.first_bad_at is not None]
-        incident = Incident(
-            id=self.log.new_id(detected_at),
-            status="open",
-            detected_at=detected_at,
-            first_error_at=min(firsts) if firsts else None,
-        )
-        tracked.ref = incident.id
-        self.log.save(incident, why=f"anomalous since {tracked.origin}", by="scout")
         signals = [
             {
                 "service": a.service,
@@ -496,14 +567,33 @@ class Mind:
                 "kind": a.kind,  # why Scout judged it anomalous (detect/window.py)
                 "reason": a.reason,
             }
-            for a in anomalies
+            for a in tracked.signals
         ]
+        with self._guard:  # the other incidents' causes, as known now: not this one's
+            origins = sorted(tracked.origins)
+            elsewhere = sorted(
+                {o for t in self.tracker.active() if t is not tracked for o in t.origins}
+                - tracked.origins
+            )
         window_start_ns = int((detected_at - self.settings.detect_window_s) * 1e9)
         run_incident(
             self._graph,
-            {"incident_id": incident.id, "window_start_ns": window_start_ns, "signals": signals},
+            {
+                "incident_id": ref,
+                "window_start_ns": window_start_ns,
+                "signals": signals,
+                "origins": origins,
+                "elsewhere": elsewhere,
+            },
         )
-        return self._after_squad(tracked)
+        with self._guard:
+            status = self._after_squad(tracked)
+            state: str | None = None
+            if status in ("mitigated", "resolved"):
+                state = "mitigated"
+            elif status not in ("open", "diagnosing", "mitigating"):  # escalated: still watched
+                state = "watching"
+            self._done.append((tracked, state, self.clock.time()))
 
     def _after_squad(self, tracked: Tracked) -> str:
         """What the squad concluded: the cause for the tracker, a recurrence for the log."""

@@ -117,7 +117,17 @@ def load(files: Sequence[str], start: float) -> tuple[list[Segment], list[Span]]
 
 
 class ReplayClock:
-    """The mind's clock in a replay: waiting plays the recording on (see the module docstring)."""
+    """The mind's clock in a replay: waiting plays the recording on (see the module docstring).
+
+    Two threads use it. Scout's loop plays the recording on (``wait``); the
+    squad only ever waits for played time (the Brain's second look, ``sleep``).
+    While the squad works on an incident Scout handed it (``hold`` .. ``release``),
+    Scout's ``wait`` blocks: the squad judges the recording as it stood when the
+    incident opened, at any speed, so a replay gives the same incidents every
+    time. While the squad sleeps, Scout plays on (and keeps judging) until the
+    squad's time has come, then stands still again. With nothing handed over
+    (one thread, as in a test), ``sleep`` plays on by itself.
+    """
 
     def __init__(self, spans: list[Span], start: float, speed: float | None = None) -> None:
         self._spans = spans
@@ -132,6 +142,10 @@ class ReplayClock:
         # (wall time, played time) after each step: what the mind's time was when it spoke
         self._marks: list[tuple[float, float]] = [(time.time(), start)]
         self.done = threading.Event()  # the whole recording and its tail were played
+        self._turn = threading.Condition()  # who may play on: see the class docstring
+        self._held = 0  # incidents handed to the squad and not finished yet
+        self._until: float | None = None  # the squad sleeps until this played time
+        self._over = False  # Scout's loop stopped waiting: nobody plays on any more
 
     def attach(self, intake: Intake) -> None:
         self._intake = intake
@@ -139,13 +153,38 @@ class ReplayClock:
     def time(self) -> float:
         return self._now
 
+    def hold(self) -> None:
+        with self._turn:
+            self._held += 1
+
+    def release(self) -> None:
+        with self._turn:
+            self._held = max(0, self._held - 1)
+            self._turn.notify_all()
+
     def wait(self, stop: threading.Event, seconds: float) -> bool:
-        if stop.is_set() or self.done.is_set():
-            return True  # played out: the mind's loop ends
+        with self._turn:
+            while self._held and self._until is None and not self._finished(stop):
+                self._turn.wait(0.2)  # the squad works on the recording as it stands
+            if self._finished(stop):
+                self._over = True  # played out (or stopped): the mind's loop ends
+                self._turn.notify_all()
+                return True
         self._advance(seconds)
         return stop.is_set()
 
+    def _finished(self, stop: threading.Event) -> bool:
+        return stop.is_set() or self.done.is_set()
+
     def sleep(self, seconds: float) -> None:
+        with self._turn:
+            if self._held:
+                self._until = self._now + seconds
+                self._turn.notify_all()
+                while self._until is not None and not (self.done.is_set() or self._over):
+                    self._turn.wait(0.2)
+                self._until = None
+                return
         self._advance(seconds)
 
     def _advance(self, seconds: float) -> None:
@@ -165,8 +204,12 @@ class ReplayClock:
             self._intake.flush(timeout=60.0)  # judged only once Scout has seen them
             self.played += len(batch)
         self._marks.append((time.time(), target))
-        if self._next >= len(self._spans) and target >= self._end:
-            self.done.set()
+        with self._turn:
+            if self._next >= len(self._spans) and target >= self._end:
+                self.done.set()
+            if self._until is not None and (target >= self._until or self.done.is_set()):
+                self._until = None  # the squad's time has come: it goes on, Scout waits
+            self._turn.notify_all()
 
     def played_at(self, wall: float) -> float:
         """The mind's time at wall-clock ``wall`` (when an event was written, say)."""
@@ -379,6 +422,8 @@ def replay(
                 if time.monotonic() > deadline:
                     timed_out = True
                     break
+            # Incidents opened at the very end are the squad's still: let it finish them.
+            timed_out = timed_out or not mind.finish(max(1.0, deadline - time.monotonic()))
         finally:
             mind.stop()
         drain()

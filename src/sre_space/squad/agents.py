@@ -106,7 +106,7 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     # trouble began, and what came before it is the reference for normal.
     since_ns = state["window_start_ns"] - int(LIVE_LOOKBACK_S * 1e9)
     traces = ctx.store.traces_since(since_ns)
-    candidates = localize(traces, ctx.settings.latency_threshold_ms)
+    candidates = _own_candidates(ctx, state, traces)
     if not candidates:
         ctx.say("brain", state, "no traces in the store for this window yet")
         return {"diagnosis": {}, "relook": False}
@@ -144,6 +144,35 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
         diagnosis=diagnosis,
     )
     return {"diagnosis": diagnosis, "recall": recall, "relook": False}
+
+
+def _own_candidates(
+    ctx: SquadContext, state: SquadState, traces: list[list[Span]]
+) -> list[Candidate]:
+    """The causes for this incident, best first, from the recent traces.
+
+    Two faults at once: the traces show both, and the stronger may be another
+    open incident's cause. Then the ranking is redone on the traces that pass
+    through this incident's own origins (Scout's deepest anomalous services),
+    without the other incidents' causes, when that leaves a candidate.
+    """
+    threshold = ctx.settings.latency_threshold_ms
+    candidates = localize(traces, threshold)
+    elsewhere = set(state.get("elsewhere") or ())
+    own = set(state.get("origins") or ()) - elsewhere
+    if not candidates or candidates[0].service not in elsewhere or not own:
+        return candidates
+    through = [t for t in traces if any(s.service in own for s in t)]
+    mine = [c for c in localize(through, threshold) if c.service not in elsewhere]
+    if not mine:
+        return candidates
+    ctx.say(
+        "brain",
+        state,
+        f"{candidates[0].service} is another open incident's cause; "
+        f"ranking the traces through {', '.join(sorted(own))}",
+    )
+    return mine
 
 
 def _ranked(c: Candidate) -> dict[str, Any]:

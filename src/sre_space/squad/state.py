@@ -9,6 +9,8 @@ class SquadState(TypedDict, total=False):
     incident_id: str
     window_start_ns: int
     signals: list[dict[str, Any]]
+    origins: list[str]  # Scout's deepest anomalous services of this incident
+    elsewhere: list[str]  # causes other open incidents answer for (concurrent faults)
     diagnosis: dict[str, Any]
     recall: list[dict[str, Any]]
     plan: dict[str, Any]
