@@ -569,10 +569,16 @@ class Mind:
             }
             for a in tracked.signals
         ]
-        with self._guard:  # the other incidents' causes, as known now: not this one's
+        with self._guard:  # the causes of other faults showing now (not this one's)
+            now = self.clock.time()
             origins = sorted(tracked.origins)
             elsewhere = sorted(
-                {o for t in self.tracker.active() if t is not tracked for o in t.origins}
+                {
+                    o
+                    for t in self.tracker.active()
+                    if t is not tracked and now - t.cause_seen <= self.tracker.link_s
+                    for o in t.origins
+                }
                 - tracked.origins
             )
         window_start_ns = int((detected_at - self.settings.detect_window_s) * 1e9)

@@ -151,20 +151,26 @@ def _own_candidates(
 ) -> list[Candidate]:
     """The causes for this incident, best first, from the recent traces.
 
-    Two faults at once: the traces show both, and the stronger may be another
-    open incident's cause. Then the ranking is redone on the traces that pass
-    through this incident's own origins (Scout's deepest anomalous services),
-    without the other incidents' causes, when that leaves a candidate.
+    Two faults at once: the traces show both, and the stronger may be the
+    cause of another fault showing now (``elsewhere``), not one of this
+    incident's anomalous services. Then the ranking is redone on the traces
+    that pass through this incident's own origins (Scout's deepest anomalous
+    services), without the other faults' causes; its best is taken when the
+    evidence for it stands on its own (the confidence the Fixer acts on).
     """
     threshold = ctx.settings.latency_threshold_ms
     candidates = localize(traces, threshold)
     elsewhere = set(state.get("elsewhere") or ())
     own = set(state.get("origins") or ()) - elsewhere
-    if not candidates or candidates[0].service not in elsewhere or not own:
+    mine_anyway = {str(s.get("service")) for s in state.get("signals") or ()}
+    if not candidates or not own:
+        return candidates
+    top = candidates[0].service
+    if top not in elsewhere or top in mine_anyway:
         return candidates
     through = [t for t in traces if any(s.service in own for s in t)]
     mine = [c for c in localize(through, threshold) if c.service not in elsewhere]
-    if not mine:
+    if not mine or mine[0].confidence < MIN_ACT_CONFIDENCE:
         return candidates
     ctx.say(
         "brain",
