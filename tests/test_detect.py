@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import random
 
 import pytest
 
@@ -159,6 +161,29 @@ def test_traffic_that_drops_or_vanishes_is_anomalous() -> None:
     signals = sim.run(6, requests("search", 2, 10))
     assert {s.service: s.kind for s in signals} == {"search": "traffic", "cart": "structure"}
     assert {s.service: s.reason for s in signals}["cart"].startswith("vanished")
+
+
+def poisson(rnd: random.Random, mean: float) -> int:
+    n, t = 0, rnd.expovariate(mean)
+    while t < 1:
+        n, t = n + 1, t + rnd.expovariate(mean)
+    return n
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_traffic_that_ebbs_over_minutes_is_not_a_drop_but_a_sudden_fall_is(seed: int) -> None:
+    sim, rnd = Sim(), random.Random(seed)
+    seen = set()
+    for second in range(1200):  # 6 requests/s, 40% less at the ebb, every 5 minutes
+        mean = 6 * (1 + 0.4 * math.sin(2 * math.pi * second / 300))
+        sim.run(1, requests("search", poisson(rnd, mean), 10))
+        if second > 600:
+            seen |= {s.kind for s in sim.anomalous()}
+    assert seen == set()
+    fell = set()
+    for _ in range(15):  # a fall from where it just was, judged every second as Scout does
+        fell |= {s.kind for s in sim.run(1, requests("search", poisson(rnd, 0.5), 10))}
+    assert fell == {"traffic"}
 
 
 def test_spans_exported_in_batches_are_not_a_traffic_drop_when_one_comes_late() -> None:

@@ -17,7 +17,8 @@ Each operation is judged on the last ``window_s`` seconds by:
   p95 of the operation's own history, with clearly more than the usual 5% of
   requests over that p95 (so a service that is always slow is not an
   incident, one that doubled is, and two unlucky requests are not); traffic that dropped well below
-  the learned rate for half a window (exporters send spans in batches), or
+  its rate in the minute before the window (traffic ebbs and swells over a
+  day) for half a window (exporters send spans in batches), or
   at once to nothing (the operation vanished); an operation, or a
   call from one service to another, that appears after the warm-up.
 
@@ -60,6 +61,10 @@ EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry 
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
 TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
 TRAFFIC_RECOVERED = 0.75  # a traffic drop ends above this share of the expected count
+# A traffic drop is judged against the rate of the last minute before the window,
+# not the whole baseline: traffic swells and ebbs over a day, and a quiet hour
+# measured against the busy day's average would read as a drop.
+TRAFFIC_RECENT_S = 60.0
 # Traffic that fell, not to nothing, must stay low for this share of the window:
 # exporters send spans in batches (the SDK's default is every 5 s), so a window
 # can catch one batch fewer, or a stalled exporter catch up, without any fault.
@@ -146,10 +151,6 @@ class _Baseline:
     @property
     def slow_rate(self) -> float:
         return self.slow / self.requests if self.requests else 0.0
-
-    @property
-    def rate_per_s(self) -> float:
-        return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     def learn(self, bucket: _Bucket) -> None:
         self.requests += bucket.count
@@ -471,7 +472,7 @@ class WindowDetector:
                     )
         if base.ready and base.seconds >= self.window_s:
             elapsed = min(self.window_s, now - self._window_from)
-            expected = base.rate_per_s * elapsed
+            expected = self._recent_rate(op, now) * elapsed
             if elapsed >= self.window_s / 2 and expected >= 2 * min_requests:
                 active = (key, "traffic") in self._active or (key, "structure") in self._active
                 # Once low, only clearly back ends it: for the hold as for the signal.
@@ -494,6 +495,17 @@ class WindowDetector:
         if warm and new and s.count >= min_requests:
             return "structure", "a new operation", None
         return "", "", None
+
+    def _recent_rate(self, op: _Op, now: float) -> float:
+        """Requests per second in the learned history of the last ``TRAFFIC_RECENT_S``."""
+        since = now - self.window_s - TRAFFIC_RECENT_S
+        n = 0
+        for second, count, _, _ in reversed(op.history):
+            if second <= since:
+                break
+            n += count
+        span = min(TRAFFIC_RECENT_S, op.baseline.seconds)
+        return n / span if span > 0 else 0.0
 
     def _settling(self, op: _Op) -> bool:
         """Whether an operation's latency is still being learned, not judged.
