@@ -119,6 +119,27 @@ def test_fewer_calls_from_a_slowed_caller_are_its_incident_a_failing_or_vanished
     assert change.what == "opened" and change.incident not in (incident, hang.incident)
 
 
+def test_a_cause_that_never_went_quiet_is_one_fault_changing_its_face() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [slow] = tracker.update([sig("catalog", "slow")], SHOP, 0)  # the pool makes requests wait
+    tracker.settled(slow.incident, "watching", 5)  # escalated; catalog stays anomalous
+    assert tracker.update([sig("catalog", "slow")], SHOP, 6) == []
+    assert tracker.update([sig("catalog", "error")], SHOP, 8) == []  # ... now they fail
+    assert tracker.active() == [slow.incident]
+    # Quiet for longer than link_s, then errors: a fault of its own.
+    [other] = tracker.update([sig("catalog", "error")], SHOP, 20)
+    assert other.what == "opened" and other.incident is not slow.incident
+
+
+def test_a_fix_that_holds_leaves_slowness_where_there_were_failures_one_incident() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [failing] = tracker.update([sig("catalog", "error")], SHOP, 0)  # its pool times out
+    tracker.settled(failing.incident, "mitigated", 12)  # a bigger pool; the database is still slow
+    [change] = tracker.update([sig("catalog", "latency")], SHOP, 15)
+    assert (change.what, change.incident) == ("degraded", failing.incident)
+    assert len(tracker.incidents) == 1
+
+
 def test_the_quiet_period_starts_when_the_squad_is_done() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tick(tracker, 0, "pricing")

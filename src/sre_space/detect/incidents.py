@@ -202,10 +202,11 @@ class IncidentTracker:
     ) -> Tracked | None:
         by_age = sorted(live, key=lambda i: i.first_seen)
         shows = families(sigs, origin)
-        for incident in by_age:
+        # The latest incident at this cause first: it is what the cause did last.
+        for incident in reversed(by_age):
             if origin not in incident.origins:
                 continue
-            if incident.settled_at is not None and self._other_fault(incident, shows):
+            if incident.settled_at is not None and self._other_fault(incident, shows, now):
                 continue
             return incident
         for incident in by_age:
@@ -233,20 +234,26 @@ class IncidentTracker:
                     return incident
         return None
 
-    @staticmethod
-    def _other_fault(incident: Tracked, shows: set[str]) -> bool:
+    def _other_fault(self, incident: Tracked, shows: set[str], now: float) -> bool:
         """Whether trouble at a settled incident's cause is a different fault.
 
-        The squad is done with it and Scout still watches: the same kind of
-        trouble there is this incident (a human has it, or its fix holds while
-        the fault goes on: degraded); a different kind is another fault. After
-        a fix, traffic says nothing either way: a circuit that was opened, or
-        load that is shed, changes who calls whom, and a restart brings a
-        service that had vanished back slower at first.
+        The squad is done with it and Scout still watches.
+
+        - A human has it (escalated): the same kind of trouble there is this
+          incident, a different kind another fault, unless the cause never
+          went quiet and went from slow to failing or back: one fault changing
+          its face (a pool that made requests wait now makes them fail).
+        - Its fix holds (mitigated): what still shows of the fault is weaker,
+          and this incident, degraded: slow where it failed, or calls that a
+          circuit or shed load took away. Failures where it was only slow, or
+          quiet, are another fault (a bad release after a slowdown was fixed).
         """
         known = incident.families
         if incident.state != WATCHING:
-            shows, known = shows - {"traffic"}, known - {"traffic"}
+            return "error" in shows and "error" not in known
+        continuous = now - incident.cause_seen <= self.link_s
+        if continuous and shows | known <= {"latency", "error"}:
+            return False
         return bool(shows and known and not shows & known)
 
     def update(

@@ -772,10 +772,16 @@ def localize(
     latency_threshold_ms: float = LATENCY_MS,
     top: int | None = None,
     baseline: Iterable[list[Span]] | None = None,
+    onset_ns: int | None = None,
 ) -> list[Candidate]:
     """Every service that took part in ``traces``, most likely root cause first.
 
     ``top``: only the first so many. Empty only when there are no traces.
+
+    ``onset_ns``: when the trouble began, as the detector saw it. Traces that
+    ended before it are the reference, the rest are judged: a window that
+    reaches back into an earlier fault (or its repair) is not searched for a
+    change point that may be the earlier one.
 
     ``baseline``: traces of the same system from before (fault-free, or mostly
     so). Without one, the window is split at its change point and its later
@@ -785,7 +791,7 @@ def localize(
     ``latency_threshold_ms`` the span that added the most time.
     """
     with paused_gc():
-        return _localize(traces, latency_threshold_ms, top, baseline)
+        return _localize(traces, latency_threshold_ms, top, baseline, onset_ns)
 
 
 @contextmanager
@@ -810,11 +816,21 @@ def _localize(
     latency_threshold_ms: float,
     top: int | None,
     baseline: Iterable[list[Span]] | None,
+    onset_ns: int | None = None,
 ) -> list[Candidate]:
     window = views(traces)
     if not window:
         return []
     ranked: list[Candidate] = []
+    if baseline is None and onset_ns is not None:
+        before = [v for v in window if v.start_ns + v.root_ms * 1e6 < onset_ns]
+        after = [v for v in window if v.start_ns + v.root_ms * 1e6 >= onset_ns]
+        if len(before) >= MIN_REFERENCE_TRACES and after:
+            judgement = _judge(after, Reference.learn(before[-MAX_REFERENCE_TRACES:]))
+            ranked = _rank(judgement, len(after), "onset")
+            if ranked and ranked[0].evidence.get("explained_traces"):
+                return ranked[:top] if top is not None else ranked
+            ranked = []  # nothing changed at the onset that explains it: look for the change
     if baseline is not None:
         reference = views(baseline, limit=MAX_REFERENCE_TRACES)
         if len(reference) >= MIN_REFERENCE_TRACES:

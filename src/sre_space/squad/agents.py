@@ -34,6 +34,9 @@ MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediati
 # Below this the Fixer looks again before acting (and acts on the last look's best).
 MIN_ACT_CONFIDENCE = 0.45
 BRAIN_DETAILED = 3  # candidates kept with their evidence in the incident; the rest in brief
+# Traces that ended this long before Scout's first bad second are the reference
+# for normal (a request ends before it is exported, and that second is rounded down).
+ONSET_MARGIN_S = 1.0
 PLAN_KEYS = ("action", "service", "params", "source", "memory_ref", "reason")
 
 
@@ -159,7 +162,12 @@ def _own_candidates(
     evidence for it stands on its own (the confidence the Fixer acts on).
     """
     threshold = ctx.settings.latency_threshold_ms
-    candidates = localize(traces, threshold)
+    incident = ctx.incident(state)
+    # Scout's first bad second (arrival time, whole seconds): traces that ended a
+    # moment before it are the reference for normal.
+    first = incident.first_error_at
+    onset_ns = int((first - ONSET_MARGIN_S) * 1e9) if first is not None else None
+    candidates = localize(traces, threshold, onset_ns=onset_ns)
     elsewhere = set(state.get("elsewhere") or ())
     own = set(state.get("origins") or ()) - elsewhere
     mine_anyway = {str(s.get("service")) for s in state.get("signals") or ()}
@@ -169,7 +177,9 @@ def _own_candidates(
     if top not in elsewhere or top in mine_anyway:
         return candidates
     through = [t for t in traces if any(s.service in own for s in t)]
-    mine = [c for c in localize(through, threshold) if c.service not in elsewhere]
+    mine = [
+        c for c in localize(through, threshold, onset_ns=onset_ns) if c.service not in elsewhere
+    ]
     if not mine or mine[0].confidence < MIN_ACT_CONFIDENCE:
         return candidates
     ctx.say(
