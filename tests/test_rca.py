@@ -451,3 +451,23 @@ def test_a_callee_refusing_requests_as_designed_is_not_a_fault() -> None:
     found = localize([_login(i, refused=i % 30 == 0) for i in range(300)])
     assert all(c.fault_class != "error" or c.service != "auth" for c in found)
     assert accused(found) == []
+
+
+def _inventory_slow(i: int) -> list[Span]:
+    """An earlier fault, over by now: inventory (and the call to it) 900 ms slower."""
+    trace = _shop_call(i, hung=False)
+    for s in trace:
+        to_inventory = s.name == "POST" and s.attributes.get("server.port") == 8101
+        if s.service == "inventory" or s.name == "POST /checkout" or to_inventory:
+            s.end_ns += 900 * MS
+    return trace
+
+
+def test_an_earlier_fault_in_the_look_back_is_not_taken_for_the_one_that_began_now() -> None:
+    earlier = [_inventory_slow(i) for i in range(60)]
+    healthy = [_shop_call(i, hung=False) for i in range(60, 200)]
+    now = [_shop_call(i, hung=i % 2 == 0) for i in range(200, 240)]  # payments hangs
+    onset_ns = int(200 * 10_000 * MS)  # the detector's first bad second
+    found = localize(earlier + healthy + now, onset_ns=onset_ns)
+    assert (found[0].service, found[0].fault_class) == ("payments", "timeout")
+    assert found[0].evidence["method"] == "onset"

@@ -89,6 +89,10 @@ CPU_STARVED_OPERATIONS = 2
 CONFIDENCE_FLOOR = 0.1
 CONFIDENCE_CEILING = 0.95
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
+# A change point this long before the detector's onset is an older change (see
+# localize): a slowly building fault can take the detector a window or two
+# past its start, a fault half a minute older is another one.
+ONSET_SLACK_S = 30.0
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _MASKS = [
@@ -778,10 +782,10 @@ def localize(
 
     ``top``: only the first so many. Empty only when there are no traces.
 
-    ``onset_ns``: when the trouble began, as the detector saw it. Traces that
-    ended before it are the reference, the rest are judged: a window that
-    reaches back into an earlier fault (or its repair) is not searched for a
-    change point that may be the earlier one.
+    ``onset_ns``: when the trouble began, as the detector saw it. A change
+    point found well before it (``ONSET_SLACK_S``) is an earlier fault, or its
+    repair, that the window reaches back into: then traces that ended before
+    the onset are the reference and the rest are judged.
 
     ``baseline``: traces of the same system from before (fault-free, or mostly
     so). Without one, the window is split at its change point and its later
@@ -822,7 +826,9 @@ def _localize(
     if not window:
         return []
     ranked: list[Candidate] = []
-    if baseline is None and onset_ns is not None:
+    split = change_point(window) if baseline is None else None
+    early = split is None or window[split].start_ns < (onset_ns or 0) - ONSET_SLACK_S * 1e9
+    if baseline is None and onset_ns is not None and early:
         before = [v for v in window if v.start_ns + v.root_ms * 1e6 < onset_ns]
         after = [v for v in window if v.start_ns + v.root_ms * 1e6 >= onset_ns]
         if len(before) >= MIN_REFERENCE_TRACES and after:
@@ -830,14 +836,13 @@ def _localize(
             ranked = _rank(judgement, len(after), "onset")
             if ranked and ranked[0].evidence.get("explained_traces"):
                 return ranked[:top] if top is not None else ranked
-            ranked = []  # nothing changed at the onset that explains it: look for the change
+            ranked = []  # nothing changed at the onset that explains it
     if baseline is not None:
         reference = views(baseline, limit=MAX_REFERENCE_TRACES)
         if len(reference) >= MIN_REFERENCE_TRACES:
             judgement = _judge(window, Reference.learn(reference))
             ranked = _rank(judgement, len(window), "baseline")
     else:
-        split = change_point(window)
         if split is not None:
             judgement = _judge(window[split:], Reference.learn(window[:split]))
             ranked = _rank(judgement, len(window) - split, "change point")

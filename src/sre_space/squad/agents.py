@@ -34,9 +34,6 @@ MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediati
 # Below this the Fixer looks again before acting (and acts on the last look's best).
 MIN_ACT_CONFIDENCE = 0.45
 BRAIN_DETAILED = 3  # candidates kept with their evidence in the incident; the rest in brief
-# Traces that ended this long before Scout's first bad second are the reference
-# for normal (a request ends before it is exported, and that second is rounded down).
-ONSET_MARGIN_S = 1.0
 PLAN_KEYS = ("action", "service", "params", "source", "memory_ref", "reason")
 
 
@@ -163,10 +160,12 @@ def _own_candidates(
     """
     threshold = ctx.settings.latency_threshold_ms
     incident = ctx.incident(state)
-    # Scout's first bad second (arrival time, whole seconds): traces that ended a
-    # moment before it are the reference for normal.
+    # Scout's first bad second is the first its window still holds: a fault that
+    # built up slowly began up to a window before it. Traces that ended before
+    # that are the reference for normal, when the look-back holds an older change.
     first = incident.first_error_at
-    onset_ns = int((first - ONSET_MARGIN_S) * 1e9) if first is not None else None
+    margin = ctx.settings.detect_window_s
+    onset_ns = int((first - margin) * 1e9) if first is not None else None
     candidates = localize(traces, threshold, onset_ns=onset_ns)
     elsewhere = set(state.get("elsewhere") or ())
     own = set(state.get("origins") or ()) - elsewhere
