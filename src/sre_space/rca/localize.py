@@ -197,6 +197,8 @@ class _WindowStats:
     steps: dict[OpKey, Counter[Step]] = field(default_factory=lambda: defaultdict(Counter))
     step_from: dict[OpKey, Counter[OpKey]] = field(default_factory=lambda: defaultdict(Counter))
     callee: dict[OpKey, str] = field(default_factory=dict)
+    # per service: the classes its own failures show, however few (see _fault_class)
+    failure_classes: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     # calls out above the p90 that no traced service answered: a wait on someone unseen
     above_unanswered: Counter[OpKey] = field(default_factory=Counter)
     involved: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
@@ -396,6 +398,8 @@ def _window_stats(
             stats.slow[c.key] += slow
             stats.above[c.key] += above
             stats.errors[c.key] += c.error_origin
+            if c.error_origin:
+                stats.failure_classes[c.key[0]][classify_span(c.span) or "error"] += 1
             stats.self_ms[c.key].append(c.self_ms)
             if v.complete:
                 ks = (c.key, c.sequence)
@@ -595,6 +599,8 @@ def _growth(j: _Judgement) -> dict[str, tuple[float, str]]:
 def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
     """The class the main finding names; own work slower across the service reads as cpu."""
     fault = str(_heaviest(main.fault_classes))
+    if fault in ("latency", "timeout") and j.stats.failure_classes[service]["saturation"]:
+        return "saturation"  # a pool that ran out explains the waits before its timeouts
     # Callers that gave up waiting (timeout) on a service whose own work slowed
     # everywhere waited on its CPU: the slowness is the cause, the timeouts its effect.
     if fault not in ("latency", "timeout"):
