@@ -16,10 +16,11 @@
 - **Confirmation**: an origin must stay anomalous for ``confirm_s`` before it
   opens; one bad second is not an incident.
 - **Lifecycle**: an incident stays watched after the squad is done with it
-  (``settled``): a mitigated incident whose cause shows the same kind of
-  trouble again is ``degraded`` (the fault still active, the fix holding), not
-  a new incident; an escalated one keeps its cause; a different cause, or a
-  different kind of trouble at its cause, is an incident of its own.
+  (``settled``): a mitigated incident whose cause shows again, no worse in
+  kind (slow where it failed), is ``degraded`` (the fault still active, the
+  fix holding), not a new incident; an escalated one keeps its cause while
+  the same fault goes on. A different cause, or failures at a cause that was
+  only slow, are an incident of their own (see ``_other_fault``).
   An incident resolves after ``quiet_s`` without anomalies of its own.
 
 The tracker holds no clock and does no I/O: feed it the detector's anomalous
