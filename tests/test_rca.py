@@ -473,8 +473,12 @@ def test_an_earlier_fault_in_the_look_back_is_not_taken_for_the_one_that_began_n
     assert found[0].evidence["method"] == "onset"
 
 
-def _products(i: int, trouble: bool) -> list[Span]:
-    """gateway -> catalog, whose pool makes requests wait; a few already time out."""
+POOL = ("sqlalchemy.exc.TimeoutError",
+        "QueuePool limit of size 2 overflow 0 reached, connection timed out, timeout 1.00")  # fmt: skip
+
+
+def _products(i: int, trouble: bool, failure: tuple[str, str] = POOL) -> list[Span]:
+    """gateway -> catalog, whose requests wait (for a connection, for memory); a few fail."""
     t, base = f"{i:032x}", i * 10_000.0
     waits = trouble and i % 3 != 0
     fails = trouble and i % 30 == 0
@@ -483,17 +487,23 @@ def _products(i: int, trouble: bool) -> list[Span]:
     out = span(t, "gateway", "GET", base + 1, base + took + 5, root, SpanKind.CLIENT,
                **{"server.address": "catalog", "server.port": 5000})  # fmt: skip
     srv = span(t, "catalog", "GET /products", base + 2, base + took + 4, out,
-               error="QueuePool limit of size 2 overflow 0 reached, connection timed out, "
-               "timeout 1.00" if fails else None)  # fmt: skip
+               error=failure[1] or failure[0] if fails else None)  # fmt: skip
     if fails:
-        srv.events[0].attributes["exception.type"] = "sqlalchemy.exc.TimeoutError"
+        srv.events[0].attributes.update(
+            {"exception.type": failure[0], "exception.message": failure[1]}
+        )
         out.error = root.error = True
     return [root, out, srv]
 
 
-def test_a_few_pool_timeouts_name_the_class_of_the_waits_around_them() -> None:
+@pytest.mark.parametrize(
+    ("failure", "fault_class"), [(POOL, "saturation"), (("MemoryError", ""), "memory")]
+)
+def test_a_few_failures_name_the_class_of_the_waits_around_them(
+    failure: tuple[str, str], fault_class: str
+) -> None:
     found = localize(
-        [_products(i, trouble=True) for i in range(100, 190)],
+        [_products(i, trouble=True, failure=failure) for i in range(100, 190)],
         baseline=[_products(i, trouble=False) for i in range(90)],
     )
-    assert (found[0].service, found[0].fault_class) == ("catalog", "saturation")
+    assert (found[0].service, found[0].fault_class) == ("catalog", fault_class)

@@ -83,15 +83,13 @@ GROWTH_WEIGHT = 0.1
 # least this many): the whole process is slower, its CPU, not one piece of work.
 CPU_SHARE = 0.5
 CPU_MIN_OPERATIONS = 3
-# Callers time out on it, and this many of its own operations are slower: starved.
-CPU_STARVED_OPERATIONS = 2
 # The top candidate's confidence runs between these (see _calibrate).
 CONFIDENCE_FLOOR = 0.1
 CONFIDENCE_CEILING = 0.95
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
-# A change point this long before the detector's onset is an older change (see
-# localize): a slowly building fault can take the detector a window or two
-# past its start, a fault half a minute older is another one.
+# The change point is looked for no earlier than this before the detector's
+# onset (see localize): a slowly building fault can take the detector a window
+# or two past its start; a change half a minute older is another fault.
 ONSET_SLACK_S = 30.0
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -599,8 +597,13 @@ def _growth(j: _Judgement) -> dict[str, tuple[float, str]]:
 def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
     """The class the main finding names; own work slower across the service reads as cpu."""
     fault = str(_heaviest(main.fault_classes))
-    if fault in ("latency", "timeout") and j.stats.failure_classes[service]["saturation"]:
-        return "saturation"  # a pool that ran out explains the waits before its timeouts
+    # Its own failures, however few, may name what the waits are: a pool that ran
+    # out, or memory that did (collection pauses, then MemoryError), explains the
+    # slowness and the callers' timeouts before the failures.
+    if fault in ("latency", "timeout"):
+        for named in ("memory", "saturation"):
+            if j.stats.failure_classes[service][named]:
+                return named
     # Callers that gave up waiting (timeout) on a service whose own work slowed
     # everywhere waited on its CPU: the slowness is the cause, the timeouts its effect.
     if fault not in ("latency", "timeout"):
@@ -609,18 +612,18 @@ def _fault_class(service: str, main: _Finding, j: _Judgement) -> str:
     shifted = len(j.shifted.get(service, ()))
     if keys >= CPU_MIN_OPERATIONS and shifted >= CPU_SHARE * keys:
         return "cpu"
-    # Callers gave up on a service that still completes work, slower in several
-    # kinds of it, one at least its own (a call out whose answer came in time but
-    # reached it late): alive and starved, not hung. A hung service finishes
-    # nothing its callers wait on and keeps the pace of the rest; calls out whose
-    # slow ones went unanswered are a wait on someone else, not its own work.
+    # Callers gave up on a service that still completes work, and that work of
+    # its own is slower (or a call out whose answer came in time reached it
+    # late): alive and starved, not hung. A hung service finishes nothing its
+    # callers wait on and keeps the pace of the rest; calls out whose slow ones
+    # went unanswered are a wait on someone else, not its own work.
     st = j.stats
     own = [
         op
         for op in j.shifted.get(service, ())
         if st.above_unanswered[(service, op)] < 0.5 * st.above[(service, op)]
     ]
-    if fault == "timeout" and shifted >= CPU_STARVED_OPERATIONS and own:
+    if fault == "timeout" and own:
         return "cpu"
     return fault
 
@@ -718,6 +721,35 @@ def _rank(j: _Judgement, n_traces: int, method: str) -> list[Candidate]:
     return out
 
 
+def _around_onset(window: list[TraceView], onset_ns: int) -> list[Candidate]:
+    """The change that began near the detector's onset, judged against what came before.
+
+    What ended more than ``ONSET_SLACK_S`` before the onset may hold an older
+    fault or its repair: the change point is looked for after it. Without
+    one there, the traces that ended before the onset are the reference.
+    Empty when neither explains anything.
+    """
+
+    def end(v: TraceView) -> float:
+        return v.start_ns + v.root_ms * 1e6
+
+    recent = [v for v in window if end(v) >= onset_ns - ONSET_SLACK_S * 1e9]
+    split = change_point(recent) if recent else None
+    if split is not None:
+        ranked = _rank(
+            _judge(recent[split:], Reference.learn(recent[:split])),
+            len(recent) - split,
+            "change point",
+        )
+    else:
+        before = [v for v in window if end(v) < onset_ns][-MAX_REFERENCE_TRACES:]
+        after = [v for v in window if end(v) >= onset_ns]
+        if len(before) < MIN_REFERENCE_TRACES or not after:
+            return []
+        ranked = _rank(_judge(after, Reference.learn(before)), len(after), "onset")
+    return ranked if ranked and ranked[0].evidence.get("explained_traces") else []
+
+
 def _unexplained(
     service: str, score: float, growth: dict[str, tuple[float, str]], j: _Judgement, method: str
 ) -> Candidate:
@@ -788,10 +820,11 @@ def localize(
 
     ``top``: only the first so many. Empty only when there are no traces.
 
-    ``onset_ns``: when the trouble began, as the detector saw it. A change
-    point found well before it (``ONSET_SLACK_S``) is an earlier fault, or its
-    repair, that the window reaches back into: then traces that ended before
-    the onset are the reference and the rest are judged.
+    ``onset_ns``: when the trouble began, as the detector saw it. The change
+    point is looked for no earlier than ``ONSET_SLACK_S`` before it: a window
+    that reaches back into an earlier fault, or its repair, must not find that
+    change. Without a change point there, the traces that ended before the
+    onset are the reference and the rest are judged.
 
     ``baseline``: traces of the same system from before (fault-free, or mostly
     so). Without one, the window is split at its change point and its later
@@ -832,23 +865,17 @@ def _localize(
     if not window:
         return []
     ranked: list[Candidate] = []
-    split = change_point(window) if baseline is None else None
-    early = split is None or window[split].start_ns < (onset_ns or 0) - ONSET_SLACK_S * 1e9
-    if baseline is None and onset_ns is not None and early:
-        before = [v for v in window if v.start_ns + v.root_ms * 1e6 < onset_ns]
-        after = [v for v in window if v.start_ns + v.root_ms * 1e6 >= onset_ns]
-        if len(before) >= MIN_REFERENCE_TRACES and after:
-            judgement = _judge(after, Reference.learn(before[-MAX_REFERENCE_TRACES:]))
-            ranked = _rank(judgement, len(after), "onset")
-            if ranked and ranked[0].evidence.get("explained_traces"):
-                return ranked[:top] if top is not None else ranked
-            ranked = []  # nothing changed at the onset that explains it
+    if baseline is None and onset_ns is not None:
+        ranked = _around_onset(window, onset_ns)
+        if ranked:
+            return ranked[:top] if top is not None else ranked
     if baseline is not None:
         reference = views(baseline, limit=MAX_REFERENCE_TRACES)
         if len(reference) >= MIN_REFERENCE_TRACES:
             judgement = _judge(window, Reference.learn(reference))
             ranked = _rank(judgement, len(window), "baseline")
     else:
+        split = change_point(window)
         if split is not None:
             judgement = _judge(window[split:], Reference.learn(window[:split]))
             ranked = _rank(judgement, len(window) - split, "change point")

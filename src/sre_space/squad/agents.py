@@ -160,12 +160,10 @@ def _own_candidates(
     """
     threshold = ctx.settings.latency_threshold_ms
     incident = ctx.incident(state)
-    # Scout's first bad second is the first its window still holds: a fault that
-    # built up slowly began up to a window before it. Traces that ended before
-    # that are the reference for normal, when the look-back holds an older change.
+    # Scout's first bad second (when it arrived, rounded down): the change is
+    # looked for near it, not in an older fault the look-back reaches into.
     first = incident.first_error_at
-    margin = ctx.settings.detect_window_s
-    onset_ns = int((first - margin) * 1e9) if first is not None else None
+    onset_ns = int((first - 1.0) * 1e9) if first is not None else None
     candidates = localize(traces, threshold, onset_ns=onset_ns)
     elsewhere = set(state.get("elsewhere") or ())
     own = set(state.get("origins") or ()) - elsewhere
