@@ -398,6 +398,7 @@ class Mind:
         """
         with self._guard:
             self._settle(now)
+            self._causes_so_far(now)
             anomalies = self.detector.anomalous(
                 self.settings.error_rate_threshold, self.settings.min_requests
             )
@@ -416,6 +417,22 @@ class Mind:
                         incident_id=tracked.ref,
                     )
             self._resolve_untracked(now)
+
+    def _causes_so_far(self, now: float) -> None:
+        """The Brain's root cause of incidents the squad is still working on.
+
+        A fix takes a while (a restart, its verification), and what it stirs up
+        at the cause (callers refused while it restarts) is this incident's,
+        not a new one: the tracker learns the cause as soon as the Brain names
+        it, not when the squad is done.
+        """
+        for tracked in self.tracker.active():
+            if not tracked.ref or tracked.settled_at is not None:
+                continue
+            incident = self.log.get(tracked.ref)
+            cause = str(incident.root_cause.get("service") or "") if incident else ""
+            if cause and cause != tracked.cause:
+                self.tracker.attribute(tracked, cause, now)
 
     def _settle(self, now: float) -> None:
         """What the squad finished: its incidents watched again, the detector's window reset.
