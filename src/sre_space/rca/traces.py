@@ -37,11 +37,8 @@ def failed(span: Span) -> bool:
     """Whether a span counts as a failure: ERROR, unless a callee refused a request."""
     if not span.error or span.kind != SpanKind.CLIENT:
         return span.error
-    code = span.attributes.get("http.response.status_code", span.attributes.get("http.status_code"))
-    if not isinstance(code, int | str) or not str(code).isdigit():
-        return True
-    status = int(code)
-    return not (400 <= status < 500 and status not in CALLEE_TROUBLE_4XX)
+    status = span.http_status
+    return status is None or not (400 <= status < 500 and status not in CALLEE_TROUBLE_4XX)
 
 
 PEER_ATTRIBUTES = ("peer.service", "server.address", "net.peer.name", "db.system.name", "db.system")

@@ -106,7 +106,7 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     # trouble began, and what came before it is the reference for normal.
     since_ns = state["window_start_ns"] - int(LIVE_LOOKBACK_S * 1e9)
     traces = ctx.store.traces_since(since_ns)
-    candidates = _own_candidates(ctx, state, traces)
+    candidates = _own_candidates(ctx, state, traces, incident.first_error_at)
     if not candidates:
         ctx.say("brain", state, "no traces in the store for this window yet")
         return {"diagnosis": {}, "relook": False}
@@ -147,7 +147,7 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
 
 
 def _own_candidates(
-    ctx: SquadContext, state: SquadState, traces: list[list[Span]]
+    ctx: SquadContext, state: SquadState, traces: list[list[Span]], first: float | None
 ) -> list[Candidate]:
     """The causes for this incident, best first, from the recent traces.
 
@@ -159,10 +159,8 @@ def _own_candidates(
     evidence for it stands on its own (the confidence the Fixer acts on).
     """
     threshold = ctx.settings.latency_threshold_ms
-    incident = ctx.incident(state)
-    # Scout's first bad second (when it arrived, rounded down): the change is
-    # looked for near it, not in an older fault the look-back reaches into.
-    first = incident.first_error_at
+    # ``first``: Scout's first bad second (when it arrived, rounded down). The
+    # change is looked for near it, not in an older fault the look-back reaches.
     onset_ns = int((first - 1.0) * 1e9) if first is not None else None
     candidates = localize(traces, threshold, onset_ns=onset_ns)
     elsewhere = set(state.get("elsewhere") or ())
