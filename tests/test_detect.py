@@ -300,6 +300,21 @@ def test_unrelated_failures_are_separate_incidents_and_a_shared_caller_joins_bot
     assert len(tracker.active()) == 2
 
 
+def test_fewer_requests_flow_down_so_a_drop_has_its_origin_at_the_top() -> None:
+    # Clients send less: every service in the chain receives less. One drop, at web.
+    drop = [sig(s, "traffic") for s in ("web", "api", "orders")]
+    assert {o: sorted(x.service for x in g) for o, g in origins(drop, CHAIN).items()} == {
+        "web": ["api", "orders", "web"]
+    }
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30)
+    [change] = tracker.update(drop, CHAIN, now=0)
+    assert change.incident.origin == "web" and len(tracker.active()) == 1
+    # A caller that fails while its callee finishes fewer requests: the callee
+    # may hang (its requests never end), so the deepest stays the origin.
+    failing = [sig("api", "error"), sig("orders", "traffic")]
+    assert list(origins(failing, CHAIN)) == ["orders"]
+
+
 def test_one_bad_second_is_not_an_incident() -> None:
     tracker = IncidentTracker(confirm_s=2, quiet_s=30)
     assert tracker.update([sig("api")], [], now=0) == []

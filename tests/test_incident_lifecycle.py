@@ -266,3 +266,24 @@ def test_a_different_kind_of_trouble_during_an_escalated_incident_is_its_own() -
     tracker.settled(change.incident, "mitigated", 8)
     [again] = tracker.update([sig("payments", "latency")], SHOP, 9)
     assert again.what == "degraded" and again.incident is change.incident
+
+
+def test_fewer_calls_below_an_incidents_failing_symptoms_are_for_the_brain_to_decide() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [first] = tracker.update([sig("catalog"), sig("db"), sig("gateway")], SHOP, 0)
+    assert first.what == "opened" and first.incident.origin == "db"
+    # gateway fails (the catalog incident's symptom) and pricing gets fewer calls:
+    # gateway may fail first and call less, or pricing may hang. Ambiguous.
+    [second] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
+    assert second.what == "opened" and second.incident.origin == "pricing"
+    assert tracker.ambiguous(second.incident)
+    # pricing failing on its own is not: its origin is no one's symptom.
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tracker.update([sig("catalog"), sig("db"), sig("gateway")], SHOP, 0)
+    [own] = tracker.update([sig("gateway"), sig("pricing")], SHOP, 1)
+    assert own.what == "opened" and not tracker.ambiguous(own.incident)
+    # ... nor a drop at pricing whose failing caller is no open incident's.
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tracker.update([sig("db")], SHOP, 0)
+    [alone] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
+    assert alone.what == "opened" and not tracker.ambiguous(alone.incident)

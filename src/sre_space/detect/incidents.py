@@ -99,15 +99,23 @@ def origins(
     """Anomalous signals by origin: the deepest anomalous services each one leads to.
 
     A service with no anomalous callee is its own origin. A cycle of anomalous
-    services with no way out is one group, named by its first service.
+    services with no way out is one group, named by its first service. Fewer
+    requests flow downstream: where a caller and its callee both only receive
+    fewer requests, the caller's drop explains the callee's, so the origin of
+    a drop is the highest service that shows it (its clients sent less), not
+    the deepest.
     """
     by_service: dict[str, list[Signal]] = {}
     for s in signals:
         by_service.setdefault(s.service, []).append(s)
+    fewer = {svc for svc, sigs in by_service.items() if all(s.kind == "traffic" for s in sigs)}
     callees: dict[str, set[str]] = {svc: set() for svc in by_service}
     for caller, callee in edges:
         if caller in callees and callee in callees and caller != callee:
-            callees[caller].add(callee)
+            if caller in fewer and callee in fewer:
+                callees[callee].add(caller)
+            else:
+                callees[caller].add(callee)
     reach: dict[str, set[str]] = {}
 
     def deepest(svc: str, path: frozenset[str]) -> set[str]:
@@ -160,6 +168,26 @@ class IncidentTracker:
             if incident is not exclude and service in incident.origins:
                 return incident
         return None
+
+    def ambiguous(self, incident: Tracked) -> bool:
+        """Whether a confirmed anomaly may be another open incident's: the Brain decides.
+
+        - Its origin is among an open incident's symptoms (a shared caller).
+        - Its origin only receives fewer calls, and the services failing with it
+          are all an open incident's: the callers may fail first and call less
+          (that incident's), or the origin may hang and fail them (its own).
+        """
+        own = [s for s in incident.signals if s.service == incident.origin]
+        fewer = bool(own) and all(s.kind == "traffic" for s in own)
+        rest = incident.services - {incident.origin}
+        for other in self.active():
+            if other is incident:
+                continue
+            if incident.origin in other.services and incident.origin not in other.origins:
+                return True
+            if fewer and rest and rest <= other.services:
+                return True
+        return False
 
     def attribute(self, incident: Tracked, service: str, now: float) -> Tracked:
         """Record ``service`` as the incident's root cause; return the incident that owns it.
