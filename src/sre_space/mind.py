@@ -39,7 +39,11 @@ from sre_space.telemetry.store import TraceStore
 log = logging.getLogger(__name__)
 
 RESOLVE_QUIET_S = 30.0
-CONFIRM_S = 1.0  # an anomaly must hold this long before Scout opens an incident
+SCOUT_TICK_S = 0.5  # Scout's wait between two looks at the detectors
+# An anomaly must be there on two looks in a row before Scout opens an incident:
+# the detectors' signals are already beyond chance and held by hysteresis, so
+# what a second look filters is a signal that flickers on for one look only.
+CONFIRM_S = SCOUT_TICK_S
 
 
 def span_json(span: Any) -> dict[str, Any]:
@@ -343,7 +347,7 @@ class Mind:
         return True
 
     def _scout_loop(self) -> None:
-        while not self.clock.wait(self._stop, 0.5):
+        while not self.clock.wait(self._stop, SCOUT_TICK_S):
             try:
                 self.scout_tick(self.clock.time())
             except Exception as exc:  # the loop must survive one bad look
@@ -488,14 +492,11 @@ class Mind:
 
         An origin no open incident knows is a new cause, and so is a known cause
         showing a different kind of trouble (the tracker let it through). One
-        among an open incident's symptoms (a shared caller) is ambiguous: the
-        Brain's localisation of the recent traces decides whose it is.
+        the tracker calls ambiguous (among an open incident's symptoms, or
+        called less by them) is decided by the Brain's localisation of the
+        recent traces.
         """
-        if not any(
-            tracked.origin in other.services and tracked.origin not in other.origins
-            for other in self.tracker.active()
-            if other is not tracked
-        ):
+        if not self.tracker.ambiguous(tracked):
             return tracked
         from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
 

@@ -42,7 +42,6 @@ from sre_space.telemetry.model import Span
 from sre_space.telemetry.otlp import Decoded
 
 SOURCE = "replay"  # the intake counts the replayed spans under this source
-TICK_S = 0.5  # the mind's own wait between two judgements
 # Played on after the last span, so a fault at the very end can be confirmed,
 # and not so long that the recording's end reads as traffic that vanished.
 TAIL_S = CONFIRM_S + 1.0
