@@ -63,6 +63,10 @@ class Shop:
         self.rate = rate
         self.rng = random.Random(seed)
         self.requests = 0
+        # How far the generator fell behind its schedule, at worst: on a starved
+        # machine the shop really sends less for that long (a traffic drop that
+        # is the benchmark's, not a false alarm of Scout's).
+        self.max_behind_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._providers: dict[str, TracerProvider] = {}
@@ -247,6 +251,7 @@ class Shop:
             # On schedule, not after a sleep: a starved thread on a loaded machine
             # catches up instead of dropping traffic that clients would have sent.
             self._stop.wait(max(0.0, due - time.monotonic()))
+            self.max_behind_s = max(self.max_behind_s, time.monotonic() - due)
             self.request()
 
     def start(self) -> Shop:
