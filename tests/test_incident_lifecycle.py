@@ -268,7 +268,7 @@ def test_a_different_kind_of_trouble_during_an_escalated_incident_is_its_own() -
     assert again.what == "degraded" and again.incident is change.incident
 
 
-def test_fewer_calls_below_an_incidents_failing_symptoms_are_for_the_brain_to_decide() -> None:
+def test_trouble_beside_an_open_incidents_symptoms_is_for_the_brain_to_decide() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     [first] = tracker.update([sig("catalog"), sig("db"), sig("gateway")], SHOP, 0)
     assert first.what == "opened" and first.incident.origin == "db"
@@ -276,14 +276,14 @@ def test_fewer_calls_below_an_incidents_failing_symptoms_are_for_the_brain_to_de
     # gateway may fail first and call less, or pricing may hang. Ambiguous.
     [second] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
     assert second.what == "opened" and second.incident.origin == "pricing"
-    assert tracker.ambiguous(second.incident)
-    # pricing failing on its own is not: its origin is no one's symptom.
+    assert tracker.ambiguous(second.incident) == "fewer"
+    # pricing failing beside it: a new cause, or the same one felt beside it.
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tracker.update([sig("catalog"), sig("db"), sig("gateway")], SHOP, 0)
     [own] = tracker.update([sig("gateway"), sig("pricing")], SHOP, 1)
-    assert own.what == "opened" and not tracker.ambiguous(own.incident)
-    # ... nor a drop at pricing whose failing caller is no open incident's.
+    assert own.what == "opened" and tracker.ambiguous(own.incident) == "beside"
+    # A drop at pricing whose failing caller is no open incident's is its own.
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tracker.update([sig("db")], SHOP, 0)
     [alone] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
-    assert alone.what == "opened" and not tracker.ambiguous(alone.incident)
+    assert alone.what == "opened" and tracker.ambiguous(alone.incident) == ""

@@ -492,18 +492,21 @@ class Mind:
 
         An origin no open incident knows is a new cause, and so is a known cause
         showing a different kind of trouble (the tracker let it through). One
-        the tracker calls ambiguous (among an open incident's symptoms, or
-        called less by them) is decided by the Brain's localisation of the
-        recent traces.
+        the tracker calls ambiguous is decided by the Brain's localisation of
+        the recent traces: all of them, or, for an origin in trouble beside an
+        open incident, those through it (its own evidence, not the other
+        fault's, which is stronger wherever both show).
         """
-        if not self.tracker.ambiguous(tracked):
+        why = self.tracker.ambiguous(tracked)
+        if not why:
             return tracked
         from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
 
         since_ns = int((now - self.settings.detect_window_s - LIVE_LOOKBACK_S) * 1e9)
-        found = localize(
-            self.store.traces_since(since_ns), self.settings.latency_threshold_ms, top=1
-        )
+        traces = self.store.traces_since(since_ns)
+        if why == "beside":
+            traces = [t for t in traces if any(s.service == tracked.origin for s in t)]
+        found = localize(traces, self.settings.latency_threshold_ms, top=1)
         return self.tracker.attribute(tracked, found[0].service if found else "", now)
 
     def _degraded(self, tracked: Tracked) -> None:

@@ -169,13 +169,17 @@ class IncidentTracker:
                 return incident
         return None
 
-    def ambiguous(self, incident: Tracked) -> bool:
-        """Whether a confirmed anomaly may be another open incident's: the Brain decides.
+    def ambiguous(self, incident: Tracked) -> str:
+        """Why a confirmed anomaly may be another open incident's ("" if not): the Brain decides.
 
-        - Its origin is among an open incident's symptoms (a shared caller).
-        - Its origin only receives fewer calls, and the services failing with it
-          are all an open incident's: the callers may fail first and call less
-          (that incident's), or the origin may hang and fail them (its own).
+        - ``symptom``: its origin is among an open incident's symptoms (a shared caller).
+        - ``fewer``: its origin only receives fewer calls, and the services
+          failing with it are all an open incident's. The callers may fail
+          first and call less (that incident's), or the origin may hang and
+          fail them (its own).
+        - ``beside``: the services in trouble with it are all an open
+          incident's: the origin may be a new cause, or the same cause felt
+          beside it (a neighbour on a starved host).
         """
         own = [s for s in incident.signals if s.service == incident.origin]
         fewer = bool(own) and all(s.kind == "traffic" for s in own)
@@ -184,10 +188,10 @@ class IncidentTracker:
             if other is incident:
                 continue
             if incident.origin in other.services and incident.origin not in other.origins:
-                return True
-            if fewer and rest and rest <= other.services:
-                return True
-        return False
+                return "symptom"
+            if rest and rest <= other.services:
+                return "fewer" if fewer else "beside"
+        return ""
 
     def attribute(self, incident: Tracked, service: str, now: float) -> Tracked:
         """Record ``service`` as the incident's root cause; return the incident that owns it.
