@@ -31,6 +31,7 @@ import contextlib
 import json
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -364,7 +365,7 @@ def verdict(doc: dict[str, Any]) -> dict[str, Any]:
         "incidents": len(doc["incidents"]),
         "one_right_incident": len(right),
         "right_class": sum(s["fault_class"] == s["expected_class"] for s in right),
-        "ttd_median_s": ttds[len(ttds) // 2] if ttds else None,
+        "ttd_median_s": round(statistics.median(ttds), 2) if ttds else None,
         "floor_met": len(right) == len(slots) and len(doc["incidents"]) == len(slots),
     }
 
