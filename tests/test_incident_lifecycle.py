@@ -287,3 +287,11 @@ def test_trouble_beside_an_open_incidents_symptoms_is_for_the_brain_to_decide() 
     tracker.update([sig("db")], SHOP, 0)
     [alone] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
     assert alone.what == "opened" and tracker.ambiguous(alone.incident) == ""
+    # payments slower on its own, right below an open incident's cause (orders):
+    # the same cause felt beside it, or a new one. A service apart from it: its own.
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tracker.update([sig("orders"), sig("gateway")], SHOP, 0)
+    [below] = tracker.update([sig("payments", "latency")], SHOP, 1)
+    assert below.what == "opened" and tracker.ambiguous(below.incident) == "beside"
+    [apart] = tracker.update([sig("db", "latency")], SHOP, 2)
+    assert apart.what == "opened" and tracker.ambiguous(apart.incident) == ""

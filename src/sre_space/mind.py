@@ -460,7 +460,7 @@ class Mind:
 
     def _opened(self, tracked: Tracked, detected_at: float) -> None:
         """A confirmed anomaly: a new incident, unless its cause is one already open."""
-        owner = self._same_cause(tracked, detected_at)
+        owner, note = self._same_cause(tracked, detected_at)
         if owner is not tracked:
             if owner.ref and owner.state == "mitigated":
                 owner.signals = tracked.signals
@@ -484,30 +484,40 @@ class Mind:
         )
         tracked.ref = incident.id
         self.log.save(incident, why=f"anomalous since {tracked.origin}", by="scout")
+        if note:
+            self.log.emit("scout", note, incident_id=incident.id)
         self.clock.hold()  # released by the squad when it is done with it
         self._work.put((tracked, incident.id, detected_at))
 
-    def _same_cause(self, tracked: Tracked, now: float) -> Tracked:
+    def _same_cause(self, tracked: Tracked, now: float) -> tuple[Tracked, str]:
         """The incident this anomaly belongs to, by cause (``tracked`` itself when new).
+
+        With it, for a new incident that looked like another's, why it is not.
 
         An origin no open incident knows is a new cause, and so is a known cause
         showing a different kind of trouble (the tracker let it through). One
         the tracker calls ambiguous is decided by the Brain's localisation of
-        the recent traces: all of them, or, for an origin in trouble beside an
-        open incident, those through it (its own evidence, not the other
-        fault's, which is stronger wherever both show).
+        the recent traces. (Not only those through the new origin: they are
+        the requests that got that far, and leave out what the other cause
+        holds up.)
         """
         why = self.tracker.ambiguous(tracked)
         if not why:
-            return tracked
+            return tracked, ""
         from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
 
         since_ns = int((now - self.settings.detect_window_s - LIVE_LOOKBACK_S) * 1e9)
         traces = self.store.traces_since(since_ns)
-        if why == "beside":
-            traces = [t for t in traces if any(s.service == tracked.origin for s in t)]
-        found = localize(traces, self.settings.latency_threshold_ms, top=1)
-        return self.tracker.attribute(tracked, found[0].service if found else "", now)
+        # A service, not an address: only services can be an incident's cause here.
+        services = {s.service for t in traces for s in t}
+        found = localize(traces, self.settings.latency_threshold_ms, top=3)
+        cause = next((c.service for c in found if c.service in services), "")
+        note = (
+            f"{tracked.origin} is in trouble beside an open incident's services ({why}); "
+            f"the recent traces point at {cause or 'nothing that stands out'}: "
+            "not that incident's cause"
+        )
+        return self.tracker.attribute(tracked, cause, now), note
 
     def _degraded(self, tracked: Tracked) -> None:
         incident = self.log.get(tracked.ref) if tracked.ref else None

@@ -157,6 +157,7 @@ class IncidentTracker:
     link_s: float = 10.0  # how long a cause's symptoms stay its own after it was last seen
     incidents: list[Tracked] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _calls: set[tuple[str, str]] = field(default_factory=set)  # the last update's call edges
 
     def active(self) -> list[Tracked]:
         """Open incidents (confirmed, not resolved), whatever the squad made of them."""
@@ -178,8 +179,9 @@ class IncidentTracker:
           first and call less (that incident's), or the origin may hang and
           fail them (its own).
         - ``beside``: the services in trouble with it are all an open
-          incident's: the origin may be a new cause, or the same cause felt
-          beside it (a neighbour on a starved host).
+          incident's, or it calls or is called by that incident's cause: the
+          origin may be a new cause, or the same cause felt beside it (a
+          neighbour on a starved host, a callee of a caller that retries).
         """
         own = [s for s in incident.signals if s.service == incident.origin]
         fewer = bool(own) and all(s.kind == "traffic" for s in own)
@@ -189,8 +191,11 @@ class IncidentTracker:
                 continue
             if incident.origin in other.services and incident.origin not in other.origins:
                 return "symptom"
-            if rest and rest <= other.services:
+            # its cause counts even before its symptoms reach it (the Brain named it)
+            if rest and rest <= other.services | other.origins:
                 return "fewer" if fewer else "beside"
+            if any({(o, incident.origin), (incident.origin, o)} & self._calls for o in other.origins):
+                return "beside"
         return ""
 
     def attribute(self, incident: Tracked, service: str, now: float) -> Tracked:
@@ -300,7 +305,7 @@ class IncidentTracker:
         live = [i for i in self.incidents if i.resolved_at is None]
         seen: dict[int, list[Signal]] = {}
         grown: set[int] = set()
-        calls = set(edges)
+        calls = self._calls = set(edges)
         for origin, sigs in origins([s for s in signals if s.kind], calls).items():
             services = {s.service for s in sigs}
             incident = self._match(origin, sigs, live, calls, now)
