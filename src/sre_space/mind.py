@@ -512,10 +512,14 @@ class Mind:
         services = {s.service for t in traces for s in t}
         found = localize(traces, self.settings.latency_threshold_ms, top=3)
         cause = next((c.service for c in found if c.service in services), "")
+        looked = {
+            "symptom": "is one of an open incident's symptoms",
+            "fewer": "gets fewer calls from an open incident's failing services",
+            "beside": "is in trouble beside an open incident",
+        }[why]
         note = (
-            f"{tracked.origin} is in trouble beside an open incident's services ({why}); "
-            f"the recent traces point at {cause or 'nothing that stands out'}: "
-            "not that incident's cause"
+            f"{tracked.origin} {looked}; the recent traces point at "
+            f"{cause or 'nothing that stands out'}, not at that incident's cause"
         )
         return self.tracker.attribute(tracked, cause, now), note
 
