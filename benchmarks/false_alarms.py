@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from sre_space.config import Settings
+from sre_space.incidents import Incident
 from sre_space.lab.launcher import start_lab, stop_lab
 from sre_space.mind import Mind
 
@@ -40,6 +41,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _opened(mind: Mind, incident: Incident) -> dict[str, Any]:
+    """An incident as Scout opened it: what it saw, in its words, and the signals."""
+    opening = next(
+        (e for e in mind.log.events_of(incident.id) if e.message.startswith("incident opened")),
+        None,
+    )
+    signals = (opening.data or {}).get("signals", []) if opening else []
+    return {
+        "id": incident.id,
+        "status": incident.status,
+        "root_cause": incident.root_cause.get("service"),
+        "signature": incident.signature,
+        # the first thing to read about a false alarm
+        "why": opening.message if opening else "",
+        "signals": [f"{s['service']} {s['operation']}: {s.get('reason', '')}" for s in signals],
+    }
 
 
 def run(minutes: float, topology: str = "lab") -> dict[str, Any]:
@@ -79,30 +98,7 @@ def run(minutes: float, topology: str = "lab") -> dict[str, Any]:
             "spans_judged": mind.store.stats().spans_in - spans_before,
             # the shop's generator behind its schedule at worst (None on the lab)
             "generator_behind_s": round(shop.max_behind_s, 2) if shop is not None else None,
-            "opened": [
-                {
-                    "id": i.id,
-                    "status": i.status,
-                    "root_cause": i.root_cause.get("service"),
-                    "signature": i.signature,
-                    # what Scout saw, in its words: the first thing to read about a false alarm
-                    "why": next(
-                        (
-                            e.message
-                            for e in mind.log.events_of(i.id)
-                            if e.message.startswith("incident opened")
-                        ),
-                        "",
-                    ),
-                    "signals": [
-                        f"{s['service']} {s['operation']}: {s.get('reason', '')}"
-                        for e in mind.log.events_of(i.id)
-                        if e.message.startswith("incident opened")
-                        for s in (e.data or {}).get("signals", [])
-                    ],
-                }
-                for i in incidents
-            ],
+            "opened": [_opened(mind, i) for i in incidents],
         }
     finally:
         if shop is not None:

@@ -276,22 +276,22 @@ def test_trouble_beside_an_open_incidents_symptoms_is_for_the_brain_to_decide() 
     # gateway may fail first and call less, or pricing may hang. Ambiguous.
     [second] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
     assert second.what == "opened" and second.incident.origin == "pricing"
-    assert tracker.ambiguous(second.incident) == "fewer"
+    assert tracker.ambiguous(second.incident, SHOP) == "fewer"
     # pricing failing beside it: a new cause, or the same one felt beside it.
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tracker.update([sig("catalog"), sig("db"), sig("gateway")], SHOP, 0)
     [own] = tracker.update([sig("gateway"), sig("pricing")], SHOP, 1)
-    assert own.what == "opened" and tracker.ambiguous(own.incident) == "beside"
+    assert own.what == "opened" and tracker.ambiguous(own.incident, SHOP) == "beside"
     # A drop at pricing whose failing caller is no open incident's is its own.
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tracker.update([sig("db")], SHOP, 0)
     [alone] = tracker.update([sig("gateway"), sig("pricing", "traffic")], SHOP, 1)
-    assert alone.what == "opened" and tracker.ambiguous(alone.incident) == ""
+    assert alone.what == "opened" and tracker.ambiguous(alone.incident, SHOP) == ""
     # payments slower on its own, right below an open incident's cause (orders):
     # the same cause felt beside it, or a new one. A service apart from it: its own.
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     tracker.update([sig("orders"), sig("gateway")], SHOP, 0)
     [below] = tracker.update([sig("payments", "latency")], SHOP, 1)
-    assert below.what == "opened" and tracker.ambiguous(below.incident) == "beside"
+    assert below.what == "opened" and tracker.ambiguous(below.incident, SHOP) == "beside"
     [apart] = tracker.update([sig("db", "latency")], SHOP, 2)
-    assert apart.what == "opened" and tracker.ambiguous(apart.incident) == ""
+    assert apart.what == "opened" and tracker.ambiguous(apart.incident, SHOP) == ""

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
-from sre_space.detect.incidents import IncidentTracker, Tracked
+from sre_space.detect.incidents import AMBIGUOUS, IncidentTracker, Tracked
 from sre_space.detect.rules import Rules
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
@@ -406,10 +406,11 @@ class Mind:
             anomalies = self.detector.anomalous(
                 self.settings.error_rate_threshold, self.settings.min_requests
             )
-            for change in self.tracker.update(anomalies, self.detector.edges(), now):
+            edges = self.detector.edges()
+            for change in self.tracker.update(anomalies, edges, now):
                 tracked = change.incident
                 if change.what == "opened":
-                    self._opened(tracked, now)
+                    self._opened(tracked, now, edges)
                 elif change.what == "degraded":
                     self._degraded(tracked)
                 elif change.what == "resolved":
@@ -458,9 +459,9 @@ class Mind:
         self._done.clear()
         self.detector.reset()
 
-    def _opened(self, tracked: Tracked, detected_at: float) -> None:
+    def _opened(self, tracked: Tracked, detected_at: float, edges: set[tuple[str, str]]) -> None:
         """A confirmed anomaly: a new incident, unless its cause is one already open."""
-        owner, note = self._same_cause(tracked, detected_at)
+        owner, note = self._same_cause(tracked, detected_at, edges)
         if owner is not tracked:
             if owner.ref and owner.state == "mitigated":
                 owner.signals = tracked.signals
@@ -489,7 +490,9 @@ class Mind:
         self.clock.hold()  # released by the squad when it is done with it
         self._work.put((tracked, incident.id, detected_at))
 
-    def _same_cause(self, tracked: Tracked, now: float) -> tuple[Tracked, str]:
+    def _same_cause(
+        self, tracked: Tracked, now: float, edges: set[tuple[str, str]]
+    ) -> tuple[Tracked, str]:
         """The incident this anomaly belongs to, by cause (``tracked`` itself when new).
 
         With it, for a new incident that looked like another's, why it is not.
@@ -501,7 +504,7 @@ class Mind:
         the requests that got that far, and leave out what the other cause
         holds up.)
         """
-        why = self.tracker.ambiguous(tracked)
+        why = self.tracker.ambiguous(tracked, edges)
         if not why:
             return tracked, ""
         from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
@@ -510,15 +513,10 @@ class Mind:
         traces = self.store.traces_since(since_ns)
         # A service, not an address: only services can be an incident's cause here.
         services = {s.service for t in traces for s in t}
-        found = localize(traces, self.settings.latency_threshold_ms, top=3)
+        found = localize(traces, self.settings.latency_threshold_ms)
         cause = next((c.service for c in found if c.service in services), "")
-        looked = {
-            "symptom": "is one of an open incident's symptoms",
-            "fewer": "gets fewer calls from an open incident's failing services",
-            "beside": "is in trouble beside an open incident",
-        }[why]
         note = (
-            f"{tracked.origin} {looked}; the recent traces point at "
+            f"{tracked.origin} {AMBIGUOUS[why]}; the recent traces point at "
             f"{cause or 'nothing that stands out'}, not at that incident's cause"
         )
         return self.tracker.attribute(tracked, cause, now), note

@@ -150,6 +150,14 @@ def _cycle_name(start: str, callees: dict[str, set[str]]) -> str:
     return min(seen)
 
 
+# Why an opening may be another open incident's, in words (see IncidentTracker.ambiguous).
+AMBIGUOUS = {
+    "symptom": "is one of an open incident's symptoms",
+    "fewer": "gets fewer calls from an open incident's failing services",
+    "beside": "is in trouble beside an open incident",
+}
+
+
 @dataclass
 class IncidentTracker:
     confirm_s: float = 2.0
@@ -157,7 +165,6 @@ class IncidentTracker:
     link_s: float = 10.0  # how long a cause's symptoms stay its own after it was last seen
     incidents: list[Tracked] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _calls: set[tuple[str, str]] = field(default_factory=set)  # the last update's call edges
 
     def active(self) -> list[Tracked]:
         """Open incidents (confirmed, not resolved), whatever the squad made of them."""
@@ -170,8 +177,10 @@ class IncidentTracker:
                 return incident
         return None
 
-    def ambiguous(self, incident: Tracked) -> str:
+    def ambiguous(self, incident: Tracked, edges: Iterable[tuple[str, str]]) -> str:
         """Why a confirmed anomaly may be another open incident's ("" if not): the Brain decides.
+
+        The reasons, a key of ``AMBIGUOUS``:
 
         - ``symptom``: its origin is among an open incident's symptoms (a shared caller).
         - ``fewer``: its origin only receives fewer calls, and the services
@@ -186,6 +195,7 @@ class IncidentTracker:
         own = [s for s in incident.signals if s.service == incident.origin]
         fewer = bool(own) and all(s.kind == "traffic" for s in own)
         rest = incident.services - {incident.origin}
+        calls = set(edges)
         for other in self.active():
             if other is incident:
                 continue
@@ -194,7 +204,7 @@ class IncidentTracker:
             # its cause counts even before its symptoms reach it (the Brain named it)
             if rest and rest <= other.services | other.origins:
                 return "fewer" if fewer else "beside"
-            if any({(o, incident.origin), (incident.origin, o)} & self._calls for o in other.origins):
+            if any({(o, incident.origin), (incident.origin, o)} & calls for o in other.origins):
                 return "beside"
         return ""
 
@@ -305,7 +315,7 @@ class IncidentTracker:
         live = [i for i in self.incidents if i.resolved_at is None]
         seen: dict[int, list[Signal]] = {}
         grown: set[int] = set()
-        calls = self._calls = set(edges)
+        calls = set(edges)
         for origin, sigs in origins([s for s in signals if s.kind], calls).items():
             services = {s.service for s in sigs}
             incident = self._match(origin, sigs, live, calls, now)
