@@ -61,10 +61,13 @@ EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry 
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
 TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
 TRAFFIC_RECOVERED = 0.75  # a traffic drop ends above this share of the expected count
-# A traffic drop is judged against the rate of the last minute before the window,
-# not the whole baseline: traffic swells and ebbs over a day, and a quiet hour
-# measured against the busy day's average would read as a drop.
-TRAFFIC_RECENT_S = 60.0
+# A traffic drop is judged against the recent rate before the window, not the
+# whole baseline: traffic swells and ebbs over a day, and a quiet hour measured
+# against the busy day's average would read as a drop. The lower rate of the
+# last half minute and the last minute is the one expected: a minute lags an
+# ebb (it overstates a falling rate), a shorter span is noisier, and overstating
+# what is normal is what turns an ebb into a false drop.
+TRAFFIC_RECENT_S = (30.0, 60.0)
 # Traffic that fell, not to nothing, must stay low for this share of the window:
 # exporters send spans in batches (the SDK's default is every 5 s), so a window
 # can catch one batch fewer, or a stalled exporter catch up, without any fault.
@@ -472,13 +475,17 @@ class WindowDetector:
                     )
         if base.ready and base.seconds >= self.window_s:
             elapsed = min(self.window_s, now - self._window_from)
-            expected = self._recent_rate(op, now) * elapsed
+            rate, seen = self._recent_rate(op, now)
+            expected = rate * elapsed
             if elapsed >= self.window_s / 2 and expected >= 2 * min_requests:
                 active = (key, "traffic") in self._active or (key, "structure") in self._active
                 # Once low, only clearly back ends it: for the hold as for the signal.
                 held = active or op.low_since is not None
                 low = s.count < (TRAFFIC_RECOVERED if held else TRAFFIC_DROP) * expected
-                if low and (held or expected - s.count >= TRAFFIC_Z * math.sqrt(expected)):
+                # Both counts are Poisson: the expected one is as uncertain as its
+                # few seconds of history make it, not known exactly.
+                sigma = math.sqrt(expected + expected * expected / max(seen, 1))
+                if low and (held or expected - s.count >= TRAFFIC_Z * sigma):
                     if s.count == 0:
                         return "structure", f"vanished (normally {expected:.0f} requests)", expected
                     op.low_since = op.low_since if op.low_since is not None else now
@@ -496,16 +503,27 @@ class WindowDetector:
             return "structure", "a new operation", None
         return "", "", None
 
-    def _recent_rate(self, op: _Op, now: float) -> float:
-        """Requests per second in the learned history of the last ``TRAFFIC_RECENT_S``."""
-        since = now - self.window_s - TRAFFIC_RECENT_S
-        n = 0
-        for second, count, _, _ in reversed(op.history):
-            if second <= since:
-                break
-            n += count
-        span = min(TRAFFIC_RECENT_S, op.baseline.seconds)
-        return n / span if span > 0 else 0.0
+    def _recent_rate(self, op: _Op, now: float) -> tuple[float, int]:
+        """(requests per second, requests seen) over the slowest of ``TRAFFIC_RECENT_S``.
+
+        Only learned history counts: the seconds before the window.
+        """
+        before = now - self.window_s
+        known = op.baseline.seconds
+        best: tuple[float, int] | None = None
+        for span in TRAFFIC_RECENT_S:
+            seconds = min(span, known)
+            if seconds <= 0:
+                continue
+            since = before - span
+            n = 0
+            for second, count, _, _ in reversed(op.history):
+                if second <= since:
+                    break
+                n += count
+            if best is None or n / seconds < best[0]:
+                best = (n / seconds, n)
+        return best if best is not None else (0.0, 0)
 
     def _settling(self, op: _Op) -> bool:
         """Whether an operation's latency is still being learned, not judged.
