@@ -67,7 +67,7 @@ TRAFFIC_RECOVERED = 0.75  # a traffic drop ends above this share of the expected
 # last half minute and the last minute is the one expected: a minute lags an
 # ebb (it overstates a falling rate), a shorter span is noisier, and overstating
 # what is normal is what turns an ebb into a false drop.
-TRAFFIC_RECENT_S = (30.0, 60.0)
+TRAFFIC_RECENT_S = (30.0, 60.0)  # shortest first
 # Traffic that fell, not to nothing, must stay low for this share of the window:
 # exporters send spans in batches (the SDK's default is every 5 s), so a window
 # can catch one batch fewer, or a stalled exporter catch up, without any fault.
@@ -509,21 +509,18 @@ class WindowDetector:
         Only learned history counts: the seconds before the window.
         """
         before = now - self.window_s
+        counts = [0] * len(TRAFFIC_RECENT_S)
+        for second, count, _, _ in reversed(op.history):  # one walk, newest first
+            age = before - second
+            if age >= TRAFFIC_RECENT_S[-1]:
+                break
+            for i, span in enumerate(TRAFFIC_RECENT_S):
+                if age < span:
+                    counts[i] += count
         known = op.baseline.seconds
-        best: tuple[float, int] | None = None
-        for span in TRAFFIC_RECENT_S:
-            seconds = min(span, known)
-            if seconds <= 0:
-                continue
-            since = before - span
-            n = 0
-            for second, count, _, _ in reversed(op.history):
-                if second <= since:
-                    break
-                n += count
-            if best is None or n / seconds < best[0]:
-                best = (n / seconds, n)
-        return best if best is not None else (0.0, 0)
+        if known <= 0:
+            return 0.0, 0
+        return min((n / min(span, known), n) for span, n in zip(TRAFFIC_RECENT_S, counts, strict=True))
 
     def _settling(self, op: _Op) -> bool:
         """Whether an operation's latency is still being learned, not judged.
