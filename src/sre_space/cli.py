@@ -24,6 +24,7 @@ from sre_space.cli_common import out as _out
 from sre_space.cli_common import say as _say
 from sre_space.cli_memory import memory_app
 from sre_space.cli_ops import approve, deny, drill, review
+from sre_space.cli_people import ack, note, resolve
 from sre_space.cli_stack import down, stack_mode, up
 from sre_space.cli_targets import targets_app
 from sre_space.config import Settings, load
@@ -52,6 +53,9 @@ for _command, _panel in (
     (deny, SQUAD),
     (drill, CHAOS),
     (review, INCIDENTS),
+    (ack, INCIDENTS),
+    (resolve, INCIDENTS),
+    (note, INCIDENTS),
 ):
     app.command(rich_help_panel=_panel)(_command)
 app.add_typer(memory_app, name="memory", rich_help_panel=INCIDENTS)

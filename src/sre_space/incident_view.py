@@ -1,8 +1,9 @@
 """`sre-space incidents ID` as people read it: what happened, why, what was done.
 
-Plain lines (no markup): the header, the timeline of its status changes and
-squad steps, the root cause with a summary of the evidence, the remediation,
-what still shows when degraded, and the audit trail. Everything that came
+Plain lines (no markup): the header (with who acknowledged or resolved it, if
+a person did), the timeline of its status changes and squad steps, the root
+cause with a summary of the evidence, the remediation, what still shows when
+degraded, and the audit trail. Everything that came
 from outside (telemetry, memory) is escaped by ``printable``.
 """
 
@@ -59,10 +60,14 @@ def _audit_line(step: dict[str, Any]) -> str:
     ts = step.get("ts")
     when = _clock(float(ts)) if isinstance(ts, int | float) else "--:--:--"
     name = str(step.get("step", "?"))
+    who = f"  by {_short(step['by'], 80)}" if step.get("by") else ""
     if name == "status":
         arrow = f"{step.get('from') or 'new'} -> {step.get('to')}"
         why = f": {step['why']}" if step.get("why") else ""
-        return f"  {when}  status  {printable(arrow)}{printable(why)}"
+        return f"  {when}  status  {printable(arrow)}{who}{printable(why)}"
+    if name in ("ack", "note"):  # a person's
+        text = f": {_short(step['text'], 300)}" if step.get("text") else ""
+        return f"  {when}  {name}{who}{text}"
     if name == "verified":
         before, after = step.get("before") or {}, step.get("after") or {}
         return (
@@ -78,6 +83,20 @@ def _audit_line(step: dict[str, Any]) -> str:
     return f"  {when}  {printable(name)}  {detail}"
 
 
+def _people(incident: Incident) -> list[str]:
+    """Who has it and who closed it, when a person did."""
+    lines = []
+    if incident.acknowledged_by:
+        lines.append(
+            f"  acknowledged by {_short(incident.acknowledged_by, 80)} "
+            f"{_when(incident.acknowledged_at)}"
+        )
+    if incident.resolved_by:
+        note = f": {_short(incident.resolution_note, 300)}" if incident.resolution_note else ""
+        lines.append(f"  resolved by {_short(incident.resolved_by, 80)}{note}")
+    return lines
+
+
 def render(incident: Incident, events: list[Event]) -> str:
     """The incident as text: one section per question a responder asks."""
     rc = incident.root_cause
@@ -89,6 +108,7 @@ def render(incident: Incident, events: list[Event]) -> str:
         f"TTM {_secs(incident.ttm_s)}  mitigated {_when(incident.mitigated_at)}  "
         f"resolved {_when(incident.resolved_at)}",
         f"  signature {printable(incident.signature or '-')}",
+        *_people(incident),
         "",
         "timeline",
     ]

@@ -1,22 +1,33 @@
 """The incident log: incidents and squad events in SQLite (WAL).
 
-The acting mind is the only writer; the CLI and the TUI read it from other
-processes, which WAL makes safe while the mind writes.
+The acting mind writes the squad's work; people answer from other processes
+(the CLI's ``ack``, ``resolve`` and ``note``, the cockpit). Every write of an
+incident reads the stored one and writes it back in one ``BEGIN IMMEDIATE``
+transaction, so neither loses the other's: the audit trail only grows, and
+a person's answers (``acknowledged_*``, ``resolved_by``, ``resolution_note``,
+a resolve) are kept when the mind saves a copy it read before them.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sre_space.safe_text import printable
+from sre_space.errors import UsageError
+from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
+
+if TYPE_CHECKING:
+    from sre_space.metrics import Metrics
 
 ACTIVE = ("open", "diagnosing", "mitigating")
 # mitigated -> degraded: the fix holds but the cause still shows, weaker (the fault
@@ -51,6 +62,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 
 AWAITING_APPROVAL = "awaiting_approval"  # remediation.outcome while policy waits for a human
+# What people set (ack, resolve): a save of a copy read before them never unsets it.
+PEOPLE_FIELDS = ("acknowledged_by", "acknowledged_at", "resolved_by", "resolution_note")
+PERSON = "human"  # the agent of a person's events in the timeline (the name is in the message)
 
 
 @dataclass
@@ -69,6 +83,10 @@ class Incident:
     first_error_at: float | None = None
     recurs: str | None = None  # an earlier incident of the same signature
     residual: list[dict[str, Any]] = field(default_factory=list)  # what still shows, degraded
+    acknowledged_by: str | None = None  # the first person who acknowledged it
+    acknowledged_at: float | None = None
+    resolved_by: str | None = None  # the person who resolved it (None: Scout, after a quiet spell)
+    resolution_note: str | None = None  # what they said when they resolved it
 
     @property
     def ttd_s(self) -> float | None:
@@ -114,13 +132,6 @@ class Event:
 
 
 class IncidentLog:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
     def close(self) -> None:
         self._db.close()
 
@@ -132,21 +143,51 @@ class IncidentLog:
             ).fetchone()
         return f"INC-{day}-{int(row[0]) + 1:04d}"
 
+    def __init__(self, path: Path, metrics: Metrics | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self.metrics = metrics  # the hosting mind's, counted as incidents are saved
+
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[None]:
+        """One write transaction that starts by taking SQLite's write lock (other
+        processes wait), so what is read in it is still what is stored when it writes."""
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+
+    def _stored(self, incident_id: str) -> Incident | None:
+        row = self._db.execute("SELECT doc FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        return Incident.from_json(json.loads(row[0])) if row else None
+
     def save(self, incident: Incident, why: str = "", by: str = "squad") -> None:
         """Store the incident; a change of status goes to its audit trail and the events.
 
         Every transition, whoever makes it (Scout, the squad, a human), is
         recorded here, once: ``why`` says what caused it, ``by`` who made it.
+        What people did meanwhile is kept (see :func:`keep_people`), and
+        ``incident`` is updated with it, so its holder sees it too.
         """
-        with self._lock:
-            row = self._db.execute(
-                "SELECT status FROM incidents WHERE id=?", (incident.id,)
-            ).fetchone()
-        before = str(row[0]) if row else None
-        if before != incident.status:
-            step = {"ts": time.time(), "step": "status", "from": before, "to": incident.status}
-            incident.audit.append({**step, "why": why} if why else step)
-        self._write(incident)
+        with self._immediate():
+            stored = self._stored(incident.id)
+            if stored is not None:
+                keep_people(incident, stored)
+            before = stored.status if stored else None
+            if before != incident.status:
+                step = {
+                    "ts": time.time(),
+                    "step": "status",
+                    "from": before,
+                    "to": incident.status,
+                    "by": by,
+                }
+                incident.audit.append({**step, "why": why} if why else step)
+            self._write(incident)
+        if self.metrics is not None:
+            self._count(stored, incident)
         if before != incident.status:
             arrow = f"{before} -> {incident.status}" if before else incident.status
             self.emit(
@@ -157,20 +198,128 @@ class IncidentLog:
                 data={"from": before, "to": incident.status},
             )
 
+    def _count(self, before: Incident | None, after: Incident) -> None:
+        """What this save recorded for the first time: TTD, TTM, an action's outcome."""
+        metrics = self.metrics
+        assert metrics is not None
+        if after.ttd_s is not None and (before is None or before.ttd_s is None):
+            metrics.detected(after.ttd_s)
+        if after.ttm_s is not None and (before is None or before.ttm_s is None):
+            metrics.mitigated(after.ttm_s)
+        outcome = str(after.remediation.get("outcome") or "")
+        if outcome != str((before.remediation if before else {}).get("outcome") or ""):
+            metrics.outcome(str(after.remediation.get("action") or ""), outcome)
+
     def _write(self, incident: Incident) -> None:
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT INTO incidents(id, status, signature, detected_at, doc) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET status=excluded.status, "
-                "signature=excluded.signature, doc=excluded.doc",
-                (
-                    incident.id,
-                    incident.status,
-                    incident.signature,
-                    incident.detected_at,
-                    json.dumps(incident.to_json()),
-                ),
-            )
+        """Write the incident (the caller holds ``_immediate``)."""
+        self._db.execute(
+            "INSERT INTO incidents(id, status, signature, detected_at, doc) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(id) DO UPDATE SET status=excluded.status, "
+            "signature=excluded.signature, doc=excluded.doc",
+            (
+                incident.id,
+                incident.status,
+                incident.signature,
+                incident.detected_at,
+                json.dumps(incident.to_json()),
+            ),
+        )
+
+    # --- people's answers --------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, by: str) -> Incident:
+        """A person has the incident. The first one is ``acknowledged_by``; every one is audited.
+
+        :class:`UsageError` for an unknown incident or a resolved one.
+        """
+        by = _person(by)
+
+        def ack(incident: Incident, now: float) -> str:
+            if incident.status == "resolved":
+                raise UsageError(f"{incident.id} is already resolved{_by(incident)}")
+            if incident.acknowledged_by is None:
+                incident.acknowledged_by, incident.acknowledged_at = by, now
+            incident.audit.append({"ts": now, "step": "ack", "by": by})
+            return f"acknowledged by {by}"
+
+        return self._answer(incident_id, by, ack)
+
+    def note(self, incident_id: str, text: str, by: str) -> Incident:
+        """A person's note in the audit trail (resolved incidents take notes too)."""
+        by, text = _person(by), _note_text(text, required=True)
+
+        def add(incident: Incident, now: float) -> str:
+            incident.audit.append({"ts": now, "step": "note", "by": by, "text": text})
+            return f"note by {by}: {text}"
+
+        return self._answer(incident_id, by, add)
+
+    def resolve(self, incident_id: str, by: str, note: str = "") -> Incident:
+        """A person resolves the incident: status ``resolved``, ``resolved_by``, the note kept.
+
+        Final: the mind's later saves keep it (:func:`keep_people`), and Scout
+        stops watching it. :class:`UsageError` if it is already resolved.
+        """
+        by, note = _person(by), _note_text(note, required=False)
+
+        def close(incident: Incident, now: float) -> str:
+            if incident.status == "resolved":
+                raise UsageError(f"{incident.id} is already resolved{_by(incident)}")
+            before = incident.status
+            incident.status = "resolved"
+            incident.resolved_at = now
+            incident.resolved_by = by
+            incident.resolution_note = note or None
+            step: dict[str, Any] = {
+                "ts": now, "step": "status", "from": before, "to": "resolved", "by": by,
+            }
+            incident.audit.append({**step, "why": note} if note else step)
+            return f"status {before} -> resolved by {by}" + (f": {note}" if note else "")
+
+        return self._answer(
+            incident_id, by, close, kind="status", data={"to": "resolved", "by": by}
+        )
+
+    def _answer(
+        self,
+        incident_id: str,
+        by: str,
+        change: Callable[[Incident, float], str],
+        kind: str = "human",
+        data: dict[str, Any] | None = None,
+    ) -> Incident:
+        with self._immediate():
+            incident = self._stored(incident_id)
+            if incident is None:
+                raise UsageError(f"no incident {incident_id!r}")
+            before = incident.status
+            message = change(incident, time.time())
+            self._write(incident)
+        extra = {"from": before, **data} if data else {"by": by}
+        self.emit(PERSON, message, incident_id=incident_id, kind=kind, data=extra)
+        return incident
+
+    def resolved_by_people(self, incident_ids: builtins.list[str]) -> set[str]:
+        """Which of these incidents a person resolved (the mind stops watching them)."""
+        if not incident_ids:
+            return set()
+        marks = ",".join("?" for _ in incident_ids)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id FROM incidents WHERE status='resolved' AND id IN ({marks}) "
+                "AND json_extract(doc, '$.resolved_by') IS NOT NULL",
+                tuple(incident_ids),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def counts(self) -> builtins.list[tuple[str, str, int]]:
+        """(status, fault class, how many) over the whole log, for the metrics."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT status, COALESCE(json_extract(doc, '$.root_cause.fault_class'), ''), "
+                "COUNT(*) FROM incidents GROUP BY 1, 2"
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
 
     def get(self, incident_id: str) -> Incident | None:
         with self._lock:
@@ -274,3 +423,55 @@ class IncidentLog:
                 (after, limit),
             ).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
+
+
+def keep_people(incident: Incident, stored: Incident) -> None:
+    """Merge into ``incident`` (about to be saved) what is in ``stored`` and not in it.
+
+    The mind holds an incident for a while (the squad's verification takes up
+    to a minute) while people answer from other processes. The audit trail
+    only grows, so entries stored meanwhile are kept (in time order); people's
+    fields are never unset by a save; and a person's resolve is final: a
+    stale copy's status does not replace it.
+    """
+    for name in PEOPLE_FIELDS:
+        if getattr(incident, name) is None and getattr(stored, name) is not None:
+            setattr(incident, name, getattr(stored, name))
+    if stored.status == "resolved" and stored.resolved_by and incident.status != "resolved":
+        incident.status = "resolved"
+        incident.resolved_at = stored.resolved_at
+    have = {_key(a) for a in incident.audit}
+    missing = [a for a in stored.audit if _key(a) not in have]
+    if missing:
+        incident.audit = sorted([*incident.audit, *missing], key=lambda a: float(a.get("ts") or 0))
+
+
+def _key(entry: dict[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, default=str)
+
+
+def person_from_env() -> str:
+    """Who answers when nobody says: the login name (``$USER``), else "cli"."""
+    return os.environ.get("USER") or "cli"
+
+
+def _person(by: str) -> str:
+    name = (by or "").strip()
+    if not name:
+        raise UsageError("--by needs a name")
+    if len(name) > NAME_LIMIT:
+        raise UsageError(f"--by is at most {NAME_LIMIT} characters")
+    return name
+
+
+def _note_text(text: str, *, required: bool) -> str:
+    text = (text or "").strip()
+    if required and not text:
+        raise UsageError("a note needs some text")
+    if len(text) > TEXT_LIMIT:
+        raise UsageError(f"a note is at most {TEXT_LIMIT} characters (got {len(text)})")
+    return text
+
+
+def _by(incident: Incident) -> str:
+    return f" (by {incident.resolved_by})" if incident.resolved_by else ""

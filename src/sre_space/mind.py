@@ -31,6 +31,7 @@ from sre_space.detect.rules import Rules
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
 from sre_space.incidents import WATCHED, Incident, IncidentLog
+from sre_space.metrics import Metrics
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
 from sre_space.telemetry.senses import Senses
@@ -136,11 +137,13 @@ class Mind:
             clock=clock.time,
         )
         self.store.subscribe(self.detector.observe)
-        self.log = IncidentLog(self.paths.incidents_db)
+        self.metrics = Metrics()  # GET /metrics on the OTLP/HTTP listener; its own registry
+        self.log = IncidentLog(self.paths.incidents_db, metrics=self.metrics)
+        self.metrics.watch_incidents(self.log.counts)
         self._lock = MindLock(self.paths)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.senses = Senses(settings, self.store)  # receivers -> intake queue -> store
+        self.senses = Senses(settings, self.store, self.metrics)  # receivers -> intake -> store
         self._api: Any = None
         self._memory: Any = None
         self._graph: Any = None
@@ -402,6 +405,7 @@ class Mind:
         """
         with self._guard:
             self._settle(now)
+            self._let_go_of_resolved()
             self._causes_so_far(now)
             anomalies = self.detector.anomalous(
                 self.settings.error_rate_threshold, self.settings.min_requests
@@ -422,6 +426,27 @@ class Mind:
                         incident_id=tracked.ref,
                     )
             self._resolve_untracked(now)
+
+    def _let_go_of_resolved(self) -> None:
+        """Incidents a person resolved (``sre-space resolve``, the cockpit): no longer watched.
+
+        Their status stays as the person left it (the incident log keeps it
+        against the squad's later saves); Scout forgets them once the squad is
+        done, so their cause, if it shows again, opens a new incident.
+        """
+        settled = [
+            t for t in self.tracker.incidents
+            if t.ref and t.settled_at is not None and t.resolved_at is None
+        ]
+        if not settled:
+            return
+        closed = self.log.resolved_by_people([t.ref for t in settled])
+        for tracked in settled:
+            if tracked.ref in closed:
+                self.tracker.forget(tracked)
+                self.log.emit(
+                    "scout", "resolved by a person: no longer watched", incident_id=tracked.ref
+                )
 
     def _causes_so_far(self, now: float) -> None:
         """The Brain's root cause of incidents the squad is still working on.

@@ -16,6 +16,12 @@ Answers, in the encoding of the request (``application/x-protobuf`` or
   request does not carry ``Authorization: Bearer <token>``. A receiver bound
   anywhere but loopback must have one (see :func:`check_bind`).
 
+``GET /metrics`` answers the mind's metrics (``metrics.py``) in Prometheus's
+text format (OpenMetrics when the scraper asks for it). With a token it needs
+the token too: a listener has one because it is reachable off loopback, and
+the metrics say which incidents are open and what the Fixer did; Prometheus
+sends it with ``authorization: {credentials_file: ...}`` in its scrape config.
+
 Bodies may come with ``Content-Length`` or chunked; ``Content-Encoding: gzip``
 is inflated with the same limit. Connections are kept alive. A bad request
 never stops the receiver; at most ``max_connections`` are served at once, and
@@ -42,6 +48,7 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from sre_space.errors import UsageError
+from sre_space.metrics import Metrics
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.otlp import Decoded, DecodeFailure, decode_json, decode_protobuf
 from sre_space.telemetry.store import TraceStore
@@ -52,6 +59,7 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 _PROTOBUF_TYPES = (PROTOBUF, "application/protobuf")
 TRACES_PATH = "/v1/traces"
+METRICS_PATH = "/metrics"
 SOURCE = "otlp_http"
 IDLE_TIMEOUT_S = 60.0
 _EMPTY_OK_PROTO = ExportTraceServiceResponse().SerializeToString()
@@ -115,6 +123,7 @@ class _Server(ThreadingHTTPServer):
     max_body_bytes: int
     max_connections: int
     token: str | None
+    metrics: Metrics
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
@@ -293,7 +302,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the body was not read: the stream is lost
         self._status(405, f"method {self.command} not allowed; use POST", PROTOBUF, {"Allow": "POST"})
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _not_allowed
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] != METRICS_PATH:
+            self._not_allowed()
+            return
+        try:
+            self._read_body()  # a GET may carry one; read it so the connection stays usable
+        except (BadBody, OSError):
+            self.close_connection = True
+        if not bearer_ok(self.headers.get("Authorization"), self.server.token):
+            self._reply(401, b"missing or wrong bearer token\n", "text/plain; charset=utf-8",
+                        {"WWW-Authenticate": "Bearer"})
+            return
+        try:
+            body, content_type = self.server.metrics.exposition(self.headers.get("Accept"))
+        except Exception:  # a collector failed (the incident log unreadable): say so, go on
+            log.exception("otlp-http: rendering /metrics failed")
+            self._reply(500, b"metrics unavailable\n", "text/plain; charset=utf-8")
+            return
+        self._reply(200, body, content_type)
 
     def do_HEAD(self) -> None:
         self._reply(405, b"", PROTOBUF, {"Allow": "POST"})
@@ -381,7 +410,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OtlpHttpReceiver:
-    """Serves ``POST /v1/traces`` into an :class:`Intake`.
+    """Serves ``POST /v1/traces`` into an :class:`Intake`, and ``GET /metrics``.
 
     Given a bare :class:`TraceStore`, it makes an intake of its own that is not
     started, so spans reach the store before the response is sent (tests, small
@@ -396,11 +425,16 @@ class OtlpHttpReceiver:
         max_body_bytes: int,
         max_connections: int = 256,
         token: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         check_bind(host, token)
         self.intake = sink if isinstance(sink, Intake) else Intake(sink)
+        # The mind's metrics, or this receiver's own: its intake's counts at least.
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_intake(self.intake)
         self._server = _Server((host, port))
         self._server.token = token
+        self._server.metrics = self.metrics
         self._server.intake = self.intake
         self._server.max_body_bytes = max_body_bytes
         self._server.max_connections = max_connections

@@ -16,6 +16,7 @@ from typing import Any
 
 from sre_space.config import Settings
 from sre_space.errors import Unavailable
+from sre_space.metrics import Metrics
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.receiver import OtlpHttpReceiver, check_bind
 from sre_space.telemetry.store import TraceStore
@@ -36,7 +37,9 @@ def tune_gc() -> None:
 
 
 class Senses:
-    def __init__(self, settings: Settings, store: TraceStore) -> None:
+    def __init__(
+        self, settings: Settings, store: TraceStore, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.intake = Intake(
@@ -45,6 +48,9 @@ class Senses:
             max_spans=settings.intake_queue_spans,
             retry_after_s=settings.intake_retry_after_s,
         )
+        # Served on the OTLP/HTTP listener's GET /metrics: the intake's counts and the mind's.
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_intake(self.intake)
         self.http: OtlpHttpReceiver | None = None
         self.grpc: Any = None
         self.sources: list[Any] = []
@@ -64,6 +70,7 @@ class Senses:
                 s.max_body_bytes,
                 max_connections=s.otlp_max_connections,
                 token=token,
+                metrics=self.metrics,
             ).start()
         except OSError as exc:
             self.stop()
