@@ -17,6 +17,7 @@ from xml.sax.saxutils import quoteattr
 
 from sre_space.config import Settings
 from sre_space.errors import UsageError
+from sre_space.incidents import UNCLEAR
 from sre_space.lab.faults import FAULTS
 
 TERMINAL = ("mitigated", "resolved", "escalated")
@@ -241,7 +242,10 @@ def _judge(
     status_ok = incident.status == wanted or (
         wanted == "mitigated" and incident.status == "resolved"
     )
-    journal.step("mitigate", status_ok, status=incident.status, expected=wanted)
+    outcome = incident.remediation.get("outcome")
+    if wanted == "mitigated" and outcome == UNCLEAR:
+        status_ok = False  # the SLO came back, but the squad's fix is not credited with it
+    journal.step("mitigate", status_ok, status=incident.status, expected=wanted, outcome=outcome)
     action = incident.remediation.get("action")
     if expect.get("actions"):
         journal.step(

@@ -70,10 +70,12 @@ def _audit_line(step: dict[str, Any]) -> str:
         return f"  {when}  {name}{who}{text}"
     if name == "verified":
         before, after = step.get("before") or {}, step.get("after") or {}
+        unclear = step.get("unclear") or []
         return (
             f"  {when}  verified  recovered={step.get('recovered')}  error rate "
             f"{before.get('error_rate', 0):.0%} -> {after.get('error_rate', 0):.0%}, p95 "
             f"{before.get('p95_ms', 0):.0f} -> {after.get('p95_ms', 0):.0f} ms"
+            + (f"  unclear: {_short('; '.join(map(str, unclear)), 200)}" if unclear else "")
         )
     detail = " ".join(
         f"{k}={_short(step[k], 80)}"

@@ -65,6 +65,26 @@ AWAITING_APPROVAL = "awaiting_approval"  # remediation.outcome while policy wait
 # What people set (ack, resolve): a save of a copy read before them never unsets it.
 PEOPLE_FIELDS = ("acknowledged_by", "acknowledged_at", "resolved_by", "resolution_note")
 PERSON = "human"  # the agent of a person's events in the timeline (the name is in the message)
+# The SLO came back after the change, but something else may explain it (another
+# change to the same service, a restart of the mind while verifying, a fault that
+# had already ended): not credited to the change, and never learnt by memory.
+UNCLEAR = "unclear"
+# remediation.outcome, the whole vocabulary: pending and awaiting approval while the
+# Fixer works; then recovered (verified), unclear, undone (did not help, put back),
+# failed (the system refused it, or its undo failed), refused (policy), denied (a
+# person), proposed (written for a person), dry-run.
+OUTCOMES = (
+    "pending",
+    AWAITING_APPROVAL,
+    "recovered",
+    UNCLEAR,
+    "undone",
+    "failed",
+    "refused",
+    "denied",
+    "proposed",
+    "dry-run",
+)
 
 
 @dataclass

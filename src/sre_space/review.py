@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sre_space.incidents import IncidentLog
+from sre_space.incidents import UNCLEAR, IncidentLog
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, markdown_code, markdown_safe
 
 
@@ -36,6 +36,9 @@ def build(log: IncidentLog, since_s: float, now: float | None = None) -> dict[st
     now = time.time() if now is None else now
     incidents = log.since(now - since_s)
     by_status = Counter(i.status for i in incidents)
+    by_outcome = Counter(
+        str(i.remediation["outcome"]) for i in incidents if i.remediation.get("outcome")
+    )
     signatures = Counter(i.signature for i in incidents if i.signature)
     proposals = [
         {"incident": i.id, **p} for i in incidents for p in i.hardening if p.get("status") == "open"
@@ -45,6 +48,7 @@ def build(log: IncidentLog, since_s: float, now: float | None = None) -> dict[st
         "since_s": since_s,
         "incidents": len(incidents),
         "by_status": dict(by_status),
+        "by_outcome": dict(by_outcome),  # remediation outcomes (incidents.OUTCOMES)
         "ttd_s": _stats([i.ttd_s for i in incidents if i.ttd_s is not None]),
         "ttm_s": _stats([i.ttm_s for i in incidents if i.ttm_s is not None]),
         "recurring": [{"signature": s, "count": n} for s, n in signatures.most_common() if n > 1],
@@ -77,6 +81,12 @@ def markdown(doc: dict[str, Any]) -> str:
         f"{doc['incidents']} incident(s): "
         + (", ".join(f"{n} {markdown_safe(s)}" for s, n in doc["by_status"].items()) or "none")
     )
+    unclear = doc.get("by_outcome", {}).get(UNCLEAR, 0)
+    if unclear:
+        lines.append(
+            f"- {unclear} fix(es) with an unclear outcome: the recovery is not credited "
+            "to them, and memory learnt nothing from them"
+        )
     for key, label in (("ttd_s", "time to detect"), ("ttm_s", "time to mitigate")):
         st = doc[key]
         if st["mean"] is not None:

@@ -9,7 +9,8 @@ known. Its parts:
     diagnosis      what the Brain concluded, its confidence and evidence
     remediation    action, service, params
     outcome        recovered | failed | undone, with the SLO before and after
-                   and the time to mitigate
+                   and the time to mitigate (an ``unclear`` outcome, a recovery
+                   something else may explain, is never archived: nothing learnt)
     recurrence     how many times the signature came back, first/last seen
     provenance     ``imported`` (from another home by `memory import`) and
                    ``trusted`` (its fix may be applied without having been
@@ -37,6 +38,7 @@ from sre_space.rca.classify import describe
 from sre_space.rca.localize import message_template
 
 RECOVERED = "recovered"
+UNCLEAR = "unclear"  # not a lesson either way: never archived, never read as a failure
 # The flat, filterable copies kept next to the JSON of the entry (few: Chroma
 # reads metadata key by key, and search reads it for every candidate).
 INDEXED = ("signature", "service", "outcome")
@@ -94,7 +96,7 @@ class KnowledgeEntry:
     exception: str  # the message as it came (control characters removed): what people read
     summary: str
     remediation: dict[str, Any]  # action, service, params
-    outcome: str  # recovered | failed | undone
+    outcome: str  # recovered | failed | undone (never unclear: Jules does not archive it)
     evidence: dict[str, Any] = field(default_factory=dict)
     ttm_s: float | None = None
     created_at: float = field(default_factory=time.time)

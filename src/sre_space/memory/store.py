@@ -65,6 +65,7 @@ from sre_space.memory.jargon import expand
 from sre_space.memory.lock import DirLock
 from sre_space.memory.model import (
     RECOVERED,
+    UNCLEAR,
     KnowledgeEntry,
     MemoryHit,
     remediation_key,
@@ -378,7 +379,8 @@ class MemoryStore:
         One dict per distinct remediation (action, service, params), most recent
         first, with ``outcome``, ``incident_id`` (the latest), ``times`` and ``at``.
         """
-        where = {"$and": [{"signature": signature}, {"outcome": {"$ne": RECOVERED}}]}
+        failed = {"outcome": {"$nin": [RECOVERED, UNCLEAR]}}
+        where = {"$and": [{"signature": signature}, failed]}
         by_key: dict[str, dict[str, Any]] = {}
         for entry in sorted(self._where(where), key=lambda e: e.created_at, reverse=True):
             rem = entry.remediation

@@ -23,7 +23,7 @@ def systemic_reasons(state: dict[str, Any], outcome: str) -> list[str]:
     recurrences = [h["id"] for h in state.get("recall", []) if h.get("signature") == signature]
     if recurrences:
         reasons.append(f"the same failure happened before ({', '.join(recurrences)})")
-    if outcome not in ("recovered", "dry-run"):
+    if outcome not in ("recovered", "unclear", "dry-run"):  # unclear: it held, credit unknown
         reasons.append(f"the remediation did not hold (outcome: {outcome})")
     services = {s["service"] for s in state.get("signals", [])}
     if len(services) > 1:

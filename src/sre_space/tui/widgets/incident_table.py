@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from sre_space.incidents import ACTIVE, AWAITING_APPROVAL, Incident
+from sre_space.incidents import ACTIVE, AWAITING_APPROVAL, UNCLEAR, Incident
 from sre_space.safe_text import NAME_LIMIT, printable
 
 STATUS_STYLES: dict[str, str] = {
@@ -58,7 +58,10 @@ def incident_cells(incident: Incident) -> tuple[Text, ...]:
         _cell(cause),
         _cell(rc.get("fault_class") or "-"),
         _cell(fix),
-        _cell(rem.get("outcome") or "-"),
+        # unclear: the SLO is back but the fix is not credited with it; stands out
+        Text(printable(rem["outcome"]), style="yellow")
+        if rem.get("outcome") == UNCLEAR
+        else _cell(rem.get("outcome") or "-"),
         _cell(_secs(incident.ttd_s)),
         _cell(_secs(incident.ttm_s)),
     )

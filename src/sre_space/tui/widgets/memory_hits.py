@@ -12,7 +12,12 @@ from sre_space.incidents import Incident
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 from sre_space.tui.widgets.plain import plain_text
 
-OUTCOME_STYLES: dict[str, str] = {"recovered": "green", "undone": "red", "failed": "red"}
+OUTCOME_STYLES: dict[str, str] = {
+    "recovered": "green",
+    "unclear": "yellow",  # memory never archives it; an old or imported entry might say it
+    "undone": "red",
+    "failed": "red",
+}
 
 
 def hits_renderable(incident: Incident | None, top: int = 3) -> RenderableType:
