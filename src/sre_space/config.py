@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from sre_space.detect.rules import LATENCY_MS
 from sre_space.errors import UsageError
+from sre_space.squad.policy import MIN_ACT_CONFIDENCE
 
 LOOPBACK = "127.0.0.1"
 
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
     policy_max_actions: int = 2  # per incident
     policy_cooldown_s: float = 60.0  # per service
     policy_max_replica_share: float = 0.5  # of a service's replicas out at once
+    # The diagnosis' confidence below which `auto` proposes instead of acting.
+    policy_min_confidence: float = Field(default=MIN_ACT_CONFIDENCE, ge=0.0, le=1.0)
 
     # Jules writes the daily review at this local time.
     review_at: str = "09:30"

@@ -20,7 +20,7 @@ from sre_space.actuators.targets import generic_proposal
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
-from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
+from sre_space.incidents import AWAITING_APPROVAL, UNCLEAR, Incident, IncidentLog
 from sre_space.rca.classify import describe
 from sre_space.rca.localize import LIVE_LOOKBACK_S, Candidate, confidence_words, localize
 from sre_space.squad import hardening, releases, runbook
@@ -31,8 +31,8 @@ from sre_space.telemetry.store import TraceStore
 
 RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
 MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation
-# Below this the Fixer looks again before acting (and acts on the last look's best).
-MIN_ACT_CONFIDENCE = 0.45
+# Below the policy's min_confidence the Fixer looks again; after MAX_LOOKS, under
+# `auto`, it writes the proposal and escalates (never acts on a guess).
 BRAIN_DETAILED = 3  # candidates kept with their evidence in the incident; the rest in brief
 PLAN_KEYS = ("action", "service", "params", "source", "memory_ref", "reason")
 
@@ -175,7 +175,7 @@ def _own_candidates(
     mine = [
         c for c in localize(through, threshold, onset_ns=onset_ns) if c.service not in elsewhere
     ]
-    if not mine or mine[0].confidence < MIN_ACT_CONFIDENCE:
+    if not mine or mine[0].confidence < ctx.policy.min_confidence:
         return candidates
     ctx.say(
         "brain",
@@ -224,7 +224,7 @@ def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
     failed = {
         str(h.get("remediation"))
         for h in state.get("recall", [])
-        if h.get("outcome") != "recovered"
+        if h.get("outcome") not in ("recovered", UNCLEAR)  # unclear: no lesson either way
     }
     for hit in state.get("recall", []):
         if (
@@ -340,7 +340,7 @@ def _choose(ctx: SquadContext, state: SquadState) -> tuple[dict[str, Any], Squad
     if not diagnosis:
         return {}, _look_again(ctx, state, "no diagnosis")
     confidence = float(diagnosis.get("confidence") or 0.0)
-    if confidence < MIN_ACT_CONFIDENCE and state.get("looks", 0) < MAX_LOOKS:
+    if confidence < ctx.policy.min_confidence and state.get("looks", 0) < MAX_LOOKS:
         # Early in an incident the evidence is thin (a slow database seconds
         # before the pool it feeds runs dry): wait for it rather than act on a guess.
         why = f"diagnosis not clear yet (confidence {confidence:.2f})"
@@ -381,7 +381,36 @@ def _choose(ctx: SquadContext, state: SquadState) -> tuple[dict[str, Any], Squad
             f"signature in {failed}; not repeating it, escalating",
         )
         return {}, {"plan": {}}
+    if confidence < ctx.policy.min_confidence and not plan.get("escalate"):
+        plan = _unsure(ctx, state, plan, confidence)
     return plan, {}
+
+
+def _unsure(
+    ctx: SquadContext, state: SquadState, plan: dict[str, Any], confidence: float
+) -> dict[str, Any]:
+    """The plan for a diagnosis still below the threshold after every look.
+
+    Under ``auto`` it is written down for a person and nothing is done, whether
+    the runbook or memory offers it: an action on a guess changes what was not
+    broken, and when the trouble passes for another reason it is credited with
+    the recovery and remembered. Under ``approve`` a person is still asked: the
+    confidence is in the plan they are shown, and their yes is the judgement
+    the Brain could not make. ``dry-run`` changes nothing in any case.
+    """
+    threshold = ctx.policy.min_confidence
+    why = f"confidence {confidence:.2f} below the threshold {threshold:.2f}"
+    if ctx.policy.mode != "auto":
+        return {**plan, "reason": f"{plan['reason']} ({why})"}
+    ctx.say(
+        "fixer",
+        state,
+        f"{why} after {state.get('looks', 0)} more look(s): not acting on a guess; "
+        f"proposing {plan['action']} {plan['service']} for a person",
+        confidence=confidence,
+        threshold=threshold,
+    )
+    return {**plan, "escalate": True, "reason": f"{plan['reason']} (not carried out: {why})"}
 
 
 def _propose(
@@ -509,6 +538,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         plan=plan,
     )
     ctx.policy.record(plan["service"])
+    started = time.time()  # the telemetry before this moment is the trouble the change met
     try:
         applied = ctx.actuator.apply(plan["action"], plan["service"], plan["params"])
     except Exception as exc:  # the system refused or failed: that is an outcome, not a crash
@@ -519,6 +549,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         ctx.say("fixer", state, f"{plan['action']} {plan['service']} failed ({why}); escalating")
         return {"plan": {}}
     applied["ts"] = time.time()
+    applied["started"] = started
     if applied.get("planned"):
         # GitOps: the change is a proposal for a person or a pipeline to apply;
         # nothing changed yet, so there is nothing to verify here.
@@ -581,19 +612,33 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 # Keep only the newest window: recovery may take a moment to show.
                 since_ns = max(s.start_ns for s in spans) - window_ns
         time.sleep(0.25)
-    verification = {"recovered": recovered, "before": before, "after": after}
+    verification: dict[str, Any] = {"recovered": recovered, "before": before, "after": after}
+    doubts = _doubts(ctx, state, incident, measured, time.time()) if recovered else []
+    if doubts:  # the SLO is back, but this change is not known to be why
+        verification["credited"] = False
+        verification["unclear"] = doubts
     incident.audit.append({"ts": time.time(), "step": "verified", **verification})
     if recovered:
         incident.status = "mitigated"
         incident.mitigated_at = time.time()
-        incident.remediation["outcome"] = "recovered"
-        ctx.say(
-            "fixer",
-            state,
-            f"verified: {service} error rate {before['error_rate']:.0%} -> {after['error_rate']:.0%}, "
-            f"p95 {before['p95_ms']:.0f} -> {after['p95_ms']:.0f} ms",
-            verification=verification,
+        change = (
+            f"{service} error rate {before['error_rate']:.0%} -> {after['error_rate']:.0%}, "
+            f"p95 {before['p95_ms']:.0f} -> {after['p95_ms']:.0f} ms"
         )
+        if doubts:
+            incident.remediation["outcome"] = UNCLEAR
+            incident.remediation["unclear"] = doubts
+            plan = state["plan"]
+            ctx.say(
+                "fixer",
+                state,
+                f"recovered ({change}), but not credited to {plan['action']} {plan['service']}: "
+                f"{'; '.join(doubts)}; outcome unclear",
+                verification=verification,
+            )
+        else:
+            incident.remediation["outcome"] = "recovered"
+            ctx.say("fixer", state, f"verified: {change}", verification=verification)
     else:
         plan = state["plan"]
         incident.status = "escalated"
@@ -624,6 +669,109 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     return {"verification": verification, "outcome": incident.remediation["outcome"]}
 
 
+# Audit steps that change a service: ``applied`` until its verdict, the others at once.
+CHANGES = ("applied", "undone", "half-open", "lifted", "reapplied")
+VERDICTS = ("verified", "undone", "undo-failed")
+
+
+def _doubts(
+    ctx: SquadContext,
+    state: SquadState,
+    incident: Incident,
+    measured: Any,
+    verdict_at: float,
+) -> list[str]:
+    """Why a recovery seen after this change may not be its doing; empty when it is credited.
+
+    Credit needs the recovery to follow the change with nothing else to explain
+    it: the mind watched the whole time (no restart while verifying), the
+    trouble was still there just before the change (the last window of the same
+    measure, judged by the same SLO), and no other incident changed the same
+    service or this incident's cause while the outcome was open.
+    """
+    settings = ctx.settings
+    applied = state["applied"]
+    started = float(applied.get("started", applied["ts"]))
+    doubts: list[str] = []
+    last = max((i for i, a in enumerate(incident.audit) if a.get("step") == "applied"), default=-1)
+    if any(a.get("step") == "resumed" for a in incident.audit[last + 1 :]):
+        doubts.append(
+            "the mind restarted while verifying this change, so what happened meanwhile "
+            "was not watched"
+        )
+    start_ns = int(started * 1e9)
+    window_ns = int(settings.verify_window_s * 1e9)
+    pre = slo(
+        [s for s in ctx.store.spans_since(start_ns - window_ns, measured) if s.start_ns < start_ns],
+        settings.latency_threshold_ms,
+    )
+    if pre["requests"] >= settings.min_requests and _within_slo(settings, pre):
+        doubts.append(
+            f"the trouble had already ended before it (the last {settings.verify_window_s:.0f} s "
+            f"before the change: {pre['error_rate']:.0%} errors, {pre['slow_rate']:.0%} slow "
+            f"over {pre['requests']} requests)"
+        )
+    plan = state["plan"]
+    services = {
+        str(state["diagnosis"].get("service") or ""),
+        str(plan.get("service") or ""),
+        str((plan.get("params") or {}).get("dependency") or ""),
+    } - {""}
+    for other, step in _other_changes(
+        ctx.log, incident.id, services, started - settings.verify_window_s, verdict_at
+    ):
+        doubts.append(
+            f"{other} also changed {step.get('service')} ({step.get('action') or step['step']}, "
+            f"{step['step']}) while this outcome was open"
+        )
+    return doubts
+
+
+def _within_slo(settings: Settings, measure: dict[str, Any]) -> bool:
+    """The verdict's yardstick: errors and slow requests both at most the error-rate threshold."""
+    return bool(
+        measure["error_rate"] <= settings.error_rate_threshold
+        and measure["slow_rate"] <= settings.error_rate_threshold
+    )
+
+
+def _other_changes(
+    log: IncidentLog, own: str, services: set[str], since: float, until: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """Other incidents' changes to ``services`` that may show between ``since`` and ``until``.
+
+    From the incidents' audit trails: a change made in that span, or an
+    ``applied`` one made earlier whose own verdict had not come by ``since``
+    (its effect may be what shows now).
+    """
+    found: list[tuple[str, dict[str, Any]]] = []
+    for other in log.list(limit=50):
+        if other.id == own:
+            continue
+        for i, step in enumerate(other.audit):
+            name = step.get("step")
+            if name not in CHANGES:
+                continue
+            touched = {
+                str(step.get("service") or ""),
+                str((step.get("params") or {}).get("dependency") or ""),
+            }
+            ts = float(step.get("ts") or 0.0)
+            if not touched & services or ts > until:
+                continue
+            if ts < since and name == "applied":
+                later = other.audit[i + 1 :]
+                verdict = next(
+                    (float(a.get("ts") or 0.0) for a in later if a.get("step") in VERDICTS), None
+                )
+                if verdict is not None and verdict <= since:
+                    continue
+            elif ts < since:
+                continue
+            found.append((other.id, step))
+    return found
+
+
 def jules(ctx: SquadContext, state: SquadState, entry_factory: Any) -> SquadState:
     incident = ctx.incident(state)
     diagnosis = state.get("diagnosis") or {}
@@ -633,14 +781,24 @@ def jules(ctx: SquadContext, state: SquadState, entry_factory: Any) -> SquadStat
         ctx.log.save(incident)
         ctx.say("jules", state, f"nothing to archive; incident is {incident.status}")
         return {}
-    entry = entry_factory(incident, state)
-    ctx.memory.archive(entry)
-    ctx.say(
-        "jules",
-        state,
-        f"archived {incident.id} to memory: {incident.remediation['action']} -> "
-        f"{incident.remediation['outcome']}",
-    )
+    if incident.remediation.get("outcome") == UNCLEAR:
+        # Memory keeps verified outcomes: an unclear one would teach a fix that may
+        # have done nothing (or, as a failure, forbid one that may have worked).
+        ctx.say(
+            "jules",
+            state,
+            f"not archived: the recovery is not credited to {incident.remediation['action']} "
+            f"{incident.remediation.get('service')} (outcome unclear); nothing learnt",
+        )
+    else:
+        entry = entry_factory(incident, state)
+        ctx.memory.archive(entry)
+        ctx.say(
+            "jules",
+            state,
+            f"archived {incident.id} to memory: {incident.remediation['action']} -> "
+            f"{incident.remediation['outcome']}",
+        )
     window_s = state["applied"]["ts"] + 1.0 - state["window_start_ns"] / 1e9
     try:
         config = ctx.actuator.config(diagnosis["service"])

@@ -3,6 +3,8 @@
 Modes: ``auto`` acts, ``approve`` pauses the graph until a human answers,
 ``dry-run`` only writes what it would do. Guards hold in every mode: allowed
 actions and services, at most N actions per incident, a cooldown per service.
+Under ``auto`` the Fixer never acts on a diagnosis below ``min_confidence``
+(the Brain's confidence): it writes the proposal and escalates instead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 
 MODES = ("auto", "approve", "dry-run")
 ACTIONS = ("restart", "scale_out", "patch_config", "rollback", "open_circuit", "shed_load")
+# The Brain's confidence an action needs under ``auto`` (the default of the
+# ``policy_min_confidence`` setting): below it the Fixer looks again, then proposes.
+MIN_ACT_CONFIDENCE = 0.45
 
 
 @dataclass
@@ -25,6 +30,9 @@ class Policy:
     # Never take more than this share of a service's replicas out at once (a
     # single-process service may still be restarted: there is no other way).
     max_replica_share: float = 0.5
+    # Below this confidence in the diagnosis nothing is done under ``auto``, from
+    # the runbook or from memory alike: a guess is a proposal for a person.
+    min_confidence: float = MIN_ACT_CONFIDENCE
     _last_action: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -86,4 +94,5 @@ def policy_from(settings: Any) -> Policy:
         max_actions_per_incident=settings.policy_max_actions,
         cooldown_s=settings.policy_cooldown_s,
         max_replica_share=settings.policy_max_replica_share,
+        min_confidence=settings.policy_min_confidence,
     )
