@@ -557,6 +557,62 @@ def test_observer_approves_and_denies_into_the_real_incident_log(tmp_path: Path)
         lock.release()
 
 
+def test_ack_and_resolve_the_selected_incident_into_the_real_incident_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A acknowledges at once; R asks first, then resolves as $USER; a resolved one is refused."""
+    monkeypatch.setenv("USER", "dana")
+    settings, log = make_home(
+        tmp_path,
+        incident(INC_DONE, [TRACE], "recovered", status="resolved", age_s=600),
+        incident(INC_WAIT, [TRACE], "recovered", status="mitigated", age_s=30),
+    )
+    lock = MindLock(Paths(settings.home))
+    lock.acquire()  # another mind acts: this cockpit observes and writes the log itself
+    try:
+        app = SreSpaceApp(settings, span_source=lambda _: [])
+
+        def stored() -> Incident:
+            found = log.get(INC_WAIT)
+            assert found is not None
+            return found
+
+        async def scenario(pilot: Pilot[Any]) -> None:
+            await until(pilot, lambda: app.host.mode == "observing", timeout=30)
+            await until(pilot, lambda: app.selected_id == INC_WAIT)
+            await pilot.press("A")
+            await until(pilot, lambda: stored().acknowledged_by == "dana")
+            await until(pilot, lambda: f"{INC_WAIT} acknowledged by dana" in notices(app))
+            assert stored().status == "mitigated"
+            await until(pilot, lambda: "acknowledged by dana" in app.query_one(SquadTerminal).text)
+
+            await pilot.press("R")  # cancelled: nothing changes
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            assert f"Resolve {INC_WAIT} (mitigated) as dana?" in app.screen.question
+            await pilot.press("n")
+            await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+            assert stored().status == "mitigated"
+
+            await pilot.press("R")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("y")
+            await until(pilot, lambda: stored().status == "resolved")
+            assert stored().resolved_by == "dana"
+            await until(pilot, lambda: f"{INC_WAIT} resolved by dana" in notices(app))
+            await until(pilot, lambda: app.cockpit.incidents.selected is not None
+                        and app.cockpit.incidents.selected.status == "resolved")
+            await pilot.press("R")  # resolved already: a notice, no dialog
+            await until(pilot, lambda: f"{INC_WAIT} is already resolved" in notices(app))
+            assert not isinstance(app.screen, ConfirmScreen)
+            await pilot.press("q")
+
+        run(app, scenario, SIZE)
+    finally:
+        lock.release()
+    steps = [(a["step"], a.get("by")) for a in stored().audit if a.get("by") == "dana"]
+    assert steps == [("ack", "dana"), ("status", "dana")]
+
+
 def test_chaos_and_revert_ask_first_and_report_a_missing_lab(
     home: tuple[Settings, IncidentLog], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -642,7 +698,10 @@ def test_readonly_refuses_every_action(home: tuple[Settings, IncidentLog]) -> No
 
     async def scenario(pilot: Pilot[Any]) -> None:
         await until(pilot, lambda: app.selected_id == INC_WAIT)
-        for key, action in (("a", "approve"), ("d", "deny"), ("c", "chaos"), ("r", "revert")):
+        for key, action in (
+            ("a", "approve"), ("d", "deny"), ("A", "ack"), ("R", "resolve"), ("c", "chaos"),
+            ("r", "revert"),
+        ):
             await pilot.press(key)
             await until(pilot, lambda a=action: f"readonly: {a} is disabled" in notices(app))
             assert not isinstance(app.screen, ConfirmScreen | FaultScreen)

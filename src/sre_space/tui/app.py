@@ -194,13 +194,19 @@ class SreSpaceApp(App[None]):
         terminal.set_follow(not terminal.follow)
         self.cockpit.status.render()
 
-    # --- acting: approve, deny, chaos, revert (each asks first) ---------------------------
+    # --- acting: approve, deny, ack, resolve, chaos, revert (all but ack ask first) -----
 
     def action_approve(self) -> None:
         self.cockpit.actions.decide("approve")
 
     def action_deny(self) -> None:
         self.cockpit.actions.decide("deny")
+
+    def action_ack(self) -> None:
+        self.cockpit.actions.answer("ack")
+
+    def action_resolve(self) -> None:
+        self.cockpit.actions.answer("resolve")
 
     def action_chaos(self) -> None:
         self.cockpit.actions.chaos()

@@ -35,6 +35,8 @@ KEYS: list[Binding] = [
     Binding("f", "toggle_follow", "Follow", show=False),
     Binding("a", "approve", "Approve"),
     Binding("d", "deny", "Deny"),
+    Binding("A", "ack", "Acknowledge", show=False),
+    Binding("R", "resolve", "Resolve", show=False),
     Binding("c", "chaos", "Chaos"),
     Binding("r", "revert", "Revert"),
     Binding("ctrl+p", "command_palette", "Commands", show=False, key_display="^p"),
@@ -47,7 +49,7 @@ DIALOG_KEYS: list[Binding] = [
 ]
 
 # Actions that change something outside the cockpit: refused under --readonly.
-ACTING = frozenset({"approve", "deny", "chaos", "revert"})
+ACTING = frozenset({"approve", "deny", "ack", "resolve", "chaos", "revert"})
 
 
 def keys_for(*actions: str) -> list[Binding]:

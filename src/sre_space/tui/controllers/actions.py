@@ -1,4 +1,6 @@
-"""Acting outside the cockpit: approve, deny, inject a fault, revert. Each asks first.
+"""Acting outside the cockpit: approve, deny, ack, resolve, inject a fault, revert.
+
+Each asks first, but ack (it changes no status: a person says they have it).
 
 Refused under ``--readonly``. The work (SQLite, the lab's API) runs in a
 worker; ``ActionDone`` brings the outcome back for a notice and the terminal.
@@ -12,7 +14,8 @@ from collections.abc import Callable
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-from sre_space.incidents import IncidentLog
+from sre_space.errors import UsageError
+from sre_space.incidents import Incident, IncidentLog, person_from_env
 from sre_space.paths import Paths
 from sre_space.safe_text import TEXT_LIMIT, printable
 from sre_space.tui.context import CockpitContext
@@ -100,6 +103,58 @@ class ActionsController:
             log.exception("recording a decision")
             return ActionDone(f"{decision} {incident_id} failed: {exc}", ok=False)
         return ActionDone(f"{decision} recorded for {incident_id}", ok=True)
+
+    # --- people's answers: ack and resolve ---------------------------------------------------
+
+    def answer(self, what: str) -> None:
+        """Acknowledge (at once) or resolve (after a yes) the selected incident, as $USER."""
+        if self._refused(what):
+            return
+        incident = self.incidents.target
+        if incident is None:
+            self.tell("no incident selected", severity="warning")
+            return
+        if incident.status == "resolved":
+            self.tell(f"{incident.id} is already resolved", severity="warning")
+            return
+        incident_id, person = incident.id, person_from_env()
+        if what == "ack":
+            self._run(lambda: self._write_answer(incident_id, what, person))
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._run(lambda: self._write_answer(incident_id, what, person))
+
+        question = (
+            f"Resolve {incident_id} ({incident.status}) as {person}?\n\n"
+            "The mind keeps it resolved and stops watching it."
+        )
+        self.screen.app.push_screen(ConfirmScreen("resolve", question, yes="Resolve"), answered)
+
+    def _write_answer(self, incident_id: str, what: str, person: str) -> ActionDone:
+        def write(incident_log: IncidentLog) -> Incident:
+            if what == "ack":
+                return incident_log.acknowledge(incident_id, person)
+            return incident_log.resolve(incident_id, person)
+
+        try:
+            mind = self.ctx.host.mind
+            if mind is not None:
+                write(mind.log)
+            else:
+                incident_log = IncidentLog(Paths(self.ctx.settings.home).incidents_db)
+                try:
+                    write(incident_log)
+                finally:
+                    incident_log.close()
+        except UsageError as exc:  # resolved meanwhile, by someone else
+            return ActionDone(str(exc), ok=False)
+        except Exception as exc:
+            log.exception("recording %s", what)
+            return ActionDone(f"{what} {incident_id} failed: {exc}", ok=False)
+        done = "acknowledged" if what == "ack" else "resolved"
+        return ActionDone(f"{incident_id} {done} by {person}", ok=True)
 
     # --- chaos ---------------------------------------------------------------------------
 
