@@ -1,10 +1,10 @@
-"""Root-cause localisation on labelled real cases (``../shared/data/rca-dev`` by default).
+"""Root-cause localisation on labelled real cases (every set in ``../shared/data`` by default).
 
-For every case folder (``baseline.otlp.json.gz``, ``incident.otlp.json.gz``,
-the truth in ``labels.json``), prints where the true service ranks, then
-AC@1, AC@3 and Avg@5 (RCAEval's definitions: AC@k is the share of cases whose
-true service is among the first k; Avg@5 the mean of AC@1..AC@5) and seconds
-per case, for:
+For every labelled set (a folder holding ``labels.json`` and case folders
+with ``baseline.otlp.json.gz`` and ``incident.otlp.json.gz``), prints where
+the true service ranks, then AC@1, AC@3 and Avg@5 (RCAEval's definitions:
+AC@k is the share of cases whose true service is among the first k; Avg@5
+the mean of AC@1..AC@5) and seconds per case, overall and per fault type, for:
 
 1. ``localize`` with the baseline file as its reference (what ``sre-space
    analyze INCIDENT --baseline BASELINE`` runs);
@@ -12,14 +12,22 @@ per case, for:
    moved in time to just before the incident): it must find the change point
    itself (what ``sre-space analyze FILE`` runs on a recording of normal
    traffic followed by the fault);
-3. the naive ranking, for comparison: services by growth of their self time
-   per trace against the baseline.
+3. the naive rankings, for comparison: services by growth of their self time
+   per trace, or of one operation's p90 self time, against the baseline;
+4. published trace-based methods, re-implemented in ``comparators.py``:
+   MicroRank (WWW 2021), TraceRCA (IWQoS 2021), and a simple error-then-
+   latency rule.
+
+The same runs on the synthetic suite (``tests/rca_synth.py``). Each set's
+figures say whether ``localize`` ranks below the best comparator; the last
+line holds every set's figures.
 
 Seconds per case (wall clock, and CPU time of this process, which a busy
 machine does not inflate) count the analysis alone and, separately, reading
 the two files.
 
-Usage: ``python benchmarks/rca.py [DATA_DIR] [--json]``
+Usage: ``python benchmarks/rca.py [SET_DIR ...] [--json]`` (a folder without a
+``labels.json`` stands for the labelled sets inside it)
 """
 
 from __future__ import annotations
@@ -36,13 +44,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from comparators import COMPARATORS
+
 from sre_space.rca.localize import localize, paused_gc
 from sre_space.rca.stats import quantile
 from sre_space.rca.traces import group, views
 from sre_space.telemetry.files import read_spans
 from sre_space.telemetry.model import Span
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "rca-dev"
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 Traces = list[list[Span]]
 
 
@@ -134,13 +144,24 @@ def ours_one_window(incident: Traces, baseline: Traces) -> list[str]:
     return [c.service for c in localize(window, top=5)]
 
 
+OURS = "localize (baseline file)"
 METHODS: dict[str, Callable[[Traces, Traces], list[str]]] = {
-    "localize (baseline file)": ours,
+    OURS: ours,
     "localize (one window, change point)": ours_one_window,
     "naive op p90 self-time growth": naive_p90,
     "naive self-time growth": naive,
+    **COMPARATORS,
 }
-SYNTHETIC_METHODS = ("localize (baseline file)", "naive op p90 self-time growth")
+# what localize is measured against: everything but localize itself
+COMPARED = tuple(n for n in METHODS if not n.startswith("localize"))
+SHORT = {
+    OURS: "ours",
+    "localize (one window, change point)": "ours 1-win",
+    "naive op p90 self-time growth": "naive p90",
+    "naive self-time growth": "naive",
+    **{n: n.split(" ")[0].rstrip(":") for n in COMPARATORS},
+}
+SYNTHETIC_METHODS = (OURS, "naive op p90 self-time growth", *COMPARATORS)
 SIZES = (5, 10, 20, 40)
 SYNTHETIC_TRACES = 250  # per window: about 10,000 spans at 30 services
 
@@ -222,31 +243,20 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                         file=sys.stderr,
                     )
     n = len(rows) or 1
-
-    def table(key: str, values: tuple[Any, ...]) -> dict[str, dict[str, dict[str, float]]]:
-        return {
-            str(v): {
-                name: {
-                    k: round(x, 3)
-                    for k, x in accuracy([r[name]["rank"] for r in rows if r[key] == v]).items()
-                }
-                for name in SYNTHETIC_METHODS
-            }
-            for v in values
+    summary = {
+        name: {
+            **{k: round(x, 3) for k, x in accuracy([r[name]["rank"] for r in rows]).items()},
+            "s_per_case": round(seconds[name] / n, 3),
+            "cpu_s_per_case": round(cpu[name] / n, 3),
         }
-
+        for name in SYNTHETIC_METHODS
+    }
     return {
         "cases": rows,
-        "by_fault": table("fault", FAULT_KINDS),
-        "by_size": table("size", SIZES),
-        "summary": {
-            name: {
-                **{k: round(x, 3) for k, x in accuracy([r[name]["rank"] for r in rows]).items()},
-                "s_per_case": round(seconds[name] / n, 3),
-                "cpu_s_per_case": round(cpu[name] / n, 3),
-            }
-            for name in SYNTHETIC_METHODS
-        },
+        "by_fault": _by(rows, "fault", SYNTHETIC_METHODS, FAULT_KINDS),
+        "by_size": _by(rows, "size", SYNTHETIC_METHODS),
+        "summary": summary,
+        "versus": verdict(summary),
         "spans_per_case": round(spans / n),
         "calibration": reliability(
             [(r["confidence"], r[SYNTHETIC_METHODS[0]]["rank"] == 1) for r in rows]
@@ -261,6 +271,47 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                 ]
             )
         },
+    }
+
+
+def _by(
+    rows: list[dict[str, Any]],
+    key: str,
+    names: tuple[str, ...],
+    order: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """AC@1, AC@3 and Avg@5 of each method per value of ``key`` (a fault type, a size)."""
+    out: dict[str, Any] = {}
+    seen = {str(r[key]) for r in rows}
+    values = [v for v in order if v in seen] or sorted(seen, key=lambda v: (len(v), v))
+    for value in values:
+        inside = [r for r in rows if str(r[key]) == value]
+        out[value] = {
+            "cases": len(inside),
+            **{
+                name: {
+                    k: round(x, 3) for k, x in accuracy([r[name]["rank"] for r in inside]).items()
+                }
+                for name in names
+            },
+        }
+    return out
+
+
+def verdict(summary: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Localize against the best comparator: the best by AC@1 (then AC@3), and any beating it."""
+    compared = [n for n in COMPARED if n in summary]
+    best = max(
+        compared, key=lambda n: (summary[n]["AC@1"], summary[n]["AC@3"], summary[n]["Avg@5"])
+    )
+    mine = summary[OURS]
+    below = [k for k in ("AC@1", "AC@3") if max(summary[n][k] for n in compared) > mine[k] + 1e-9]
+    return {
+        "ours": {k: mine[k] for k in ("AC@1", "AC@3")},
+        "best_comparator": best,
+        "best": {k: summary[best][k] for k in ("AC@1", "AC@3")},
+        "best_ac3": max(summary[n]["AC@3"] for n in compared),
+        "below_on": below,
     }
 
 
@@ -295,30 +346,48 @@ def real(data: Path, quiet: bool) -> dict[str, Any] | None:
                 row["confidence"] = _confidence[0]
         rows.append(row)
         if not quiet:
-            got = row["localize (baseline file)"]
+            got = row[OURS]
+            others = " ".join(f"{SHORT[n]} {row[n]['rank'] or '-'}" for n in COMPARATORS)
             print(
-                f"{case}  {label['fault']:<15} {label['service']:<22} rank {got['rank'] or '-'}"
-                f"  (top: {', '.join(got['top'])})",
+                f"{data.name} {case}  {label['fault']:<15} {label['service']:<22} "
+                f"rank {got['rank'] or '-'}  (top: {', '.join(got['top'])})  [{others}]",
                 file=sys.stderr,
             )
     n = len(labels) or 1
+    summary = {
+        name: {
+            **{k: round(v, 3) for k, v in accuracy(ranks[name]).items()},
+            "s_per_case": round(seconds[name] / n, 3),
+            "cpu_s_per_case": round(cpu[name] / n, 3),
+        }
+        for name in METHODS
+    }
     return {
         "cases": rows,
-        "summary": {
-            name: {
-                **{k: round(v, 3) for k, v in accuracy(ranks[name]).items()},
-                "s_per_case": round(seconds[name] / n, 3),
-                "cpu_s_per_case": round(cpu[name] / n, 3),
-            }
-            for name in METHODS
-        },
+        "summary": summary,
+        "by_fault": _by(rows, "fault", tuple(METHODS)),
+        "versus": verdict(summary),
         "n": len(labels),
-        "calibration": reliability(
-            [(r["confidence"], r["localize (baseline file)"]["rank"] == 1) for r in rows]
-        ),
+        "calibration": reliability([(r["confidence"], r[OURS]["rank"] == 1) for r in rows]),
         "load_s_per_case": round(load_s / n, 3),
         "load_cpu_s_per_case": round(load_cpu / n, 3),
     }
+
+
+def label_sets(paths: list[Path]) -> list[Path]:
+    """The labelled sets named: a folder with ``labels.json``, or each such folder inside one."""
+    out: list[Path] = []
+    for path in paths:
+        if (path / "labels.json").exists():
+            out.append(path)
+        elif path.is_dir():
+            inside = sorted(d for d in path.iterdir() if (d / "labels.json").exists())
+            if not inside:
+                print(f"rca benchmark: no labelled sets in {path}", file=sys.stderr)
+            out.extend(inside)
+        else:
+            print(f"rca benchmark: {path} not found; its cases skipped", file=sys.stderr)
+    return out
 
 
 def _print_table(title: str, summary: dict[str, dict[str, float]], width: int = 38) -> None:
@@ -327,6 +396,23 @@ def _print_table(title: str, summary: dict[str, dict[str, float]], width: int = 
     for name, s in summary.items():
         timing = f"{s['s_per_case']:>7.3f} {s['cpu_s_per_case']:>6.3f}" if "s_per_case" in s else ""
         print(f"{name:<{width}} {s['AC@1']:>6.3f} {s['AC@3']:>6.3f} {s['Avg@5']:>6.3f} {timing}")
+
+
+def _print_by(title: str, table: dict[str, Any], names: tuple[str, ...]) -> None:
+    print(f"\nby {title} (AC@1/AC@3)")
+    print(f"{title:<16} {'cases':>5}" + "".join(f"{SHORT[n]:>11}" for n in names))
+    for value, per in table.items():
+        cells = "".join(f"{per[n]['AC@1']:>6.2f}/{per[n]['AC@3']:.2f}" for n in names)
+        print(f"{value:<16} {per['cases']:>5}{cells}")
+
+
+def _print_versus(v: dict[str, Any]) -> None:
+    flag = f"  BELOW comparator on {' and '.join(v['below_on'])}" if v["below_on"] else ""
+    print(
+        f"\nlocalize {v['ours']['AC@1']:.3f}/{v['ours']['AC@3']:.3f} (AC@1/AC@3), best "
+        f"comparator {v['best_comparator']} {v['best']['AC@1']:.3f}/{v['best']['AC@3']:.3f}"
+        f" (best AC@3 of any {v['best_ac3']:.3f}){flag}"
+    )
 
 
 def _print_calibration(bands: list[dict[str, Any]]) -> None:
@@ -338,9 +424,20 @@ def _print_calibration(bands: list[dict[str, Any]]) -> None:
         )
 
 
+def _figures(name: str, v: dict[str, Any]) -> str:
+    o, b = v["ours"], v["best"]
+    below = " BELOW" if v["below_on"] else ""
+    return (
+        f"{name} ours {o['AC@1']:.2f}/{o['AC@3']:.2f} best-comparator "
+        f"{b['AC@1']:.2f}/{b['AC@3']:.2f} ({SHORT[v['best_comparator']]}){below}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "data", nargs="*", type=Path, help=f"labelled sets (default: every set in {DEFAULT_DATA})"
+    )
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--per-cell", type=int, default=4, help="synthetic cases per class x size")
     parser.add_argument("--seed", type=int, default=1)
@@ -348,36 +445,40 @@ def main() -> int:
     parser.add_argument("--no-real", action="store_true")
     args = parser.parse_args()
     synth = None if args.no_synthetic else synthetic(args.per_cell, args.seed, args.json)
-    found = None if args.no_real else real(args.data, args.json)
+    found: dict[str, dict[str, Any]] = {}
+    if not args.no_real:
+        for data in label_sets(args.data or [DEFAULT_DATA]):
+            got = real(data, args.json)
+            if got is not None:
+                found[data.name] = {"path": str(data), **got}
     if args.json:
         print(json.dumps({"synthetic": synth, "real": found}, indent=2))
         return 0
+    figures: list[str] = []
+    for name, got in found.items():
+        _print_table(f"{got['n']} real cases from {got['path']}", got["summary"])
+        blank = f"{'':>6} {'':>6} {'':>6}"
+        print(
+            f"{'(reading the two files)':<38} {blank} {got['load_s_per_case']:>7.3f} "
+            f"{got['load_cpu_s_per_case']:>6.3f}"
+        )
+        _print_by(f"{name} fault", got["by_fault"], tuple(METHODS))
+        _print_calibration(got["calibration"])
+        _print_versus(got["versus"])
+        figures.append(_figures(name, got["versus"]))
     if synth is not None:
         print(
-            f"synthetic suite: {len(synth['cases'])} cases, ~{synth['spans_per_case']} spans each"
+            f"\nsynthetic suite: {len(synth['cases'])} cases, ~{synth['spans_per_case']} spans each"
         )
         _print_table("all synthetic cases", synth["summary"])
-        for key, title in (("by_fault", "fault class"), ("by_size", "services")):
-            print(f"\nby {title} (AC@1 / AC@3 / Avg@5)")
-            names = SYNTHETIC_METHODS
-            print(f"{title:<14}" + "".join(f"{n[:30]:>34}" for n in names))
-            for value, per in synth[key].items():
-                cells = "".join(
-                    f"{per[n]['AC@1']:>14.2f} /{per[n]['AC@3']:>5.2f} /{per[n]['Avg@5']:>5.2f}"
-                    for n in names
-                )
-                print(f"{value:<14}{cells}")
+        _print_by("fault class", synth["by_fault"], SYNTHETIC_METHODS)
+        _print_by("services", synth["by_size"], SYNTHETIC_METHODS)
         _print_calibration(synth["calibration"])
         print("\nfault class right, where the service is right (localize)")
         print("  " + ", ".join(f"{k} {v:.2f}" for k, v in synth["class_right"].items()))
-    if found is not None:
-        _print_table(f"{found['n']} real cases from {args.data}", found["summary"])
-        _print_calibration(found["calibration"])
-        blank = f"{'':>6} {'':>6} {'':>6}"
-        print(
-            f"{'(reading the two files)':<38} {blank} {found['load_s_per_case']:>7.3f} "
-            f"{found['load_cpu_s_per_case']:>6.3f}"
-        )
+        _print_versus(synth["versus"])
+        figures.append(_figures("synthetic", synth["versus"]))
+    print("\nrca: " + (" | ".join(figures) or "no cases run"))
     return 0
 
 
