@@ -141,6 +141,20 @@ def test_a_locked_incident_log_is_an_infrastructure_error(tmp_path: Path) -> Non
     assert sre(tmp_path, "ack", INC).returncode == 0  # free again
 
 
+def test_an_audit_entry_changed_in_place_is_not_kept_twice(tmp_path: Path) -> None:
+    log = home_with_incident(tmp_path)
+    held = log.get(INC)
+    assert held is not None
+    held.audit.append({"ts": time.time(), "step": "applied", "result": {"ok": True}})
+    log.save(held)
+    held.audit[-1]["result"]["pid"] = 42  # the holder's copy, changed after it was saved
+    log.save(held)
+    stored = log.get(INC)
+    assert stored is not None
+    assert [a["step"] for a in stored.audit].count("applied") == 1
+    assert stored.audit[-1]["result"] == {"ok": True, "pid": 42}
+
+
 def test_a_running_mind_keeps_a_persons_resolve_and_stops_watching_it(tmp_path: Path) -> None:
     from sre_space.mind import Mind
 
