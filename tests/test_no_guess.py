@@ -212,9 +212,9 @@ class Traffic:
 
     TICK_NS = 20_000_000
 
-    def __init__(self, store: TraceStore, healed_at_ns: int | None = None) -> None:
+    def __init__(self, store: TraceStore) -> None:
         self.store = store
-        self.healed_at_ns = healed_at_ns
+        self.healed_at_ns: int | None = None
         self.start_ns = time.time_ns()
         self._sent_ns = self.start_ns
         self._ids = itertools.count(1)
@@ -236,6 +236,11 @@ class Traffic:
     def covered_s(self) -> float:
         """How many seconds of traffic the store holds."""
         return (self._sent_ns - self.start_ns) / 1e9
+
+    def healthy_s(self) -> float:
+        """How many seconds of healthy traffic the store holds since the healing."""
+        healed = self.healed_at_ns
+        return 0.0 if healed is None else max(0, self._sent_ns - healed) / 1e9
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
@@ -286,10 +291,12 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(
     make: Any, case: str
 ) -> None:
     squad = make(verify_timeout_s=60.0, verify_window_s=1.0)
-    # already over: the fault ended on its own before the Fixer acted
-    with Traffic(squad.store, time.time_ns() if case == "already-over" else None) as traffic:
+    with Traffic(squad.store) as traffic:
         window = squad.settings.verify_window_s
-        wait_until(lambda: traffic.covered_s() >= 2 * window, 60, what="traffic before the action")
+        wait_until(lambda: traffic.covered_s() >= 2 * window, 60, what="failing traffic")
+        if case == "already-over":  # the fault ends on its own before the Fixer acts
+            traffic.heal()
+            wait_until(lambda: traffic.healthy_s() >= 2 * window, 60, what="healthy again")
         other = _other_fix(squad) if case == "another-incident" else None
 
         # Otherwise the trouble ends once the Fixer's program has run (and, in the

@@ -603,10 +603,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         if spans and max(s.start_ns for s in spans) - since_ns >= window_ns:
             after = slo(spans, settings.latency_threshold_ms)
             if after["requests"] >= settings.min_requests:
-                recovered = (
-                    after["error_rate"] <= settings.error_rate_threshold
-                    and after["slow_rate"] <= settings.error_rate_threshold
-                )
+                recovered = _within_slo(settings, after)
                 if recovered:
                     break
                 # Keep only the newest window: recovery may take a moment to show.
@@ -685,9 +682,10 @@ def _doubts(
 
     Credit needs the recovery to follow the change with nothing else to explain
     it: the mind watched the whole time (no restart while verifying), the
-    trouble was still there just before the change (the last window of the same
-    measure, judged by the same SLO), and no other incident changed the same
-    service or this incident's cause while the outcome was open.
+    trouble the verdict's measure saw in the incident's window had not already
+    gone from it in the last window before the change (judged by the same SLO),
+    and no other incident changed the same service or this incident's cause
+    while the outcome was open.
     """
     settings = ctx.settings
     applied = state["applied"]
@@ -699,17 +697,20 @@ def _doubts(
             "the mind restarted while verifying this change, so what happened meanwhile "
             "was not watched"
         )
+    # The verdict's own measure, before the change: out of the SLO in the incident's
+    # window, and back within it already in the last window before the change.
     start_ns = int(started * 1e9)
-    window_ns = int(settings.verify_window_s * 1e9)
-    pre = slo(
-        [s for s in ctx.store.spans_since(start_ns - window_ns, measured) if s.start_ns < start_ns],
-        settings.latency_threshold_ms,
-    )
-    if pre["requests"] >= settings.min_requests and _within_slo(settings, pre):
+    last_ns = start_ns - int(settings.verify_window_s * 1e9)
+    spans = ctx.store.spans_since(state["window_start_ns"], measured)
+    was = slo([s for s in spans if s.start_ns < last_ns], settings.latency_threshold_ms)
+    pre = slo([s for s in spans if last_ns <= s.start_ns < start_ns], settings.latency_threshold_ms)
+    enough = min(was["requests"], pre["requests"]) >= settings.min_requests
+    if enough and not _within_slo(settings, was) and _within_slo(settings, pre):
         doubts.append(
-            f"the trouble had already ended before it (the last {settings.verify_window_s:.0f} s "
-            f"before the change: {pre['error_rate']:.0%} errors, {pre['slow_rate']:.0%} slow "
-            f"over {pre['requests']} requests)"
+            f"the trouble had already ended before it ({was['error_rate']:.0%} errors, "
+            f"{was['slow_rate']:.0%} slow in the incident's window; {pre['error_rate']:.0%} "
+            f"and {pre['slow_rate']:.0%} over {pre['requests']} requests in the last "
+            f"{settings.verify_window_s:.0f} s before the change)"
         )
     plan = state["plan"]
     services = {
