@@ -56,8 +56,18 @@ from sre_space.detect.rules import LATENCY_MS
 from sre_space.rca.changepoint import change_point
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
 from sre_space.rca.reference import HIGH_QUANTILE, MIN_SAMPLES, TRACE_SHARE, Reference
-from sre_space.rca.stats import excess_weight, median, median_low, quantile
-from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_of, views
+from sre_space.rca.stats import excess_weight, median, median_low, quantile, rank_shift
+from sre_space.rca.traces import (
+    END,
+    START,
+    Call,
+    OpKey,
+    Step,
+    TraceView,
+    own_times,
+    peer_of,
+    views,
+)
 from sre_space.telemetry.model import Span
 
 # A failed request is stronger evidence than a slow or reshaped one: when a
@@ -83,6 +93,14 @@ GROWTH_WEIGHT = 0.1
 # least this many): the whole process is slower, its CPU, not one piece of work.
 CPU_SHARE = 0.5
 CPU_MIN_OPERATIONS = 3
+# A service's own time per visit is judged by rank (stats.rank_shift): shifted
+# when the Mann-Whitney z reaches this (one-sided p about 0.001; tens of
+# operations are tested at once) on at least this many visits before and now.
+OWN_SHIFT_Z = 2.5
+OWN_MIN_VISITS = 3
+# ... and when its median grew by at least this factor: the load of another hour
+# moves every service's time a little; a fault in one moves its own a lot.
+OWN_MIN_RATIO = 1.5
 # The top candidate's confidence runs between these (see _calibrate).
 CONFIDENCE_FLOOR = 0.1
 CONFIDENCE_CEILING = 0.95
@@ -286,7 +304,9 @@ def _blame_latency(
 
 def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_Blame]:
     """An unusual step in a call's sequence of child calls (see the module docstring)."""
-    own = _Blame(call.service, call.entry_op, "structure", "error", weight, call.key, step=step)
+    own = _Blame(
+        call.service, call.entry_op, "structure", "error", weight, call.step_key, step=step
+    )
     answer = ref.answered_by(call.key, call)
     if answer is not None and call.callee is None and answer in ref.typical_children(call.key):
         # A call out whose callee's span is gone: the callee never answered.
@@ -297,7 +317,7 @@ def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_
                 "structure",
                 _no_answer(call, ref),
                 weight,
-                call.key,
+                call.step_key,
                 step=step,
             )
         ]
@@ -320,7 +340,7 @@ def _blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[_
             "structure",
             "error",
             weight * AFTER_CALL_CALLEE_SHARE,
-            call.key,
+            call.step_key,
             step=step,
         ),
     ]
@@ -400,7 +420,7 @@ def _window_stats(
                 stats.failure_classes[c.key[0]][classify_span(c.span) or "error"] += 1
             stats.self_ms[c.key].append(c.self_ms)
             if v.complete:
-                ks = (c.key, c.sequence)
+                ks = (c.step_key, c.sequence)
                 sequences[ks] = sequences.get(ks, 0) + 1
             if c.callee is not None:
                 stats.callee.setdefault(c.key, c.callee)
@@ -415,11 +435,48 @@ def _window_stats(
     return stats, slow_flags
 
 
+class _OwnShift(NamedTuple):
+    """An entry operation whose visits' own time rose (see :func:`_own_shifts`)."""
+
+    weight: float  # the share of its visits above the reference's p90 the change explains
+    high_ms: float  # the reference's p90
+    z: float
+    visits: int
+    p50_ms: float
+    baseline_visits: int
+    baseline_p50_ms: float
+
+
+def _own_shifts(window: list[TraceView], ref: Reference) -> dict[OpKey, _OwnShift]:
+    """Entry operations whose visits take longer in their own service than before."""
+    now: dict[OpKey, list[float]] = defaultdict(list)
+    for v in window:
+        for key, own_ms in own_times(v, ref.calls_out):
+            now[key].append(own_ms)
+    out: dict[OpKey, _OwnShift] = {}
+    for key, samples in now.items():
+        before = ref.own.get(key)
+        if not before or min(len(before), len(samples)) < OWN_MIN_VISITS:
+            continue
+        z, _ = rank_shift(samples, before)
+        if z < OWN_SHIFT_Z or median(samples) < OWN_MIN_RATIO * median(before):
+            continue
+        high = quantile(before, HIGH_QUANTILE)
+        share = sum(1 for x in samples if x > high) / len(samples)
+        if share > 1 - HIGH_QUANTILE:
+            weight = 1 - (1 - HIGH_QUANTILE) / share
+            out[key] = _OwnShift(
+                weight, high, z, len(samples), median(samples), len(before), median(before)
+            )
+    return out
+
+
 @dataclass
 class _Judgement:
     blamed: list[tuple[str, list[_Blame]]]
     stats: _WindowStats
     ref: Reference | None = None
+    own: dict[OpKey, _OwnShift] = field(default_factory=dict)
     w_step: dict[tuple[OpKey, Step], float] = field(default_factory=dict)
     # per service: its operations the reference knows, and those whose own time grew
     known: dict[str, int] = field(default_factory=dict)
@@ -440,7 +497,7 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
     }
     w_step: dict[tuple[OpKey, Step], float] = {}
     for key, steps in stats.steps.items():
-        if ref.calls[key] == 0:
+        if ref.step_from[(key, START)] == 0:
             continue  # an operation the reference never saw: judged where it was called
         step_from = stats.step_from[key]
         for step, hits in steps.items():
@@ -465,9 +522,19 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
         stats.above,
         lambda k: (ref.ops[k].above, ref.ops[k].n) if k in ref.ops else (0, 0),
     )
+    own = _own_shifts(window, ref)
     blamed: list[tuple[str, list[_Blame]]] = []
     for v, flags in zip(window, slow_flags, strict=True):
         blames: list[_Blame] = []
+        for key, own_ms in own_times(v, ref.calls_out) if own else ():
+            shift = own.get(key)
+            if shift is not None and own_ms > shift.high_ms:
+                # this visit's own work, slower than it was: its service's, weighed
+                # like a shifted call by how much of its trace the shift is (the
+                # shift's, not this visit's: one visit's excess is mostly noise)
+                size = (shift.p50_ms - shift.baseline_p50_ms) / max(TRACE_SHARE * v.root_ms, 1e-3)
+                w = shift.weight * min(1.0, size)
+                blames.append(_Blame(key[0], key[1], "latency", "latency", w, key))
         deeper = any(c.error_origin and c.service in v.in_flight for c in v.calls)
         for c, flag in zip(v.calls, flags, strict=True):
             if c.error_origin and w_err.get(c.key, 0.0) > 0:
@@ -491,9 +558,9 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
                 callee = _callee(c, ref) if c.exit else None
                 share = shift_shares.get((c.service, callee[0]), 0.5) if callee else 0.0
                 blames.extend(_blame_latency(c, ref, w, share))
-            if v.complete and c.key in unusual:
+            if v.complete and (sk := c.step_key) in unusual:
                 for step in c.steps():
-                    w = w_step.get((c.key, step), 0.0)
+                    w = w_step.get((sk, step), 0.0)
                     if w > 0:
                         blames.extend(_blame_step(c, step, ref, w))
         if blames:
@@ -507,7 +574,9 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
         known[key[0]] += 1
         if w_slow.get(key, 0.0) > 0 or w_shift.get(key, 0.0) > 0:
             shifted[key[0]].add(key[1])
-    return _Judgement(blamed, stats, ref, w_step, dict(known), dict(shifted))
+    for key in own:
+        shifted[key[0]].add(key[1])
+    return _Judgement(blamed, stats, ref, own, w_step, dict(known), dict(shifted))
 
 
 def _judge_static(window: list[TraceView], threshold_ms: float) -> _Judgement:
@@ -539,7 +608,8 @@ def _signal(kind: str, origin: tuple[OpKey, Step | None], j: _Judgement) -> dict
     """What the statistics of one operation show, for the evidence."""
     source, step = origin
     st, ref = j.stats, j.ref
-    n = st.calls[source]
+    # a structural finding's source is the operation as one caller uses it (step_key)
+    n = st.calls[source] or st.step_from[source][START]
     doc: dict[str, Any] = {
         "kind": kind,
         "span": {"service": source[0], "name": source[1]},
@@ -550,6 +620,19 @@ def _signal(kind: str, origin: tuple[OpKey, Step | None], j: _Judgement) -> dict
         doc["error_rate"] = _rate(st.errors[source], n)
         if ref is not None:
             doc["baseline_error_rate"] = _rate(*ref.errors.get(source, (0, 0)))
+    elif kind == "latency" and source in j.own:
+        shift = j.own[source]
+        # the request's own time in its service, whatever spans it is spread over
+        doc["self_time_p50_ms"] = round(shift.p50_ms, 2)
+        doc["baseline_self_time_p50_ms"] = round(shift.baseline_p50_ms, 2)
+        doc["own_time"] = {
+            "visits": shift.visits,
+            "p50_ms": round(shift.p50_ms, 2),
+            "baseline_visits": shift.baseline_visits,
+            "baseline_p50_ms": round(shift.baseline_p50_ms, 2),
+            "z": round(shift.z, 2),
+        }
+        doc["hop"] = "own work"
     elif kind == "latency":
         doc["slow_calls"] = st.slow[source]
         doc["self_time_p50_ms"] = round(median(st.self_ms[source]), 2)

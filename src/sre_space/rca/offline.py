@@ -86,6 +86,12 @@ def _describe(sig: dict[str, Any]) -> str:
     span = sig.get("span", {})
     where = f"{span.get('service', '?')} {span.get('name', '?')}"
     kind = sig.get("kind")
+    own = sig.get("own_time")
+    if kind == "latency" and own:
+        return (
+            f"{where}: own work per request p50 {own['p50_ms']} ms over {own['visits']} "
+            f"(was {own['baseline_p50_ms']} ms over {own['baseline_visits']}; rank z {own['z']})"
+        )
     if kind == "latency":
         text = (
             f"{where}: {sig.get('hop', 'own work')}, self time p50 {sig.get('self_time_p50_ms')} ms"

@@ -23,7 +23,16 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from sre_space.rca.stats import mad_sigma, median, proportion_z, quantile
-from sre_space.rca.traces import END, START, Call, OpKey, Step, TraceView, peer_address
+from sre_space.rca.traces import (
+    END,
+    START,
+    Call,
+    OpKey,
+    Step,
+    TraceView,
+    own_times,
+    peer_address,
+)
 
 MIN_SAMPLES = 8  # fewer reference calls than this: no opinion on the operation
 SIGMAS = 4.0  # a call is slow when its self time exceeds the median by this many sigmas ...
@@ -82,6 +91,8 @@ class Reference:
     callee: dict[OpKey, tuple[str, str]] = field(default_factory=dict)
     # the service (and operation) that answered at a call's address (peer_address)
     at_address: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # per entry operation of a service: its visits' own time, sorted (TraceView.visits)
+    own: dict[OpKey, list[float]] = field(default_factory=dict)
 
     @classmethod
     def learn(cls, views: list[TraceView]) -> Reference:
@@ -109,7 +120,8 @@ class Reference:
                 ks = (key, c.sequence)
                 shapes[ks] = shapes.get(ks, 0) + 1
                 if v.complete:  # a trace still in flight (or cut short) has no order to learn
-                    s_seq[ks] = s_seq.get(ks, 0) + 1
+                    ss = (c.step_key, c.sequence)
+                    s_seq[ss] = s_seq.get(ss, 0) + 1
                 if c.callee is not None and c.callee_op is not None:
                     callees[key][(c.callee, c.callee_op)] += 1
                     address = peer_address(c.span)
@@ -123,6 +135,11 @@ class Reference:
             ref.ops[key] = OpStats(len(values), med, mad_sigma(values, med), high, above)
             ref.calls[key] = len(values)
         ref.callee = {k: cnt.most_common(1)[0][0] for k, cnt in callees.items()}
+        own: dict[OpKey, list[float]] = defaultdict(list)
+        for v in views:
+            for key, own_ms in own_times(v, ref.calls_out):
+                own[key].append(own_ms)
+        ref.own = {k: sorted(v) for k, v in own.items()}
         ref.at_address = {k: cnt.most_common(1)[0][0] for k, cnt in addresses.items()}
         for (key, seq), m in shapes.items():
             presence = ref.presence[key]
@@ -163,6 +180,10 @@ class Reference:
         if st is None or st.n < MIN_SAMPLES:
             return False
         return call.self_ms - st.median_ms > max(SIGMAS * st.sigma_ms, TRACE_SHARE * root_ms)
+
+    def calls_out(self, call: Call) -> bool:
+        """A call out of its service: by its kind or child, or as the reference knows it."""
+        return call.exit or call.key in self.callee
 
     def step_counts(self, key: OpKey, step: Step) -> Counts:
         """How often ``key``'s calls took ``step`` after ``step[0]``, of how many got there."""

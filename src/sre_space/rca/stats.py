@@ -80,3 +80,34 @@ def excess_weight(hits: int, n: int, ref_hits: int, ref_n: int, z: float = DEFAU
     rate = hits / n
     ref_rate = (ref_hits + 0.5) / (ref_n + 1.0)
     return max(0.0, min(1.0, 1.0 - ref_rate / rate))
+
+
+def rank_shift(now: Sequence[float], ref: Sequence[float]) -> tuple[float, float]:
+    """How far ``now`` lies above ``ref``: the Mann-Whitney z and the chance a value of
+    ``now`` exceeds one of ``ref`` (ties count half; 0.5 is no shift).
+
+    A rank test sees a service that became slower at every call on a handful
+    of calls, where counting calls above a percentile needs many; and it is
+    blind to how slow the slowest were, so one stuck request moves it little.
+    """
+    n, m = len(now), len(ref)
+    if not n or not m:
+        return 0.0, 0.5
+    merged = sorted([(v, 0) for v in now] + [(v, 1) for v in ref])
+    rank_sum = 0.0
+    tie_term = 0.0
+    i = 0
+    while i < len(merged):
+        j = i
+        while j + 1 < len(merged) and merged[j + 1][0] == merged[i][0]:
+            j += 1
+        mid = (i + j) / 2 + 1  # the average rank of the tied run
+        t = j - i + 1
+        tie_term += t**3 - t
+        rank_sum += mid * sum(1 for k in range(i, j + 1) if merged[k][1] == 0)
+        i = j + 1
+    u = rank_sum - n * (n + 1) / 2
+    total = n + m
+    var = n * m / 12 * ((total + 1) - tie_term / (total * (total - 1)))
+    z = (u - n * m / 2) / math.sqrt(var) if var > 0 else 0.0
+    return z, u / (n * m)

@@ -13,7 +13,7 @@ sent twice must not count twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -33,10 +33,17 @@ EXIT_KINDS = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
 CALLEE_TROUBLE_4XX = frozenset({408, 429})
 
 
+# A framework that hands a failed request to its error handler records the
+# handler as a span of its own: Spring Boot's default error controller, named
+# Class.method by OpenTelemetry's Java agent. Where spans carry no status, it
+# is the sign that the request failed; it is no call the code chose to make.
+ERROR_DISPATCH = frozenset({"BasicErrorController.error", "BasicErrorController.errorHtml"})
+
+
 def failed(span: Span) -> bool:
     """Whether a span counts as a failure: ERROR, unless a callee refused a request."""
     if not span.error or span.kind != SpanKind.CLIENT:
-        return span.error
+        return span.error or span.name in ERROR_DISPATCH
     status = span.http_status
     return status is None or not (400 <= status < 500 and status not in CALLEE_TROUBLE_4XX)
 
@@ -59,10 +66,21 @@ class Call:
     last_child: OpKey | None  # the child that finished last
     error_origin: bool  # failed, and none of its children failed
     entry_op: str  # the operation of its service this call ran in (the request it served)
+    # who asked: the calling service and the request it served ("" at the root)
+    context: str = ""
+    visit: str = ""  # the span id of the span that entered its service: one visit there
 
     @property
     def service(self) -> str:
         return self.key[0]
+
+    @property
+    def step_key(self) -> OpKey:
+        """The operation as its callers use it: what it calls, and in what order,
+        depends on who asked (one service's request may reach it by several routes)."""
+        if not self.context:
+            return self.key
+        return (self.key[0], f"{self.key[1]} <- {self.context}")
 
     def steps(self) -> list[Step]:
         """What it did first, after each child call, and last: START -> a -> b -> END."""
@@ -161,10 +179,13 @@ def view(trace: list[Span]) -> TraceView:
                 orphans.add(s.service)
     calls: list[Call] = []
     exit_kinds, entry_kinds = _EXIT_KIND_VALUES, _ENTRY_KIND_VALUES
-    stack: list[tuple[Span, str]] = [(r, r.name) for r in roots]
+    # (span, the request it served, the span that entered its service: its
+    # visit, and who asked: the calling service's request)
+    stack: list[tuple[Span, str, str, str]] = [(r, r.name, r.span_id, "") for r in roots]
+    waits: dict[str, list[tuple[int, int, str]]] = {}  # per visit, its answered calls out
     seen = 0
     while stack:
-        s, entry = stack.pop()
+        s, entry, visit, context = stack.pop()
         seen += 1
         service = s.service
         start, end = s.start_ns, s.end_ns
@@ -176,7 +197,7 @@ def view(trace: list[Span]) -> TraceView:
         if kids:
             if len(kids) > 1:
                 kids.sort(key=_start)
-            sequence = tuple([(c.service, c.name) for c in kids])
+            sequence = tuple([(c.service, c.name) for c in kids if c.name not in ERROR_DISPATCH])
             shape = frozenset(sequence)
             covered = 0
             cur_start = cur_end = start
@@ -189,9 +210,9 @@ def view(trace: list[Span]) -> TraceView:
                 if c.service != service:
                     if callee is None:
                         callee, callee_op = c.service, c.name
-                    stack.append((c, c.name))
+                    stack.append((c, c.name, c.span_id, f"{service} {entry}"))
                 else:
-                    stack.append((c, c.name if c.kind in entry_kinds else entry))
+                    stack.append((c, c.name if c.kind in entry_kinds else entry, visit, context))
                 # union of the children's intervals, clipped to the span
                 c_start = c_start if c_start > start else start
                 c_end = c_end if c_end < end else end
@@ -208,6 +229,8 @@ def view(trace: list[Span]) -> TraceView:
             shape = _NO_SHAPE
             sequence = ()
             self_ns = end - start if end > start else 0
+        if callee is not None:
+            waits.setdefault(visit, []).append((start, end, s.span_id))
         calls.append(
             Call(
                 s,
@@ -221,8 +244,12 @@ def view(trace: list[Span]) -> TraceView:
                 (last.service, last.name) if last is not None else None,
                 failed(s) and not failed_child,
                 entry,
+                context,
+                visit,
             )
         )
+    if waits:
+        _discount_waits(calls, children, waits)
     if seen < len(trace):  # a parent cycle: keep those spans, as their own roots
         done = {c.span.span_id for c in calls}
         for s in trace:
@@ -238,6 +265,67 @@ def view(trace: list[Span]) -> TraceView:
         complete,
         frozenset(orphans),
     )
+
+
+def own_times(v: TraceView, calls_out: Callable[[Call], bool]) -> list[tuple[OpKey, float]]:
+    """Per visit to a service: its entry operation and the time it worked on its own.
+
+    A request's own time in a service is its spans' self time without the
+    calls out (their time is a wait on someone else; ``calls_out`` says which
+    calls are, where a call whose callee never answered has no child to say
+    so). However the service's instrumentation nests its spans (a controller,
+    a repository, a query, or one span), the sum is the same: a CPU-starved
+    service is slower in it, whichever of its spans the slowness lands in.
+    """
+    own: dict[str, float] = {}
+    entry: dict[str, OpKey] = {}
+    for c in v.calls:
+        if c.span.span_id == c.visit:
+            entry[c.visit] = c.key
+        if not calls_out(c):
+            own[c.visit] = own.get(c.visit, 0.0) + c.self_ms
+    return [(key, own.get(visit, 0.0)) for visit, key in entry.items()]
+
+
+def _discount_waits(
+    calls: list[Call], children: dict[str, list[Span]], waits: dict[str, list[tuple[int, int, str]]]
+) -> None:
+    """Time a service spent waiting on another service is not its own work.
+
+    Most spans nest their calls out, so their children already account for the
+    wait. Reactive and asynchronous handlers do not: Spring WebFlux's handler
+    span, for one, has no children and lasts as long as the call out beside
+    it, so its self time would be the callee's time. A span's self time is the
+    part of it covered neither by its children nor by a call out of the same
+    visit of its service that another service answered.
+    """
+    for c in calls:
+        out = waits.get(c.visit)
+        if not out or c.self_ms <= 0 or c.callee is not None:
+            continue
+        span = c.span
+        start, end = span.start_ns, span.end_ns
+        beside = [(a, b) for a, b, sid in out if sid != span.span_id and a < end and b > start]
+        if beside:
+            kids = [(k.start_ns, k.end_ns) for k in children.get(span.span_id, ())]
+            c.self_ms = _uncovered(start, end, beside + kids) / 1e6
+
+
+def _uncovered(start: int, end: int, intervals: list[tuple[int, int]]) -> int:
+    """How much of [start, end] none of ``intervals`` covers."""
+    covered = 0
+    cur_start = cur_end = start
+    for a, b in sorted(intervals):
+        a, b = max(a, start), min(b, end)
+        if b <= a:
+            continue
+        if a > cur_end:
+            covered += cur_end - cur_start
+            cur_start, cur_end = a, b
+        elif b > cur_end:
+            cur_end = b
+    covered += cur_end - cur_start
+    return max(0, end - start - covered)
 
 
 def views(traces: Iterable[list[Span]], limit: int | None = None) -> list[TraceView]:
