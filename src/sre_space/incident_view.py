@@ -65,6 +65,15 @@ def _audit_line(step: dict[str, Any]) -> str:
         arrow = f"{step.get('from') or 'new'} -> {step.get('to')}"
         why = f": {step['why']}" if step.get("why") else ""
         return f"  {when}  status  {printable(arrow)}{who}{printable(why)}"
+    if name == "alert":  # an alert received (alerts.py): outside text, escaped
+        labels = step.get("labels")
+        pairs = sorted(labels.items()) if isinstance(labels, dict) else []
+        shown = ", ".join(f"{k}={v}" for k, v in pairs)
+        return (
+            f"  {when}  alert  {_short(step.get('alert', '?'), 80)} {_short(step.get('status', ''), 20)}"
+            f" from {_short(step.get('source', '?'), 20)}"
+            + (f"  labels: {_short(shown, 300)}" if shown else "")
+        )
     if name in ("ack", "note"):  # a person's
         text = f": {_short(step['text'], 300)}" if step.get("text") else ""
         return f"  {when}  {name}{who}{text}"
@@ -99,6 +108,17 @@ def _people(incident: Incident) -> list[str]:
     return lines
 
 
+def _opened_by(incident: Incident) -> list[str]:
+    """What opened it, when not Scout: the alert, by name, source and service."""
+    if incident.source != "alert":
+        return []
+    first = next((a for a in incident.audit if a.get("step") == "alert"), {})
+    return [
+        f"  source alert: {_short(first.get('alert', '?'), 80)} from "
+        f"{_short(first.get('source', '?'), 20)} about {_short(first.get('service', '?'), 80)}"
+    ]
+
+
 def render(incident: Incident, events: list[Event]) -> str:
     """The incident as text: one section per question a responder asks."""
     rc = incident.root_cause
@@ -110,6 +130,7 @@ def render(incident: Incident, events: list[Event]) -> str:
         f"TTM {_secs(incident.ttm_s)}  mitigated {_when(incident.mitigated_at)}  "
         f"resolved {_when(incident.resolved_at)}",
         f"  signature {printable(incident.signature or '-')}",
+        *_opened_by(incident),
         *_people(incident),
         "",
         "timeline",

@@ -107,6 +107,7 @@ class Incident:
     acknowledged_at: float | None = None
     resolved_by: str | None = None  # the person who resolved it (None: Scout, after a quiet spell)
     resolution_note: str | None = None  # what they said when they resolved it
+    source: str = "scout"  # what opened it: scout (the traces) or alert (alerts.py)
 
     @property
     def ttd_s(self) -> float | None:
@@ -317,6 +318,24 @@ class IncidentLog:
             self._write(incident)
         extra = {"from": before, **data} if data else {"by": by}
         self.emit(PERSON, message, incident_id=incident_id, kind=kind, data=extra)
+        return incident
+
+    def annotate(
+        self, incident_id: str, entry: dict[str, Any], key: str = ""
+    ) -> Incident | None:
+        """Add ``entry`` to an incident's audit trail, in one transaction, nothing else changed.
+
+        For steps from outside the squad (an alert): the status and fields
+        are the stored ones, not those of a copy read earlier. An entry with a
+        ``key`` the trail already has is not added twice. None if no such incident.
+        """
+        with self._immediate():
+            incident = self._stored(incident_id)
+            if incident is None:
+                return None
+            if not key or all(a.get("key") != key for a in incident.audit):
+                incident.audit.append(entry)
+                self._write(incident)
         return incident
 
     def resolved_by_people(self, incident_ids: builtins.list[str]) -> set[str]:

@@ -21,6 +21,12 @@ prefixed ``sre_space_``:
   dry-run).
 - ``sre_space_notifications_sent_total`` / ``..._failed_total``: for the
   notification sinks (:meth:`Metrics.notification`).
+- ``sre_space_alerts_total{source,outcome}``: alerts received on ``POST
+  /api/alerts`` (``alerts.py``), by source (alertmanager, grafana, unknown)
+  and outcome: ``accepted`` (new, stored), ``repeat`` (seen before: dropped),
+  ``refused`` (a notification answered 4xx, counted once: its alerts could
+  not be read), ``failed`` (not stored, answered 5xx). Their sum is every
+  alert received.
 
 The counting happens where the events do (the intake's counters, the incident
 log's saves); this module only holds the instruments and renders them.
@@ -87,6 +93,13 @@ class Metrics:
             "Notifications a sink did not take.",
             registry=self.registry,
         )
+        self.alerts = Counter(
+            "sre_space_alerts",
+            "Alerts received (Alertmanager, Grafana), by source and outcome: "
+            "accepted, repeat, refused, failed.",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
 
     # --- what is read when scraped ---------------------------------------------
 
@@ -128,6 +141,10 @@ class Metrics:
 
     def notification(self, ok: bool) -> None:
         (self.notifications_sent if ok else self.notifications_failed).inc()
+
+    def alert(self, source: str, outcome: str, n: int = 1) -> None:
+        """``n`` alerts received from ``source`` with this outcome (see alerts.py)."""
+        self.alerts.labels(source=source, outcome=outcome).inc(n)
 
     # --- rendering -------------------------------------------------------------------
 

@@ -24,13 +24,14 @@ import threading
 import time
 from typing import IO, Any
 
+from sre_space.alerts import Alert, AlertBox
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.incidents import AMBIGUOUS, IncidentTracker, Tracked
 from sre_space.detect.rules import Rules
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
-from sre_space.incidents import WATCHED, Incident, IncidentLog
+from sre_space.incidents import ACTIVE, WATCHED, Incident, IncidentLog
 from sre_space.metrics import Metrics
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
@@ -143,7 +144,9 @@ class Mind:
         self._lock = MindLock(self.paths)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.senses = Senses(settings, self.store, self.metrics)  # receivers -> intake -> store
+        # POST /api/alerts on the OTLP/HTTP listener stores here; Scout takes them (alerts.py)
+        self.alerts = AlertBox(self.paths.home / "alerts.db", self.metrics)
+        self.senses = Senses(settings, self.store, self.metrics, alerts=self.alerts)
         self._api: Any = None
         self._memory: Any = None
         self._graph: Any = None
@@ -269,6 +272,7 @@ class Mind:
         if self._checkpoints is not None:
             self._checkpoints.close()
             self._checkpoints = None
+        self.alerts.close()
         with contextlib.suppress(FileNotFoundError):
             self.paths.mind_state.unlink()
         self._lock.release()
@@ -425,7 +429,41 @@ class Mind:
                         f"spreading: now {', '.join(sorted(tracked.services))}",
                         incident_id=tracked.ref,
                     )
+            self.alerts.take(self.log, self._alert_owner, self._alert_opened, now)
             self._resolve_untracked(now)
+
+    def _alert_owner(self, service: str) -> str | None:
+        """The incident an alert about ``service`` joins: one not resolved that answers for it.
+
+        Scout's incidents first (the service is among their causes or symptoms),
+        then the log's (a previous mind's, diagnosed with it as the root cause
+        or opened by an alert about it).
+        """
+        for tracked in sorted(self.tracker.incidents, key=lambda t: t.first_seen):
+            if tracked.ref and service in tracked.services | tracked.origins:
+                incident = self.log.get(tracked.ref)
+                if incident is not None and incident.status != "resolved":
+                    return tracked.ref
+        for incident in self.log.list(limit=50):
+            if incident.status not in (*ACTIVE, *WATCHED):
+                continue
+            if incident.root_cause.get("service") == service or any(
+                a.get("step") == "alert" and a.get("service") == service for a in incident.audit
+            ):
+                return incident.id
+        return None
+
+    def _alert_opened(self, alert: Alert, why: str, now: float) -> str:
+        """A firing alert no incident answers for: a new one, for the squad, as Scout's are."""
+        tracked = self.tracker.adopt(alert.service, now)
+        incident = Incident(
+            id=self.log.new_id(now), status="open", detected_at=now, source="alert"
+        )
+        tracked.ref = incident.id
+        self.log.save(incident, why=why, by="alerts")
+        self.clock.hold()  # released by the squad when it is done with it
+        self._work.put((tracked, incident.id, now))
+        return incident.id
 
     def _let_go_of_resolved(self) -> None:
         """Incidents a person resolved (``sre-space resolve``, the cockpit): no longer watched.

@@ -234,11 +234,24 @@ class IncidentTracker:
     def settled(self, incident: Tracked, state: str, now: float) -> None:
         """The squad is done with it: ``mitigated``, or ``watching`` (a human has it).
 
-        The quiet period starts over: the time the squad took is not quiet.
+        The quiet period starts over: the time the squad took is not quiet (an
+        incident that went quiet while the squad worked is watched again).
         """
         incident.state = state
         incident.settled_at = now
         incident.last_anomalous = now
+        incident.resolved_at = None
+
+    def adopt(self, origin: str, now: float) -> Tracked:
+        """An incident opened from outside the detectors (an alert about ``origin``).
+
+        Confirmed at once, with no signals yet: the detectors' anomalies at
+        ``origin`` join it, and it is watched and resolved like the others.
+        """
+        incident = Tracked(next(self._ids), origin, {origin}, [], now, now)
+        incident.opened_at = now
+        self.incidents.append(incident)
+        return incident
 
     def forget(self, incident: Tracked) -> None:
         """Stop watching an incident altogether (its next signals open a new one)."""

@@ -22,6 +22,14 @@ the token too: a listener has one because it is reachable off loopback, and
 the metrics say which incidents are open and what the Fixer did; Prometheus
 sends it with ``authorization: {credentials_file: ...}`` in its scrape config.
 
+``POST /api/alerts`` takes Prometheus Alertmanager's (version 4) and
+Grafana's webhook notifications into the mind's alert box (``alerts.py``),
+with the same token rule and body limit. It answers one line of JSON: 202
+once the alerts are stored (the squad works afterwards), 400 for what is not a
+notification, 413 past the limit, 415 for another content coding, 401
+without the token, 500 only when they could not be stored (Alertmanager
+retries that, and never a 4xx); 404 where no mind hosts the listener.
+
 Bodies may come with ``Content-Length`` or chunked; ``Content-Encoding: gzip``
 is inflated with the same limit. Connections are kept alive. A bad request
 never stops the receiver; at most ``max_connections`` are served at once, and
@@ -47,6 +55,7 @@ from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from sre_space.alerts import ALERTS_PATH, AlertBox
 from sre_space.errors import UsageError
 from sre_space.metrics import Metrics
 from sre_space.telemetry.intake import Intake
@@ -124,6 +133,7 @@ class _Server(ThreadingHTTPServer):
     max_connections: int
     token: str | None
     metrics: Metrics
+    alerts: AlertBox | None
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
@@ -235,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
         content_type = raw_type.split(";", 1)[0].strip().lower()
         reply_type = JSON if content_type == JSON else PROTOBUF
         path = self.path.split("?", 1)[0]
+        if path == ALERTS_PATH:
+            self._post_alerts()
+            return
         intake = self.server.intake
         if not bearer_ok(self.headers.get("Authorization"), self.server.token):
             # Unread body: the stream cannot be reused.
@@ -288,6 +301,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._overloaded(reply_type)
             return
         self._reply(200, self._response(decoded, reply_type), reply_type)
+
+    def _json(self, code: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        self._reply(code, json.dumps(doc).encode(), JSON, headers)
+
+    def _post_alerts(self) -> None:
+        """An Alertmanager or Grafana notification: stored, then answered (see alerts.py)."""
+        if not bearer_ok(self.headers.get("Authorization"), self.server.token):
+            self.close_connection = True  # the body is not read
+            self._json(401, {"error": "missing or wrong bearer token"}, {"WWW-Authenticate": "Bearer"})
+            return
+        try:
+            body = self._read_body()
+        except BadBody as exc:
+            self.close_connection = True
+            self.server.metrics.alert("unknown", "refused")
+            self._json(exc.code, {"error": str(exc)})
+            return
+        except (TimeoutError, OSError):  # the peer stalled or left mid-body
+            self.close_connection = True
+            return
+        box = self.server.alerts
+        if box is None:
+            self._json(404, {"error": "no mind takes alerts on this listener"})
+            return
+        try:
+            body = self._decompress(body)
+        except BadBody as exc:
+            self.server.metrics.alert("unknown", "refused")
+            self._json(exc.code, {"error": str(exc)})
+            return
+        code, doc = box.receive(body)
+        self._json(code, doc)
 
     def _overloaded(self, reply_type: str) -> None:
         retry = str(self.server.intake.retry_after_s)
@@ -426,6 +471,7 @@ class OtlpHttpReceiver:
         max_connections: int = 256,
         token: str | None = None,
         metrics: Metrics | None = None,
+        alerts: AlertBox | None = None,
     ) -> None:
         check_bind(host, token)
         self.intake = sink if isinstance(sink, Intake) else Intake(sink)
@@ -435,6 +481,7 @@ class OtlpHttpReceiver:
         self._server = _Server((host, port))
         self._server.token = token
         self._server.metrics = self.metrics
+        self._server.alerts = alerts
         self._server.intake = self.intake
         self._server.max_body_bytes = max_body_bytes
         self._server.max_connections = max_connections

@@ -38,9 +38,14 @@ def tune_gc() -> None:
 
 class Senses:
     def __init__(
-        self, settings: Settings, store: TraceStore, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        store: TraceStore,
+        metrics: Metrics | None = None,
+        alerts: Any = None,
     ) -> None:
         self.settings = settings
+        self.alerts = alerts  # an alerts.AlertBox: POST /api/alerts on the OTLP/HTTP listener
         self.store = store
         self.intake = Intake(
             store,
@@ -71,6 +76,7 @@ class Senses:
                 max_connections=s.otlp_max_connections,
                 token=token,
                 metrics=self.metrics,
+                alerts=self.alerts,
             ).start()
         except OSError as exc:
             self.stop()
