@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     #   [service_rules.auth]
     #   errors = false           # its instrumentation marks 4xx as ERROR
     service_rules: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Notification sinks (notify/config.py), e.g. in config.toml:
+    #   [notify.oncall]
+    #   kind = "pagerduty"            # slack | pagerduty | webhook | apprise
+    #   routing_key_env = "PD_KEY"    # secrets as *_env: the variable that holds them
+    notify: dict[str, dict[str, Any]] = Field(default_factory=dict)
     error_rate_threshold: float = 0.05
     detect_window_s: float = 10.0
     min_requests: int = 10

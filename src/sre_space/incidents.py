@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sre_space.errors import UsageError
+from sre_space.notify import outbox as notify_outbox
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 
 if TYPE_CHECKING:
@@ -169,8 +170,10 @@ class IncidentLog:
         self._db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._db.executescript(notify_outbox.SCHEMA)  # notifications owed, beside the changes
         self._lock = threading.Lock()
         self.metrics = metrics  # the hosting mind's, counted as incidents are saved
+        self.notified: Callable[[], None] | None = None  # the mind's notifier, woken on a change
 
     @contextlib.contextmanager
     def _immediate(self) -> Iterator[None]:
@@ -197,6 +200,7 @@ class IncidentLog:
             if stored is not None:
                 keep_people(incident, stored)
             before = stored.status if stored else None
+            step: dict[str, Any] | None = None
             if before != incident.status:
                 step = {
                     "ts": time.time(),
@@ -205,8 +209,13 @@ class IncidentLog:
                     "to": incident.status,
                     "by": by,
                 }
-                incident.audit.append({**step, "why": why} if why else step)
+                step = {**step, "why": why} if why else step
+                incident.audit.append(step)
             self._write(incident)
+            if step is not None:  # in the same transaction: the change and its notification
+                notify_outbox.enqueue(self._db, incident.to_json(), step)
+        if step is not None and self.notified is not None:
+            self.notified()
         if self.metrics is not None:
             self._count(stored, incident)
         if before != incident.status:
@@ -316,6 +325,9 @@ class IncidentLog:
             before = incident.status
             message = change(incident, time.time())
             self._write(incident)
+            notify_outbox.enqueue(self._db, incident.to_json(), incident.audit[-1])
+        if self.notified is not None:
+            self.notified()
         extra = {"from": before, **data} if data else {"by": by}
         self.emit(PERSON, message, incident_id=incident_id, kind=kind, data=extra)
         return incident
