@@ -23,6 +23,7 @@ from sre_space.cli_common import mind_port as _mind_port
 from sre_space.cli_common import out as _out
 from sre_space.cli_common import say as _say
 from sre_space.cli_memory import memory_app
+from sre_space.cli_notify import notify_app
 from sre_space.cli_ops import approve, deny, drill, review
 from sre_space.cli_people import ack, note, resolve
 from sre_space.cli_stack import down, stack_mode, up
@@ -60,6 +61,7 @@ for _command, _panel in (
     app.command(rich_help_panel=_panel)(_command)
 app.add_typer(memory_app, name="memory", rich_help_panel=INCIDENTS)
 app.add_typer(targets_app, name="targets", rich_help_panel=INCIDENTS)
+app.add_typer(notify_app, name="notify", rich_help_panel=INCIDENTS)
 
 
 def _settings(**flags: Any) -> Settings:

@@ -33,6 +33,7 @@ from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
 from sre_space.incidents import ACTIVE, WATCHED, Incident, IncidentLog
 from sre_space.metrics import Metrics
+from sre_space.notify import worker as notify_worker
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
 from sre_space.telemetry.senses import Senses
@@ -141,6 +142,8 @@ class Mind:
         self.metrics = Metrics()  # GET /metrics on the OTLP/HTTP listener; its own registry
         self.log = IncidentLog(self.paths.incidents_db, metrics=self.metrics)
         self.metrics.watch_incidents(self.log.counts)
+        # Status changes out to the [notify.*] sinks, through the outbox (notify/worker.py).
+        self.notifier = notify_worker.for_mind(settings, self.log, self.metrics)
         self._lock = MindLock(self.paths)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -179,7 +182,7 @@ class Mind:
         squad.start()
         self._scout = threading.Thread(target=self._scout_loop, name="scout", daemon=True)
         self._scout.start()
-        self._threads += [self._scout, squad]
+        self._threads += [self._scout, squad, self.notifier.start(self._stop)]
         if self._halfopen is not None:  # lifts the squad's workarounds once it is safe
             probe = threading.Thread(
                 target=self._halfopen.run, args=(self._stop,), name="half-open", daemon=True

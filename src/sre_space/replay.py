@@ -396,6 +396,7 @@ def replay(
                 "kafka_brokers": None,
                 "jaeger_url": None,
                 "jaeger_poll_s": 0.0,
+                "notify": {},  # a replay's incidents are not news: nobody is told
             }
         )
         clock = ReplayClock(spans, start, speed)
