@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from sre_space import logs
-from sre_space.cli_common import JsonOpt, out, say
+from sre_space.cli_common import JsonOpt, mind_port, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, Unavailable, UsageError
 from sre_space.notify.config import SinkConfig, parse
@@ -114,3 +114,5 @@ def list_sinks(json_out: JsonOpt = False) -> None:
             f"pending {o['pending']}, sent {o['sent']}, failed {o['failed']}{problem}"
         )
     say(f"outbox: pending {total['pending']}, sent {total['sent']}, failed {total['failed']}")
+    if total["pending"] and mind_port(paths) is None:
+        say("no mind runs on this home: what is pending is sent when one starts (sre-space run)")

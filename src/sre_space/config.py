@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     #   [notify.oncall]
     #   kind = "pagerduty"            # slack | pagerduty | webhook | apprise
     #   routing_key_env = "PD_KEY"    # secrets as *_env: the variable that holds them
-    notify: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Any shape here: notify/config.py checks it and never echoes a value (URLs are secrets).
+    notify: dict[str, Any] = Field(default_factory=dict)
     error_rate_threshold: float = 0.05
     detect_window_s: float = 10.0
     min_requests: int = 10
