@@ -104,6 +104,9 @@ OWN_MIN_RATIO = 1.5
 # The top candidate's confidence runs between these (see _calibrate).
 CONFIDENCE_FLOOR = 0.1
 CONFIDENCE_CEILING = 0.95
+# An answer resting on this many traces is discounted by half: a handful of
+# traces in trouble is a coin toss however clear they look (n / (n + this)).
+EVIDENCE_TRACES = 10
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
 # The change point is looked for no earlier than this before the detector's
 # onset (see localize): a slowly building fault can take the detector a window
@@ -855,8 +858,9 @@ def _unexplained(
 def _calibrate(ranked: list[Candidate]) -> None:
     """Each candidate's confidence: the chance it is the root cause (see docs/rca.md).
 
-    The top's lead over the next and the strength of its own evidence both
-    count; the rest share what the top leaves, in proportion to their scores.
+    The top's lead over the next, the strength of its own evidence and how
+    many traces it rests on all count; the rest share what the top leaves, in
+    proportion to their scores.
     """
     if not ranked:
         return
@@ -871,7 +875,12 @@ def _calibrate(ranked: list[Candidate]) -> None:
     s2 = ranked[1].score if len(ranked) > 1 else 0.0
     lead = (s1 - s2) / s1 if s1 > 0 else 0.0
     strength = min(1.0, s1)
-    top = CONFIDENCE_FLOOR + (CONFIDENCE_CEILING - CONFIDENCE_FLOOR) * (lead * strength) ** 0.5
+    traces = float(ranked[0].evidence.get("explained_traces") or 0)
+    enough = traces / (traces + EVIDENCE_TRACES)
+    top = (
+        CONFIDENCE_FLOOR
+        + (CONFIDENCE_CEILING - CONFIDENCE_FLOOR) * (lead * strength) ** 0.5 * enough
+    )
     if len(ranked) == 1:
         top = max(top, CONFIDENCE_CEILING * strength)
     ranked[0].confidence = round(top, 3)
