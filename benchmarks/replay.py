@@ -1,4 +1,4 @@
-"""The whole squad on labelled real cases, replayed (``../shared/data/rca-dev`` by default).
+"""The whole squad on labelled real cases, replayed (every set in ``../shared/data`` by default).
 
 For every case folder, replays ``baseline.otlp.json.gz`` (fault-free) then
 ``incident.otlp.json.gz`` through the real mind, exactly as ``sre-space
@@ -15,7 +15,9 @@ and reports beside ``analyze INCIDENT --baseline BASELINE`` in the same run:
 - cases where one fault opened more than one incident;
 - AC@1 and AC@3 of ``analyze`` on the same files.
 
-Usage: ``python benchmarks/replay.py [DATA_DIR] [--speed X] [--json]``
+Ends with one line of figures per set: the live Brain beside ``analyze``.
+
+Usage: ``python benchmarks/replay.py [SET_DIR ...] [--speed X] [--json]``
 """
 
 from __future__ import annotations
@@ -30,7 +32,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "rca-dev"
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def labelled_sets(paths: list[Path]) -> list[Path]:
+    """The folders holding a labels.json: each path itself, or its subfolders."""
+    found: list[Path] = []
+    for path in paths:
+        if (path / "labels.json").exists():
+            found.append(path)
+        elif path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if (p / "labels.json").exists()))
+    return found
 
 
 def rank(services: list[str], truth: str) -> int | None:
@@ -78,28 +91,19 @@ def ac(ranks: list[int | None], k: int) -> float:
     return round(sum(1 for r in ranks if r is not None and r <= k) / (len(ranks) or 1), 3)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--speed", type=float, default=None, help="recorded seconds per second")
-    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
-    args = parser.parse_args()
-    labels_path = args.data / "labels.json"
-    if not labels_path.exists():
-        print(f"replay benchmark: no labels.json in {args.data}", file=sys.stderr)
-        return 2
-    labels: dict[str, dict[str, Any]] = json.loads(labels_path.read_text())
+def one_set(data: Path, speed: float | None, quiet: bool) -> dict[str, Any]:
+    labels: dict[str, dict[str, Any]] = json.loads((data / "labels.json").read_text())
     rows = []
     with tempfile.TemporaryDirectory(prefix="sre-space-bench-") as home:
         os.environ["SRE_SPACE_HOME"] = home  # no user config, an empty memory
         for case, label in sorted(labels.items()):
-            row = one_case(args.data / case, label["service"], args.speed)
+            row = one_case(data / case, label["service"], speed)
             row["fault"] = label["fault"]
             rows.append(row)
-            if not args.json:
+            if not quiet:
                 ttd = "-" if row["ttd_s"] is None else f"{row['ttd_s']:.1f} s"
                 print(
-                    f"{case}  {label['fault']:<15} {label['service']:<22} "
+                    f"{data.name} {case}  {label['fault']:<15} {label['service']:<22} "
                     f"false alarms {row['false_alarms']}  incidents {row['incidents']}  "
                     f"TTD {ttd:<7} live rank {row['live_rank'] or '-'} "
                     f"(top: {', '.join(row['live_top'][:3])})  analyze rank {row['analyze_rank'] or '-'}"
@@ -122,14 +126,39 @@ def main() -> int:
         # one fault, one incident: more than one while the incident file played
         "cases_with_extra_incidents": sum(r["incidents"] > 1 for r in rows),
         "wall_s_per_case": round(sum(r["wall_s"] for r in rows) / n, 2),
-        "speed": args.speed,
+        "speed": speed,
     }
+    return {"cases": rows, "summary": summary}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="*", type=Path, default=[DEFAULT_DATA])
+    parser.add_argument("--speed", type=float, default=None, help="recorded seconds per second")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    args = parser.parse_args()
+    sets = labelled_sets(args.data)
+    if not sets:
+        print(
+            f"replay benchmark: no labels.json in {', '.join(map(str, args.data))}", file=sys.stderr
+        )
+        return 2
+    results = {data.name: one_set(data, args.speed, args.json) for data in sets}
     if args.json:
-        print(json.dumps({"cases": rows, "summary": summary}, indent=2))
+        print(json.dumps(results, indent=2))
         return 0
-    print(f"\n{len(rows)} cases from {args.data}, replayed baseline then incident")
-    for key, value in summary.items():
-        print(f"{key:<26} {value}")
+    for name, result in results.items():
+        print(f"\n{result['summary']['cases']} cases from {name}, replayed baseline then incident")
+        for key, value in result["summary"].items():
+            print(f"{key:<26} {value}")
+    line = " | ".join(
+        f"{name} live {r['summary']['live_AC@1']:.2f}/{r['summary']['live_AC@3']:.2f} "
+        f"analyze {r['summary']['analyze_AC@1']:.2f}/{r['summary']['analyze_AC@3']:.2f} "
+        f"detected {r['summary']['detection_rate']:.2f} "
+        f"extra {r['summary']['cases_with_extra_incidents']}"
+        for name, r in results.items()
+    )
+    print(f"\nreplay: {line}")
     return 0
 
 
