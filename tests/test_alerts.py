@@ -401,3 +401,50 @@ def test_an_alert_about_a_service_in_an_open_incident_joins_it(tmp_path: Path) -
             "about checkout, part of this incident"
     finally:
         mind.stop()
+
+
+def test_an_alert_before_the_traces_show_it_is_one_incident_through_the_whole_squad(
+    tmp_path: Path,
+) -> None:
+    """The alert comes first; the fault then shows in the traces.
+
+    Scout's anomalies at the alert's service join the alert's incident (no
+    second one), the Brain names the cause from the traces, the Fixer restarts
+    it through an exec target under the policy, verify judges it, Jules archives.
+    """
+    from rca_synth import Fault
+    from test_concurrent_incidents import Shop, healthy, host, journal_on_failure
+
+    (tmp_path / "gate").write_text("")  # the exec target's restart returns at once
+    mind = host(tmp_path, verify_timeout_s=60.0, verify_window_s=2.0)
+    try:
+        with Shop(mind) as shop, journal_on_failure(mind):
+            healthy(mind)
+            start = time.time()
+            doc = copy.deepcopy(ALERTMANAGER)
+            doc["alerts"][0]["labels"] = {"alertname": "CatalogSaturated", "service": "catalog"}
+            assert post(mind.senses.http.port, body(doc), token=None)[0] == 202
+            first = wait_until(
+                lambda: next(iter(mind.log.since(start)), None), 30, what="the alert's incident"
+            )
+            shop.fault = Fault(own_ms={"catalog": 1000.0})
+            wait_until((tmp_path / "started").exists, 180, interval=0.2, what="the restart")
+            shop.fault = Fault()  # the restart helped
+            done = wait_until(
+                lambda: (i := mind.log.get(first.id)) and i.status in ("mitigated", "resolved")
+                and i,
+                180,
+                what="the change verified",
+            )
+            assert [i.id for i in mind.log.since(start)] == [first.id]  # one incident
+        assert done.source == "alert" and done.root_cause["service"] == "catalog"
+        assert done.remediation["action"] == "restart" and done.remediation["service"] == "catalog"
+        steps = [a["step"] for a in done.audit]
+        assert steps.index("alert") < steps.index("applied") < steps.index("verified")
+        wait_until(
+            lambda: any(e.agent == "jules" for e in mind.log.events_of(first.id)),
+            60,
+            what="Jules archiving it",
+        )
+    finally:
+        mind.stop()

@@ -295,3 +295,24 @@ def test_trouble_beside_an_open_incidents_symptoms_is_for_the_brain_to_decide() 
     assert below.what == "opened" and tracker.ambiguous(below.incident, SHOP) == "beside"
     [apart] = tracker.update([sig("db", "latency")], SHOP, 2)
     assert apart.what == "opened" and tracker.ambiguous(apart.incident, SHOP) == ""
+
+
+def test_an_incident_that_went_quiet_while_the_squad_worked_is_watched_again() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [(_, first)] = tick(tracker, 0, "catalog")
+    incident = tracker.active()[0]
+    assert tick(tracker, 31) == [("resolved", first)]  # the squad still at work: quiet
+    tracker.settled(incident, "mitigated", 40)  # done: watched again, the quiet starts over
+    assert tracker.active() == [incident]
+    assert tick(tracker, 45, "catalog") == [("degraded", first)]
+    assert tick(tracker, 76) == [("resolved", first)]
+
+
+def test_an_adopted_incident_takes_the_detectors_anomalies_at_its_service() -> None:
+    """An alert about catalog came first: Scout's catalog anomaly is that incident."""
+    tracker = IncidentTracker(confirm_s=2, quiet_s=30, link_s=10)
+    adopted = tracker.adopt("catalog", 0)
+    assert tracker.active() == [adopted] and adopted.signals == []
+    assert tick(tracker, 1, "gateway", "catalog") == [("grew", adopted.id)]  # no confirming
+    assert tick(tracker, 3, "gateway", "catalog") == []
+    assert adopted.services == {"gateway", "catalog"} and len(tracker.incidents) == 1
