@@ -13,6 +13,9 @@ import copy
 import gzip
 import http.client
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,6 +191,16 @@ def test_repeats_are_recognised_by_a_new_box_on_the_same_file(tmp_path: Path) ->
     assert 'sre_space_alerts_total{outcome="repeat",source="alertmanager"} 4.0' in text
     assert 'sre_space_alerts_total{outcome="refused",source="unknown"} 1.0' in text
     again.close()
+
+
+def test_alerts_that_cannot_be_stored_are_a_5xx_to_retry(tmp_path: Path) -> None:
+    metrics = Metrics()
+    box = AlertBox(tmp_path / "alerts.db", metrics)
+    box.close()  # the database is gone from under it
+    code, doc = box.receive(body(ALERTMANAGER))
+    assert code == 500 and set(doc) == {"error"}
+    text = metrics.exposition()[0].decode()
+    assert 'sre_space_alerts_total{outcome="failed",source="alertmanager"} 1.0' in text
 
 
 # --- over HTTP -------------------------------------------------------------------------
@@ -373,6 +386,21 @@ def test_an_alert_opens_an_incident_the_squad_works_through(tmp_path: Path) -> N
         assert len(steps) == 3
     finally:
         mind.stop()
+    # What people read: `incidents ID` and its JSON say an alert opened it.
+    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path)}
+    cli = [sys.executable, "-m", "sre_space", "incidents", incident.id]
+    text = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert "source alert: HighErrorRate from alertmanager about checkout" in text.stdout
+    assert "alert  CheckoutSlow firing from alertmanager" in text.stdout
+    assert "\x1b" not in text.stdout and "<U+202E>" in text.stdout
+    doc = subprocess.run([*cli, "--json"], env=env, capture_output=True, text=True, timeout=60)
+    shown = json.loads(doc.stdout)
+    shown = shown[0] if isinstance(shown, list) else shown
+    assert shown["source"] == "alert" and shown["status"]
+    assert [a["alert"] for a in shown["audit"] if a["step"] == "alert"] == [
+        "HighErrorRate", "CheckoutSlow", "HighErrorRate"
+    ]
 
 
 def test_an_alert_about_a_service_in_an_open_incident_joins_it(tmp_path: Path) -> None:
