@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -242,7 +243,9 @@ def test_the_webhook_posts_the_incident_json_signed_with_hmac_sha256(tmp_path: P
 
 
 def test_apprise_sends_title_and_body_to_a_local_json_endpoint(tmp_path: Path) -> None:
-    pytest.importorskip("apprise")
+    with warnings.catch_warnings():  # its own imports are deprecated in Python 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pytest.importorskip("apprise")
     with recorder() as endpoint:
         port = endpoint.url.rsplit(":", 1)[1]
         home = make_home(
@@ -302,7 +305,7 @@ def test_429_retry_after_is_honoured(tmp_path: Path) -> None:
     assert second.at - first.at >= 2.0 - 0.01
 
 
-@pytest.mark.parametrize("status", [400, 403, 404, 410, 413, 422])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 413, 422, 302])
 def test_a_refused_message_is_not_retried(tmp_path: Path, status: int) -> None:
     metrics = Metrics()
     with recorder(script((status, {}, b"invalid_payload"))) as hook:
@@ -494,3 +497,37 @@ def test_a_malformed_sink_is_refused_without_echoing_its_values(tmp_path: Path) 
     home2 = make_home(tmp_path / "2", '[notify.x]\nkind = "carrier-pigeon"\n')
     proc = sre(home2, "notify", "list")
     assert proc.returncode == 2 and "kind must be one of slack, pagerduty" in proc.stderr
+
+
+def test_a_resolve_waits_for_the_trigger_it_closes_and_each_change_is_enqueued_once(
+    tmp_path: Path,
+) -> None:
+    from sre_space.notify import outbox as notify_outbox
+
+    accepted = (202, {}, b'{"status":"success"}')
+    with recorder(script((500, {}, b"oops"), then=accepted)) as pd:
+        home = make_home(
+            tmp_path,
+            f'[notify.oncall]\nkind = "pagerduty"\nrouting_key = "{ROUTING_KEY}"\n'
+            f'url = "{pd.url}/v2/enqueue"\n',
+        )
+        log = IncidentLog(Paths(home).incidents_db)
+        incident = escalate(log)
+        log.resolve(INC, "bob")
+        # The same change recorded again (a retried save) is not a second notification.
+        stored = log.get(INC)
+        assert stored is not None
+        with sqlite3.connect(Paths(home).incidents_db) as db:
+            notify_outbox.enqueue(db, stored.to_json(), stored.audit[-1])
+        notifier = notifier_for(home)
+        assert notifier.tick(time.time()) == 1  # the trigger, answered 500; the resolve waits
+        assert [r.json()["event_action"] for r in pd.got()] == ["trigger"]
+        wait_until(
+            lambda: notifier.tick(time.time() + 600) >= 0 and counts(home)["sent"] == 2,
+            30,
+            what="both sent",
+        )
+        notifier.close()
+        actions = [r.json()["event_action"] for r in pd.got()]
+    assert actions == ["trigger", "trigger", "resolve"]
+    assert incident.id == INC

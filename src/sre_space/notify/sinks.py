@@ -28,11 +28,13 @@ network or the sink did: the outbox's worker decides what to do next.
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import logging
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -166,25 +168,44 @@ class WebhookSink(_Base):
             headers[self.config.header] = sign(self.config.secret.encode(), body)
         request = urllib.request.Request(self.config.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.config.timeout_s) as resp:
+            with _OPENER.open(request, timeout=self.config.timeout_s) as resp:
                 return self._answer(resp.status, resp.read(4096).decode(errors="replace"), resp.headers)
-        except urllib.error.HTTPError as exc:
+        except urllib.error.HTTPError as exc:  # any answer but 2xx, a redirect included
             text = exc.read(4096).decode(errors="replace") if exc.fp is not None else ""
             return self._answer(exc.code, text, exc.headers)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            return self._failed(getattr(exc, "reason", exc) if isinstance(exc, urllib.error.URLError) else exc)
+        except urllib.error.URLError as exc:
+            reason = exc.reason if isinstance(exc.reason, BaseException) else exc
+            return self._failed(reason)
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, timed out, garbled
+            return self._failed(exc)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as it came (a 3xx, not retried): urllib would turn the POST
+    into a GET without its body, and the signed document would never arrive."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
 
 
 class AppriseSink(_Base):
     def send(self, n: Notification) -> Answer:
         try:
-            import apprise
+            with warnings.catch_warnings():  # its own imports' deprecations are not ours to show
+                warnings.simplefilter("ignore", DeprecationWarning)
+                import apprise
         except ImportError:
             return Answer(None, error="apprise is not installed: pip install 'sre-space[apprise]'")
         title, body = message.plain(n)
         notifier = apprise.Apprise()
         try:
-            if not notifier.add(self.config.url):
+            with warnings.catch_warnings():  # its plugins load here, with their imports
+                warnings.simplefilter("ignore", DeprecationWarning)
+                known = notifier.add(self.config.url)
+            if not known:
                 return Answer(400, "apprise does not know this URL")
             done = notifier.notify(title=title, body=body)
         except Exception as exc:  # a plugin's own failure
