@@ -9,6 +9,7 @@ never a URL or key) and the outbox's pending, sent and failed counts.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from typing import Annotated, Any
@@ -89,11 +90,14 @@ def list_sinks(json_out: JsonOpt = False) -> None:
     counts: dict[str, dict[str, int]] = {}
     recent: list[dict[str, Any]] = []
     if paths.incidents_db.exists():
-        outbox = Outbox(paths.incidents_db)
         try:
-            counts, recent = outbox.counts(), outbox.rows(10)
-        finally:
-            outbox.close()
+            outbox = Outbox(paths.incidents_db)
+            try:
+                counts, recent = outbox.counts(), outbox.rows(10)
+            finally:
+                outbox.close()
+        except sqlite3.Error as exc:  # locked past its timeout, unreadable
+            raise Unavailable(f"cannot read the outbox in {paths.incidents_db}: {exc}") from None
     empty = dict.fromkeys(STATES, 0)
     listed = [{**cfg.public(), "outbox": counts.get(name, empty)} for name, cfg in sinks.items()]
     # Rows for a sink no longer configured still count (the worker fails them).
