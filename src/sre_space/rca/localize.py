@@ -106,7 +106,7 @@ CONFIDENCE_FLOOR = 0.1
 CONFIDENCE_CEILING = 0.95
 # An answer resting on this many traces is discounted by half: a handful of
 # traces in trouble is a coin toss however clear they look (n / (n + this)).
-EVIDENCE_TRACES = 10
+EVIDENCE_TRACES = 5
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
 # The change point is looked for no earlier than this before the detector's
 # onset (see localize): a slowly building fault can take the detector a window
