@@ -26,7 +26,7 @@ from sre_space.notify.outbox import STATES, Outbox
 from sre_space.paths import Paths
 
 notify_app = typer.Typer(
-    help="Notification sinks ([notify.NAME] in config.toml): test one, list them and the outbox.",
+    help="Notification sinks (notify.NAME tables in config.toml): test one, list them and the outbox.",
     no_args_is_help=True,
 )
 
@@ -51,7 +51,7 @@ def _test_notification() -> Notification:
 
 @notify_app.command("test")
 def test(
-    sink: Annotated[str, typer.Argument(help="The sink's NAME, as in [notify.NAME].")],
+    sink: Annotated[str, typer.Argument(help="The sink's NAME, as in the notify.NAME table.")],
     json_out: JsonOpt = False,
 ) -> None:
     """Send a test message to one sink now (not through the outbox) and show its answer."""

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from sre_space.notify.config import SinkConfig
 from sre_space.notify.outbox import FAILED, PENDING, SENT, Outbox, Row
 from sre_space.notify.sinks import Answer, Sink, build
+from sre_space.paths import Paths
 
 if TYPE_CHECKING:
     from sre_space.config import Settings
@@ -192,12 +193,6 @@ def for_mind(settings: Settings, incidents: IncidentLog, metrics: Metrics) -> No
     def say(incident_id: str, line: str) -> None:
         incidents.emit("notify", line, incident_id=incident_id or None, kind="notify")
 
-    notifier = Notifier(sinks, incidents_path(settings), metrics, say)
+    notifier = Notifier(sinks, Paths(settings.home).incidents_db, metrics, say)
     incidents.notified = notifier.wake
     return notifier
-
-
-def incidents_path(settings: Settings) -> Path:
-    from sre_space.paths import Paths
-
-    return Paths(settings.home).incidents_db
