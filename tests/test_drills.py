@@ -132,6 +132,7 @@ def test_the_runbook_reads_only_the_diagnosis_and_the_platform() -> None:
     # No release change in evidence: a proposal for a person, never an action.
     unknown = plan_for(_diag("payments", "error", "KeyError"), _proc(2, 2, release="v1"))
     assert unknown["escalate"] is True and "no release change" in unknown["reason"]
+    assert unknown["action"] == "investigate" and unknown["params"] == {}  # not "rollback"
     waited_on = {"evidence": {"signals": [{"kind": "latency", "span": {"service": "checkout"}}]}}
     slow = plan_for(_diag("inventory", "latency", **waited_on), _proc(2, 2))
     assert slow["action"] == "open_circuit" and slow["service"] == "checkout"

@@ -24,7 +24,7 @@ from sre_space.incidents import AWAITING_APPROVAL, UNCLEAR, Incident, IncidentLo
 from sre_space.rca.classify import describe
 from sre_space.rca.localize import LIVE_LOOKBACK_S, Candidate, confidence_words, localize
 from sre_space.squad import hardening, releases, runbook
-from sre_space.squad.policy import Policy
+from sre_space.squad.policy import INVESTIGATE, Policy
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
@@ -420,11 +420,12 @@ def _propose(
     diagnosis = state.get("diagnosis") or {}
     describe = getattr(ctx.actuator, "describe", None)
     try:
-        how = (
-            describe(plan["action"], plan["service"], plan["params"])
-            if describe is not None
-            else generic_proposal(plan["action"], plan["service"], plan["params"])
-        )
+        if plan["action"] == INVESTIGATE:
+            how = {}  # nothing to carry out: the reason says what to look at
+        elif describe is not None:
+            how = describe(plan["action"], plan["service"], plan["params"])
+        else:
+            how = generic_proposal(plan["action"], plan["service"], plan["params"])
     except Exception as exc:  # the proposal still stands without the command
         how = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
     proposal = {

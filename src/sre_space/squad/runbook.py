@@ -16,7 +16,7 @@ key names: the target maps knobs to keys.
 | unreachable | some replica is not running                     | restart (rolling)                |
 | unreachable | every replica runs, the caller has a circuit    | open_circuit on the caller       |
 | error       | a release came in at the onset, a good one before | rollback to the good release   |
-| error       | no release change                               | proposal, escalate               |
+| error       | no release change                               | investigate (a person), escalate |
 | latency     | callers wait before it starts (outside it)      | open_circuit on the caller       |
 | latency     | in its own work                                 | restart (rolling)                |
 | cpu         | one replica / several                           | restart / scale_out by 1         |
@@ -30,6 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from sre_space.squad.policy import INVESTIGATE
 
 FAULT_CLASSES = ("saturation", "timeout", "unreachable", "error", "latency", "cpu", "memory")
 POOL_GROWTH = 5
@@ -127,7 +129,7 @@ def _rollback(diagnosis: dict[str, Any], service: str) -> dict[str, Any]:
             "which served without errors before the onset",
         )
     return _plan(
-        "rollback",
+        INVESTIGATE,
         service,
         {},
         f"{service} answers with errors ({diagnosis.get('exception') or 'see evidence'}) and "
