@@ -34,7 +34,9 @@ origins, and in traces slower than the latency threshold, the span that added
 the most time of its own.
 
 Latency also counts where an operation *shifted*: far more of its calls above
-the reference's 90th percentile than a tenth. The naive ranking (growth of an
+the reference's 90th percentile than a tenth; and where a request's own time
+in a service (its spans' self time, calls out excluded) rose, by rank, on as
+few as three visits. The naive ranking (growth of an
 operation's p90 self time) joins as a weak voice that orders what the
 evidence leaves level. Every service that took part is ranked, each with a
 confidence; docs/rca.md explains the model and its constants.
@@ -94,8 +96,8 @@ GROWTH_WEIGHT = 0.1
 CPU_SHARE = 0.5
 CPU_MIN_OPERATIONS = 3
 # A service's own time per visit is judged by rank (stats.rank_shift): shifted
-# when the Mann-Whitney z reaches this (one-sided p about 0.001; tens of
-# operations are tested at once) on at least this many visits before and now.
+# when the Mann-Whitney z reaches this (one-sided p about 0.006) on at least
+# this many visits before and now.
 OWN_SHIFT_Z = 2.5
 OWN_MIN_VISITS = 3
 # ... and when its median grew by at least this factor: the load of another hour
@@ -450,11 +452,11 @@ class _OwnShift(NamedTuple):
     baseline_p50_ms: float
 
 
-def _own_shifts(window: list[TraceView], ref: Reference) -> dict[OpKey, _OwnShift]:
+def _own_shifts(visits: list[list[tuple[OpKey, float]]], ref: Reference) -> dict[OpKey, _OwnShift]:
     """Entry operations whose visits take longer in their own service than before."""
     now: dict[OpKey, list[float]] = defaultdict(list)
-    for v in window:
-        for key, own_ms in own_times(v, ref.calls_out):
+    for in_trace in visits:
+        for key, own_ms in in_trace:
             now[key].append(own_ms)
     out: dict[OpKey, _OwnShift] = {}
     for key, samples in now.items():
@@ -525,11 +527,12 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
         stats.above,
         lambda k: (ref.ops[k].above, ref.ops[k].n) if k in ref.ops else (0, 0),
     )
-    own = _own_shifts(window, ref)
+    visits = [own_times(v, ref.calls_out) for v in window]
+    own = _own_shifts(visits, ref)
     blamed: list[tuple[str, list[_Blame]]] = []
-    for v, flags in zip(window, slow_flags, strict=True):
+    for v, flags, in_trace in zip(window, slow_flags, visits, strict=True):
         blames: list[_Blame] = []
-        for key, own_ms in own_times(v, ref.calls_out) if own else ():
+        for key, own_ms in in_trace if own else ():
             shift = own.get(key)
             if shift is not None and own_ms > shift.high_ms:
                 # this visit's own work, slower than it was: its service's, weighed
