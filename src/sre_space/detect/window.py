@@ -38,10 +38,11 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from sre_space.detect.rules import Rules
+from sre_space.telemetry.batch import SpanBatch, row_of
 from sre_space.telemetry.model import Span, SpanKind
 
 REQUEST_KINDS = {SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.UNSPECIFIED}
@@ -245,56 +246,67 @@ class WindowDetector:
 
     # --- intake (the store's listener: the hot path) ------------------------------
 
-    def observe(self, spans: list[Span]) -> None:
+    def observe(self, spans: Sequence[Span]) -> None:
+        # A batch's rows are read as they are (no span objects are built for
+        # this); spans given as objects are read through the same rows.
+        rows = spans.rows if isinstance(spans, SpanBatch) else [row_of(s) for s in spans]
         now = self._clock()
         second = int(now)
         rules = self.rules
+        ops = self._ops
+        entries = self._entries
+        request_kinds = _REQUEST_KIND_VALUES
         with self._lock:
             if second != self._generation:
                 self._older, self._recent = self._recent, {}
                 self._older_pending, self._pending = self._pending, {}
                 self._generation = second
-            for span in spans:
-                key = (span.service, span.name)
-                kind = span.kind
-                if span.trace_id[-1] == "0":  # one trace in 16 is followed span by span
-                    self._track(span, key, now)
-                if kind not in _REQUEST_KIND_VALUES and not (
-                    kind == _INTERNAL and (not span.parent_id or key in self._entries)
+            # The operation ``op`` and its bucket ``b`` are of: spans of one
+            # operation often come together, so most spans skip the lookup.
+            op_service: str | None = None
+            op_name: str | None = None
+            op = _Op(second, 0.0, False)
+            b = _Bucket(second)
+            for tid, sid, parent, service, name, start, end, kind, error, _, _, _, _ in rows:
+                if tid[-1] == "0":  # one trace in 16 is followed span by span
+                    self._track(sid, parent, (service, name), now)
+                if kind not in request_kinds and not (
+                    kind == _INTERNAL and (not parent or (service, name) in entries)
                 ):
                     continue
-                op = self._ops.get(key)
-                if op is None:
-                    op = self._ops[key] = _Op(
-                        second, rules.latency_for(key[0]), rules.errors_for(key[0])
-                    )
-                buckets = op.window
-                if not buckets or buckets[-1].second != second:
-                    buckets.append(_Bucket(second))
-                b = buckets[-1]
+                if service is not op_service or name is not op_name:
+                    key = (service, name)
+                    op = ops.get(key)  # type: ignore[assignment]
+                    if op is None:
+                        op = ops[key] = _Op(
+                            second, rules.latency_for(service), rules.errors_for(service)
+                        )
+                    buckets = op.window
+                    if not buckets or buckets[-1].second != second:
+                        buckets.append(_Bucket(second))
+                    b = buckets[-1]
+                    op_service, op_name = service, name
                 b.count += 1
-                duration = span.duration_ms
-                if span.error and op.count_errors:
+                d = end - start
+                duration = (d if d > 0 else 0) / 1e6  # Span.duration_ms
+                if error and op.count_errors:
                     b.errors += 1
                 if duration > op.latency_limit_ms:
                     b.slow += 1
                 if len(b.latencies) < WINDOW_SAMPLES:
                     b.latencies.append(duration)
 
-    def _track(self, span: Span, key: tuple[str, str], now: float) -> None:
+    def _track(self, span_id: str, parent: str | None, key: tuple[str, str], now: float) -> None:
         """Learn call edges and entry operations from a span of a followed trace."""
         service = key[0]
-        parent = span.parent_id
         if parent:
             caller = self._recent.get(parent) or self._older.get(parent)
             if caller is None:
                 self._pending.setdefault(parent, []).append(key)
             elif caller != service:
                 self._edge(caller, service, key, now)
-        self._recent[span.span_id] = service
-        waiting = self._pending.pop(span.span_id, None) or self._older_pending.pop(
-            span.span_id, None
-        )
+        self._recent[span_id] = service
+        waiting = self._pending.pop(span_id, None) or self._older_pending.pop(span_id, None)
         for child in waiting or ():
             if child[0] != service:
                 self._edge(service, child[0], child, now)

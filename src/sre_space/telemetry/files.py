@@ -99,7 +99,7 @@ def read_file(path_or_dash: str | Path) -> Decoded:
 
 def read_spans(path_or_dash: str | Path) -> list[Span]:
     """Spans of a file (``-``: stdin): OTLP JSON/protobuf or Jaeger JSON, plain or gzip."""
-    return read_file(path_or_dash).spans
+    return list(read_file(path_or_dash).spans)
 
 
 __all__ = ["decode_bytes", "decode_document", "read_bytes", "read_file", "read_spans"]

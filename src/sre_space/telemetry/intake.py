@@ -26,7 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from sre_space.telemetry.model import Span
+from sre_space.telemetry.batch import SpanBatch
 from sre_space.telemetry.otlp import Decoded
 from sre_space.telemetry.store import TraceStore
 
@@ -51,7 +51,7 @@ class IntakeStats:
 
 @dataclass(slots=True)
 class _Batch:
-    spans: list[Span]
+    spans: SpanBatch
     nbytes: int
 
 
@@ -182,21 +182,22 @@ class Intake:
 
     # --- the consumer -----------------------------------------------------------
 
-    def _take(self) -> tuple[list[Span], int]:
+    def _take(self) -> tuple[SpanBatch, int]:
         """Pop up to MERGE_SPANS spans of queued batches (lock held)."""
         first = self._queue.popleft()
         spans, nbytes = first.spans, first.nbytes
         if self._queue and len(spans) < MERGE_SPANS:
-            spans = list(spans)
-            while self._queue and len(spans) + len(self._queue[0].spans) <= MERGE_SPANS:
+            rows = list(spans.rows)  # rows, not spans: merging builds no span
+            while self._queue and len(rows) + len(self._queue[0].spans) <= MERGE_SPANS:
                 b = self._queue.popleft()
-                spans.extend(b.spans)
+                rows.extend(b.spans.rows)
                 nbytes += b.nbytes
+            spans = SpanBatch(rows=rows)
         self._queued_spans -= len(spans)
         self._changed.notify_all()
         return spans, nbytes
 
-    def _deliver(self, spans: list[Span], nbytes: int) -> None:
+    def _deliver(self, spans: SpanBatch, nbytes: int) -> None:
         try:
             self.store.add(spans, nbytes)
         except Exception:  # a listener's bug must not stop the intake

@@ -17,19 +17,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1 import trace_pb2
 
+from sre_space.telemetry.batch import SpanBatch
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
+from sre_space.telemetry.wire import LiteRequest, status_code
 
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
@@ -38,6 +42,9 @@ _ZERO_SPAN_B = bytes(8)
 _KINDS = tuple(SpanKind)
 _STATUS_ERROR = 2
 MAX_REASONS = 5
+
+_EMPTY_SPAN = trace_pb2.Span()
+log = logging.getLogger(__name__)
 
 _json_loads: Callable[[bytes | str], Any]
 try:  # orjson comes with chromadb; the stdlib is the fallback
@@ -52,14 +59,26 @@ class DecodeFailure(ValueError):
     """The payload as a whole could not be read (bad protobuf, bad JSON)."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Decoded:
     """Spans read from one payload, and the spans in it that were refused."""
 
-    spans: list[Span] = field(default_factory=list)
-    rejected: int = 0
-    reasons: list[str] = field(default_factory=list)
-    nbytes: int = 0  # wire size of the payload, for the store's memory estimate
+    spans: SpanBatch
+    rejected: int
+    reasons: list[str]
+    nbytes: int  # wire size of the payload, for the store's memory estimate
+
+    def __init__(
+        self,
+        spans: Iterable[Span] = (),
+        rejected: int = 0,
+        reasons: list[str] | None = None,
+        nbytes: int = 0,
+    ) -> None:
+        self.spans = spans if isinstance(spans, SpanBatch) else SpanBatch(spans)
+        self.rejected = rejected
+        self.reasons = [] if reasons is None else reasons
+        self.nbytes = nbytes
 
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected += n
@@ -159,7 +178,13 @@ class _Parsed:
                 self._items.move_to_end(wire)
                 return msg
         msg = ExportTraceServiceRequest()
-        msg.ParseFromString(wire.body)
+        try:
+            msg.ParseFromString(wire.body)
+        except (DecodeError, RuntimeError):
+            # The reduced schema skipped fields the full one cannot read (a
+            # corrupt attribute): those spans read as having none.
+            log.warning("otlp: a request's attributes cannot be read; its spans show none")
+            msg = ExportTraceServiceRequest()
         with self._lock:
             if wire not in self._items:
                 self._items[wire] = msg
@@ -199,12 +224,36 @@ class WireScope(_ScopeReader):
         self.wire, self.rs, self.ss = wire, rs, ss
 
     def __getitem__(self, idx: int) -> Any:
-        return self.wire.message().resource_spans[self.rs].scope_spans[self.ss].spans[idx]
+        try:
+            return self.wire.message().resource_spans[self.rs].scope_spans[self.ss].spans[idx]
+        except IndexError:  # the full parse failed (see _Parsed.get)
+            return _EMPTY_SPAN
+
+
+_NAMES: dict[bytes, str] = {}  # span names seen, as their UTF-8 bytes
+_MAX_NAMES = 65_536
+
+
+def _name(raw: bytes) -> str:
+    """A span name from its bytes, checked as upb checks a string field (then remembered)."""
+    try:
+        name = sys.intern(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DecodeFailure(f"invalid OTLP protobuf: span name is not UTF-8 ({exc.reason})") from None
+    if len(_NAMES) >= _MAX_NAMES:  # unbounded names (ids in them): start over
+        _NAMES.clear()
+    _NAMES[raw] = name
+    return name
 
 
 def decode_protobuf(body: bytes) -> Decoded:
-    """An ``ExportTraceServiceRequest`` (or ``TracesData``: the same wire shape)."""
-    req = ExportTraceServiceRequest()
+    """An ``ExportTraceServiceRequest`` (or ``TracesData``: the same wire shape).
+
+    Parsed with the reduced schema of :mod:`~sre_space.telemetry.wire` (what
+    the hot path reads); the spans' other fields come from a full parse of
+    ``body`` when first read.
+    """
+    req = LiteRequest()
     try:
         req.ParseFromString(body)
     except (DecodeError, RuntimeError) as exc:  # upb raises RuntimeError past its depth limit
@@ -212,18 +261,23 @@ def decode_protobuf(body: bytes) -> Decoded:
     return decode_request(req, body)
 
 
-def decode_request(req: ExportTraceServiceRequest, body: bytes | None = None) -> Decoded:
-    """Spans of a parsed request; ``body``, its bytes, is what the spans keep.
+def decode_request(req: Any, body: bytes | None = None) -> Decoded:
+    """Spans of a parsed request (full or reduced schema); ``body``, its bytes, is what the spans keep.
 
-    Without ``body`` the spans keep the parsed message instead (more memory).
+    Without ``body`` the spans keep the parsed message instead (more memory):
+    then ``req`` must be a full ``ExportTraceServiceRequest``.
+    Each span becomes a row (:mod:`~sre_space.telemetry.batch`), not an object.
     """
     out = Decoded(nbytes=len(body) if body is not None else 0)
     wire = WireRequest(body) if body is not None else None
-    spans = out.spans
-    append = spans.append
+    append = out.spans.rows.append
     kinds = _KINDS
-    new = Span
+    unspecified = SpanKind.UNSPECIFIED
     intern = sys.intern
+    zero_trace, zero_span = _ZERO_TRACE_B, _ZERO_SPAN_B
+    lite = isinstance(req, LiteRequest)
+    names, name_of = _NAMES, _name
+    last_tid, trace_id = b"", ""
     for i, rs in enumerate(req.resource_spans):
         resource = proto_kv(rs.resource.attributes)
         service = intern(str(resource.get("service.name") or "unknown_service"))
@@ -233,11 +287,13 @@ def decode_request(req: ExportTraceServiceRequest, body: bytes | None = None) ->
             )
             for idx, s in enumerate(ss.spans):
                 tid = s.trace_id
+                if tid != last_tid:  # spans of one trace often follow each other
+                    if len(tid) != 16 or tid == zero_trace:
+                        out.reject("invalid trace_id (want 16 bytes, not all zero)")
+                        continue
+                    last_tid, trace_id = tid, tid.hex()  # one str for the run of spans
                 sid = s.span_id
-                if len(tid) != 16 or tid == _ZERO_TRACE_B:
-                    out.reject("invalid trace_id (want 16 bytes, not all zero)")
-                    continue
-                if len(sid) != 8 or sid == _ZERO_SPAN_B:
+                if len(sid) != 8 or sid == zero_span:
                     out.reject("invalid span_id (want 8 bytes, not all zero)")
                     continue
                 pid = s.parent_span_id
@@ -245,28 +301,31 @@ def decode_request(req: ExportTraceServiceRequest, body: bytes | None = None) ->
                     if len(pid) != 8:
                         out.reject("invalid parent_span_id (want 8 bytes or none)")
                         continue
-                    parent: str | None = None if pid == _ZERO_SPAN_B else pid.hex()
+                    parent: str | None = None if pid == zero_span else pid.hex()
                 else:
                     parent = None
                 k = s.kind
+                if lite:  # the status's bytes: b"" for the usual span without one
+                    status = s.status
+                    error = status_code(status) == _STATUS_ERROR if status else False
+                else:
+                    error = s.status.code == _STATUS_ERROR
                 append(
-                    new(
-                        tid.hex(),
+                    [
+                        trace_id,
                         sid.hex(),
                         parent,
                         service,
-                        intern(s.name),
+                        names.get(s.name) or name_of(s.name) if lite else intern(s.name),
                         s.start_time_unix_nano,
                         s.end_time_unix_nano,
-                        kinds[k] if 0 <= k <= 5 else SpanKind.UNSPECIFIED,
-                        s.status.code == _STATUS_ERROR,
-                        None,
-                        None,
-                        None,
+                        kinds[k] if 0 <= k <= 5 else unspecified,
+                        error,
                         resource,
                         holder,
                         idx,
-                    )
+                        None,
+                    ]
                 )
     return out
 

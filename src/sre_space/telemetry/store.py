@@ -12,8 +12,11 @@ request's bytes to decode its attributes from on demand).
 ``benchmarks/ingest.py`` checks the estimate against resident memory.
 
 ``add`` is on the hot path (every accepted span passes through it once, on the
-intake's consumer thread); it does one dict lookup and one append per span.
-Listeners (the detectors) are called after the lock is released.
+intake's consumer thread); it does one dict lookup and one append per span,
+of the span's row (:mod:`~sre_space.telemetry.batch`): a :class:`Span` is
+built only when a reader asks for the trace, and then replaces the row.
+Listeners (the detectors) are called after the lock is released, with the
+batch (a sequence of spans whose ``rows`` the detectors read).
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from sre_space.telemetry.batch import START, SpanBatch, build
 from sre_space.telemetry.model import Span
 
-Listener = Callable[[list[Span]], None]
+Listener = Callable[[Sequence[Span]], None]
 
 # Python objects of one span (the object, hex ids, times, its slot in the trace)
 # and the share of its request's bytes it keeps alive (protobuf spans keep the
@@ -57,7 +62,8 @@ class TraceStore:
             raise ValueError("max_spans must be at least 1")
         self.max_spans = max_spans
         self.max_bytes = max_bytes
-        self._traces: OrderedDict[str, list[Span]] = OrderedDict()
+        # Per trace: its spans, each a row until a reader builds it (then the Span).
+        self._traces: OrderedDict[str, list[Any]] = OrderedDict()
         self._held = 0
         self._lock = threading.Lock()
         self._listeners: list[Listener] = []
@@ -72,21 +78,24 @@ class TraceStore:
 
     # --- intake -----------------------------------------------------------------
 
-    def add(self, spans: list[Span], nbytes: int = 0) -> None:
+    def add(self, spans: Sequence[Span], nbytes: int = 0) -> None:
         """Hold ``spans`` (``nbytes``: their wire size, when known) and tell the listeners."""
         n = len(spans)
         if not n:
             return
+        batch = SpanBatch.of(spans)
         with self._lock:
             traces = self._traces
             get = traces.get
-            for span in spans:
-                tid = span.trace_id
-                trace = get(tid)
-                if trace is None:
-                    traces[tid] = [span]
-                else:
-                    trace.append(span)
+            last, trace = "", None  # a trace's spans often come one after another
+            for row in batch.rows:
+                tid = row[0]  # batch.TRACE_ID
+                if tid != last or trace is None:
+                    trace = get(tid)
+                    if trace is None:
+                        trace = traces[tid] = []
+                    last = tid
+                trace.append(row)
             self._held += n
             stats = self._stats
             stats.spans_in += n
@@ -101,9 +110,9 @@ class TraceStore:
             if self._held > self._cap:
                 self._evict()
         for listener in self._listeners:
-            listener(spans)
+            listener(batch)
 
-    def extend(self, batches: Iterable[list[Span]]) -> None:
+    def extend(self, batches: Iterable[Sequence[Span]]) -> None:
         for batch in batches:
             self.add(batch)
 
@@ -158,7 +167,8 @@ class TraceStore:
 
     def trace(self, trace_id: str) -> list[Span]:
         with self._lock:
-            return list(self._traces.get(trace_id, ()))
+            held = self._traces.get(trace_id)
+            return _built(held) if held is not None else []
 
     def trace_ids(self) -> list[str]:
         """Held trace ids, oldest first."""
@@ -167,16 +177,36 @@ class TraceStore:
 
     def traces_since(self, start_ns: int) -> list[list[Span]]:
         """Traces whose root (earliest span) started at or after ``start_ns``."""
-        with self._lock:
-            snapshot = [list(t) for t in self._traces.values()]
-        return [t for t in snapshot if min(s.start_ns for s in t) >= start_ns]
+        with self._lock:  # only the traces asked for are built
+            return [
+                _built(t) for t in self._traces.values() if min(map(_start, t)) >= start_ns
+            ]
 
     def spans_since(
         self, start_ns: int, predicate: Callable[[Span], bool] | None = None
     ) -> list[Span]:
         """Spans that started at or after ``start_ns`` (and pass ``predicate``), oldest trace first."""
-        with self._lock:
-            snapshot = [s for t in self._traces.values() for s in t]
-        return [
-            s for s in snapshot if s.start_ns >= start_ns and (predicate is None or predicate(s))
-        ]
+        snapshot: list[Span] = []
+        with self._lock:  # only the spans asked for are built
+            for held in self._traces.values():
+                for i, item in enumerate(held):
+                    if type(item) is list:
+                        if item[START] < start_ns:
+                            continue
+                        item = held[i] = build(item)
+                    elif item.start_ns < start_ns:
+                        continue
+                    snapshot.append(item)
+        return [s for s in snapshot if predicate is None or predicate(s)]
+
+
+def _built(held: list[Any]) -> list[Span]:
+    """A trace's spans, building (and keeping in place) those still held as rows (lock held)."""
+    for i, item in enumerate(held):
+        if type(item) is list:
+            held[i] = build(item)
+    return list(held)
+
+
+def _start(item: Any) -> int:
+    return item[START] if type(item) is list else item.start_ns  # type: ignore[no-any-return]

@@ -1,0 +1,131 @@
+"""Spans as the hot path reads them: one row per span, a :class:`Span` only on demand.
+
+Profiling the intake (``docs/performance.md``) showed that building a
+:class:`Span` object per span cost more than parsing the protobuf, and the
+store and the detectors read only a handful of its fields. So a decoder
+leaves each span as a *row*: a plain list of those fields, made in one
+bytecode, that the store indexes and the detectors read directly. The row
+also says where the rest of the span is (the wire message the lazy fields
+come from) and keeps the :class:`Span` once one is built, so every reader of
+the same span gets the same object.
+
+Row layout (indices ``TRACE_ID`` ... ``SPAN``)::
+
+    [trace_id, span_id, parent_id, service, name, start_ns, end_ns,
+     kind, error, resource, wire, idx, span]
+
+``wire`` and ``idx`` are the model's ``raw`` and ``idx`` (``None`` and 0 for a
+span that was built as an object); ``span`` is the built span or ``None``.
+
+:class:`SpanBatch` is a sequence of spans over rows: what a decoder returns
+and the intake hands the store. Reading it as a sequence builds spans; the
+hot path reads ``rows``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+from sre_space.telemetry.model import Span
+
+Row = list[Any]
+
+TRACE_ID, SPAN_ID, PARENT_ID, SERVICE, NAME, START, END, KIND, ERROR = range(9)
+RESOURCE, WIRE, IDX, SPAN = 9, 10, 11, 12
+
+
+def row_of(span: Span) -> Row:
+    """The row of a span that already exists (JSON, Jaeger, tests): it keeps the span."""
+    return [
+        span.trace_id,
+        span.span_id,
+        span.parent_id,
+        span.service,
+        span.name,
+        span.start_ns,
+        span.end_ns,
+        span.kind,
+        span.error,
+        span.resource,
+        None,
+        0,
+        span,
+    ]
+
+
+def build(row: Row) -> Span:
+    """The row's span, built the first time it is asked for."""
+    span: Span | None = row[SPAN]
+    if span is None:
+        span = row[SPAN] = Span(
+            row[TRACE_ID],
+            row[SPAN_ID],
+            row[PARENT_ID],
+            row[SERVICE],
+            row[NAME],
+            row[START],
+            row[END],
+            row[KIND],
+            row[ERROR],
+            None,
+            None,
+            None,
+            row[RESOURCE],
+            row[WIRE],
+            row[IDX],
+        )
+    return span
+
+
+class SpanBatch(Sequence[Span]):
+    """Spans decoded together, held as rows; a list of spans to anyone who reads it so."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, spans: Iterable[Span] = (), rows: list[Row] | None = None) -> None:
+        self.rows: list[Row] = [] if rows is None else rows
+        if spans:
+            self.rows.extend(row_of(s) for s in spans)
+
+    @classmethod
+    def of(cls, spans: Sequence[Span]) -> SpanBatch:
+        """``spans`` as a batch (itself when it is one)."""
+        return spans if isinstance(spans, SpanBatch) else cls(spans)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Span: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Span]: ...
+
+    def __getitem__(self, i: int | slice) -> Span | list[Span]:
+        if isinstance(i, slice):
+            return [build(r) for r in self.rows[i]]
+        return build(self.rows[i])
+
+    def __iter__(self) -> Iterator[Span]:
+        for row in self.rows:
+            yield build(row)
+
+    def append(self, span: Span) -> None:
+        self.rows.append(row_of(span))
+
+    def extend(self, spans: Iterable[Span]) -> None:
+        if isinstance(spans, SpanBatch):
+            self.rows.extend(spans.rows)
+        else:
+            self.rows.extend(row_of(s) for s in spans)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (SpanBatch, list, tuple)):
+            return len(self) == len(other) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the list it stands for
+
+    def __repr__(self) -> str:
+        return f"SpanBatch({list(self)!r})"
