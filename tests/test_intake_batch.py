@@ -122,7 +122,7 @@ def test_store_builds_spans_only_when_read_and_keeps_them() -> None:
     store.add(new.spans, len(body))
     tid = old.spans[0].trace_id
     held = store._traces[tid]
-    assert all(type(x) is list for x in held)  # rows: nothing built yet
+    assert all(type(x) is tuple for x in held)  # rows: nothing built yet
     first = store.trace(tid)
     assert first == [s for s in old.spans if s.trace_id == tid]
     assert [a is b for a, b in zip(first, store.trace(tid), strict=True)] == [True] * len(first)

@@ -3,11 +3,12 @@
 Profiling the intake (``docs/performance.md``) showed that building a
 :class:`Span` object per span cost more than parsing the protobuf, and the
 store and the detectors read only a handful of its fields. So a decoder
-leaves each span as a *row*: a plain list of those fields, made in one
-bytecode, that the store indexes and the detectors read directly. The row
-also says where the rest of the span is (the wire message the lazy fields
-come from) and keeps the :class:`Span` once one is built, so every reader of
-the same span gets the same object.
+leaves each span as a *row*: a tuple of those fields, made in one
+bytecode and one allocation, that the store indexes and the detectors read
+directly. The row also says where the rest of the span is (the wire message
+the lazy fields come from). Whoever builds a :class:`Span` from a row keeps
+it (the store puts it in the row's place; a batch remembers it), so every
+reader of the same holder gets the same object.
 
 Row layout (indices ``TRACE_ID`` ... ``SPAN``)::
 
@@ -15,7 +16,7 @@ Row layout (indices ``TRACE_ID`` ... ``SPAN``)::
      kind, error, resource, wire, idx, span]
 
 ``wire`` and ``idx`` are the model's ``raw`` and ``idx`` (``None`` and 0 for a
-span that was built as an object); ``span`` is the built span or ``None``.
+span that was built as an object); ``span`` is that object, else ``None``.
 
 :class:`SpanBatch` is a sequence of spans over rows: what a decoder returns
 and the intake hands the store. Reading it as a sequence builds spans; the
@@ -29,7 +30,7 @@ from typing import Any, overload
 
 from sre_space.telemetry.model import Span
 
-Row = list[Any]
+Row = tuple[Any, ...]
 
 TRACE_ID, SPAN_ID, PARENT_ID, SERVICE, NAME, START, END, KIND, ERROR = range(9)
 RESOURCE, WIRE, IDX, SPAN = 9, 10, 11, 12
@@ -37,7 +38,7 @@ RESOURCE, WIRE, IDX, SPAN = 9, 10, 11, 12
 
 def row_of(span: Span) -> Row:
     """The row of a span that already exists (JSON, Jaeger, tests): it keeps the span."""
-    return [
+    return (
         span.trace_id,
         span.span_id,
         span.parent_id,
@@ -51,14 +52,14 @@ def row_of(span: Span) -> Row:
         None,
         0,
         span,
-    ]
+    )
 
 
 def build(row: Row) -> Span:
-    """The row's span, built the first time it is asked for."""
+    """The row's span: the one it was made from, else a new one (keep it)."""
     span: Span | None = row[SPAN]
     if span is None:
-        span = row[SPAN] = Span(
+        span = Span(
             row[TRACE_ID],
             row[SPAN_ID],
             row[PARENT_ID],
@@ -81,10 +82,11 @@ def build(row: Row) -> Span:
 class SpanBatch(Sequence[Span]):
     """Spans decoded together, held as rows; a list of spans to anyone who reads it so."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("_built", "rows")
 
     def __init__(self, spans: Iterable[Span] = (), rows: list[Row] | None = None) -> None:
         self.rows: list[Row] = [] if rows is None else rows
+        self._built: dict[int, Span] = {}  # spans built from rows, by position
         if spans:
             self.rows.extend(row_of(s) for s in spans)
 
@@ -104,19 +106,27 @@ class SpanBatch(Sequence[Span]):
 
     def __getitem__(self, i: int | slice) -> Span | list[Span]:
         if isinstance(i, slice):
-            return [build(r) for r in self.rows[i]]
-        return build(self.rows[i])
+            return [self._span(j) for j in range(len(self.rows))[i]]
+        return self._span(range(len(self.rows))[i])  # a negative index counts from the end
+
+    def _span(self, i: int) -> Span:
+        span = self._built.get(i)
+        if span is None:
+            span = self._built[i] = build(self.rows[i])
+        return span
 
     def __iter__(self) -> Iterator[Span]:
-        for row in self.rows:
-            yield build(row)
+        for i in range(len(self.rows)):
+            yield self._span(i)
 
     def append(self, span: Span) -> None:
         self.rows.append(row_of(span))
 
     def extend(self, spans: Iterable[Span]) -> None:
         if isinstance(spans, SpanBatch):
+            offset = len(self.rows)
             self.rows.extend(spans.rows)
+            self._built.update((offset + i, s) for i, s in spans._built.items())
         else:
             self.rows.extend(row_of(s) for s in spans)
 

@@ -311,7 +311,7 @@ def decode_request(req: Any, body: bytes | None = None) -> Decoded:
                 else:
                     error = s.status.code == _STATUS_ERROR
                 append(
-                    [
+                    (
                         trace_id,
                         sid.hex(),
                         parent,
@@ -325,7 +325,7 @@ def decode_request(req: Any, body: bytes | None = None) -> Decoded:
                         holder,
                         idx,
                         None,
-                    ]
+                    )
                 )
     return out
 

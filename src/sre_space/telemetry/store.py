@@ -190,7 +190,7 @@ class TraceStore:
         with self._lock:  # only the spans asked for are built
             for held in self._traces.values():
                 for i, item in enumerate(held):
-                    if type(item) is list:
+                    if type(item) is tuple:
                         if item[START] < start_ns:
                             continue
                         item = held[i] = build(item)
@@ -203,10 +203,10 @@ class TraceStore:
 def _built(held: list[Any]) -> list[Span]:
     """A trace's spans, building (and keeping in place) those still held as rows (lock held)."""
     for i, item in enumerate(held):
-        if type(item) is list:
+        if type(item) is tuple:
             held[i] = build(item)
     return list(held)
 
 
 def _start(item: Any) -> int:
-    return item[START] if type(item) is list else item.start_ns  # type: ignore[no-any-return]
+    return item[START] if type(item) is tuple else item.start_ns  # type: ignore[no-any-return]
