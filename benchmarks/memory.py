@@ -37,7 +37,7 @@ from typing import Any
 from sre_space.config import Settings
 from sre_space.memory.model import KnowledgeEntry
 from sre_space.memory.store import MemoryStore
-from sre_space.rca.localize import message_template
+from sre_space.safe_text import message_template
 
 QUERIES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "memory" / "queries.jsonl"
 # Queries in a customer's or a tired on-call's words, written without looking at

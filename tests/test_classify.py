@@ -28,10 +28,10 @@ from sre_space.rca.classify import (
     classify_message,
     classify_span,
     classify_status,
-    describe,
 )
-from sre_space.rca.localize import message_template
+from sre_space.safe_text import message_template
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
+from sre_space.vocabulary import describe
 
 # (exception.type as OpenTelemetry records it, exception.message, class)
 CATALOGUE = [

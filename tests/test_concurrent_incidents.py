@@ -32,7 +32,7 @@ from sre_space.config import Settings
 from sre_space.incidents import Incident
 from sre_space.mind import Mind
 from sre_space.rca.localize import LIVE_LOOKBACK_S
-from sre_space.squad.policy import ACTIONS
+from sre_space.vocabulary import ACTIONS
 
 from helpers import wait_until
 

@@ -45,7 +45,7 @@ def entry(
     **more: Any,
 ) -> KnowledgeEntry:
     """An entry shaped like the one Jules archives (squad/graph.py knowledge_entry)."""
-    from sre_space.rca.localize import message_template
+    from sre_space.safe_text import message_template
 
     template = message_template(exception)
     exc_type = template.split(":", 1)[0] if ":" in template else ""

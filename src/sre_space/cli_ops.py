@@ -13,8 +13,9 @@ from sre_space import logs
 from sre_space.cli_common import JsonOpt, err, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, UsageError
-from sre_space.incidents import AWAITING_APPROVAL, IncidentLog
+from sre_space.incidents import IncidentLog
 from sre_space.paths import Paths
+from sre_space.vocabulary import AWAITING_APPROVAL
 
 
 def _decide(incident_id: str, decision: str) -> None:

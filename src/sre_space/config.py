@@ -19,11 +19,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from sre_space.detect.rules import LATENCY_MS
 from sre_space.errors import UsageError
-from sre_space.squad.policy import MIN_ACT_CONFIDENCE
 
 LOOPBACK = "127.0.0.1"
+# Defaults shared with the parts that read them (detect.rules, squad.policy,
+# rca): kept here so that config imports nothing above itself.
+LATENCY_MS = 800.0  # DESIGN's rule: a request slower than this is a slow one
+# The Brain's confidence an action needs under ``auto`` (``policy_min_confidence``):
+# below it the Fixer looks again, then proposes.
+MIN_ACT_CONFIDENCE = 0.45
 
 
 def default_home() -> Path:

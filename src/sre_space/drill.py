@@ -17,10 +17,10 @@ from xml.sax.saxutils import quoteattr
 
 from sre_space.config import Settings
 from sre_space.errors import UsageError
-from sre_space.incidents import UNCLEAR
 from sre_space.lab.faults import FAULTS
+from sre_space.vocabulary import ESCALATED, MITIGATED, RESOLVED, UNCLEAR
 
-TERMINAL = ("mitigated", "resolved", "escalated")
+TERMINAL = (MITIGATED, RESOLVED, ESCALATED)
 
 
 @dataclass

@@ -27,14 +27,14 @@ from sre_space.errors import UsageError
 from sre_space.notify import outbox as notify_outbox
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 
+# Re-exported for scripts and tests that read them here; the words are the vocabulary's.
+from sre_space.vocabulary import ACTIVE as ACTIVE
+from sre_space.vocabulary import AWAITING_APPROVAL as AWAITING_APPROVAL
+from sre_space.vocabulary import RESOLVED
+from sre_space.vocabulary import STATUSES as STATUSES
+
 if TYPE_CHECKING:
     from sre_space.metrics import Metrics
-
-ACTIVE = ("open", "diagnosing", "mitigating")
-# mitigated -> degraded: the fix holds but the cause still shows, weaker (the fault
-# is still there); either resolves after a quiet period, as an escalated one does.
-STATUSES = (*ACTIVE, "mitigated", "degraded", "resolved", "escalated")
-WATCHED = ("mitigated", "degraded", "escalated")  # the squad is done; Scout still watches
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -62,30 +62,9 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 """
 
-AWAITING_APPROVAL = "awaiting_approval"  # remediation.outcome while policy waits for a human
 # What people set (ack, resolve): a save of a copy read before them never unsets it.
 PEOPLE_FIELDS = ("acknowledged_by", "acknowledged_at", "resolved_by", "resolution_note")
 PERSON = "human"  # the agent of a person's events in the timeline (the name is in the message)
-# The SLO came back after the change, but something else may explain it (another
-# change to the same service, a restart of the mind while verifying, a fault that
-# had already ended): not credited to the change, and never learnt by memory.
-UNCLEAR = "unclear"
-# remediation.outcome, the whole vocabulary: pending and awaiting approval while the
-# Fixer works; then recovered (verified), unclear, undone (did not help, put back),
-# failed (the system refused it, or its undo failed), refused (policy), denied (a
-# person), proposed (written for a person), dry-run.
-OUTCOMES = (
-    "pending",
-    AWAITING_APPROVAL,
-    "recovered",
-    UNCLEAR,
-    "undone",
-    "failed",
-    "refused",
-    "denied",
-    "proposed",
-    "dry-run",
-)
 
 
 @dataclass
@@ -265,7 +244,7 @@ class IncidentLog:
         by = _person(by)
 
         def ack(incident: Incident, now: float) -> str:
-            if incident.status == "resolved":
+            if incident.status == RESOLVED:
                 raise UsageError(f"{incident.id} is already resolved{_by(incident)}")
             if incident.acknowledged_by is None:
                 incident.acknowledged_by, incident.acknowledged_at = by, now
@@ -293,21 +272,21 @@ class IncidentLog:
         by, note = _person(by), _note_text(note, required=False)
 
         def close(incident: Incident, now: float) -> str:
-            if incident.status == "resolved":
+            if incident.status == RESOLVED:
                 raise UsageError(f"{incident.id} is already resolved{_by(incident)}")
             before = incident.status
-            incident.status = "resolved"
+            incident.status = RESOLVED
             incident.resolved_at = now
             incident.resolved_by = by
             incident.resolution_note = note or None
             step: dict[str, Any] = {
-                "ts": now, "step": "status", "from": before, "to": "resolved", "by": by,
+                "ts": now, "step": "status", "from": before, "to": RESOLVED, "by": by,
             }
             incident.audit.append({**step, "why": note} if note else step)
             return f"status {before} -> resolved by {by}" + (f": {note}" if note else "")
 
         return self._answer(
-            incident_id, by, close, kind="status", data={"to": "resolved", "by": by}
+            incident_id, by, close, kind="status", data={"to": RESOLVED, "by": by}
         )
 
     def _answer(
@@ -488,8 +467,8 @@ def keep_people(incident: Incident, stored: Incident) -> None:
     for name in PEOPLE_FIELDS:
         if getattr(incident, name) is None and getattr(stored, name) is not None:
             setattr(incident, name, getattr(stored, name))
-    if stored.status == "resolved" and stored.resolved_by and incident.status != "resolved":
-        incident.status = "resolved"
+    if stored.status == RESOLVED and stored.resolved_by and incident.status != RESOLVED:
+        incident.status = RESOLVED
         incident.resolved_at = stored.resolved_at
     have = {_key(a) for a in incident.audit}
     missing = [a for a in stored.audit if _key(a) not in have]

@@ -31,13 +31,14 @@ from sre_space.detect.incidents import AMBIGUOUS, IncidentTracker, Tracked
 from sre_space.detect.rules import Rules
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
-from sre_space.incidents import ACTIVE, WATCHED, Incident, IncidentLog
+from sre_space.incidents import Incident, IncidentLog
 from sre_space.metrics import Metrics
 from sre_space.notify import worker as notify_worker
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
 from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
+from sre_space.vocabulary import ACTIVE, WATCHED
 
 log = logging.getLogger(__name__)
 

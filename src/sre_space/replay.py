@@ -35,11 +35,12 @@ from typing import Any
 
 from sre_space.config import Settings
 from sre_space.errors import TimedOut, Unavailable, UsageError
-from sre_space.incidents import AWAITING_APPROVAL, Event, Incident
+from sre_space.incidents import Event, Incident
 from sre_space.mind import CONFIRM_S, Mind
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.model import Span
 from sre_space.telemetry.otlp import Decoded
+from sre_space.vocabulary import AWAITING_APPROVAL
 
 SOURCE = "replay"  # the intake counts the replayed spans under this source
 # Played on after the last span, so a fault at the very end can be confirmed,

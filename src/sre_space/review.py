@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sre_space.incidents import UNCLEAR, IncidentLog
+from sre_space.incidents import IncidentLog
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, markdown_code, markdown_safe
+from sre_space.vocabulary import UNCLEAR
 
 
 def parse_since(text: str) -> float:
@@ -48,7 +49,7 @@ def build(log: IncidentLog, since_s: float, now: float | None = None) -> dict[st
         "since_s": since_s,
         "incidents": len(incidents),
         "by_status": dict(by_status),
-        "by_outcome": dict(by_outcome),  # remediation outcomes (incidents.OUTCOMES)
+        "by_outcome": dict(by_outcome),  # remediation outcomes (vocabulary.OUTCOMES)
         "ttd_s": _stats([i.ttd_s for i in incidents if i.ttd_s is not None]),
         "ttm_s": _stats([i.ttm_s for i in incidents if i.ttm_s is not None]),
         "recurring": [{"signature": s, "count": n} for s, n in signatures.most_common() if n > 1],

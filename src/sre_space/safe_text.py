@@ -22,6 +22,12 @@ for pages. Every place that shows such text passes it through one of:
 
 JSON output is data, not display: ``json.dumps`` escapes control characters
 by itself and nothing here is applied to it.
+
+Outside text kept for matching rather than shown (memory entries, signatures,
+the fault classifier) has its control characters removed with the patterns
+here, the only spelling of them: ``one_line`` makes any run of C0, DEL and C1
+one space; ``message_template`` also masks ids and numbers, so recurrences
+share a signature.
 """
 
 from __future__ import annotations
@@ -33,6 +39,23 @@ ELLIPSIS = "…"
 NAME_LIMIT = 160  # a name, an id, a table cell: one line on any terminal
 TEXT_LIMIT = 4000  # a message, an attribute value, a summary: a few wrapped lines
 REPLACEMENT = "?"
+
+# Every control character (C0, DEL, C1), in runs: text kept on one line.
+CONTROL_RUN = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# The same but tab and newline, one at a time: the fault classifier has always
+# read a message with its line breaks (a stack trace as it came); kept apart so
+# what it matches stays exactly what it matched.
+CONTROL_BUT_TAB_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Ids and numbers in a message, masked for signatures (most specific first).
+_MASKS = [
+    (
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
+        "<uuid>",
+    ),
+    (re.compile(r"\b[0-9a-f]{16,}\b", re.I), "<id>"),
+    (re.compile(r"\d+(\.\d+)?"), "<n>"),
+]
+TEMPLATE_LIMIT = 300
 
 # Tag-like brackets, as Rich and Textual parse them ([bold], [/], [link=...], [@click]).
 _MARKUP_TAG = re.compile(r"(\\*)(\[[a-zA-Z#/@][^[]*?\])")
@@ -108,3 +131,20 @@ def markdown_code(text: object, limit: int | None = None) -> str:
     fence = "`" * (longest + 1)
     pad = " " if safe.startswith("`") or safe.endswith("`") else ""
     return f"{fence}{pad}{safe}{pad}{fence}"
+
+
+def one_line(text: str) -> str:
+    """Control characters (terminal escapes, line breaks) as one space, ends stripped."""
+    return CONTROL_RUN.sub(" ", text).strip()
+
+
+def message_template(message: str) -> str:
+    """The message with ids and numbers masked, so recurrences share a signature.
+
+    For signatures and matching only: people are shown the original message.
+    Control characters (terminal escapes, line breaks) become one space.
+    """
+    message = one_line(message)
+    for pattern, mask in _MASKS:
+        message = pattern.sub(mask, message)
+    return message[:TEMPLATE_LIMIT]

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sre_space.errors import UsageError
+from sre_space.vocabulary import ENV_PREFIX
 
 ACTIONS_LABEL = "sre-space.actions"
-ENV_PREFIX = "SRE_SPACE_CFG_"
 OPERATIONS = ("restart", "scale", "recreate")
 ALIASES = {
     "restart": "restart",

@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 from sre_space.actuators.changes import (
     ACTIONS_LABEL,
-    ENV_PREFIX,
     ActionRefused,
     Change,
     Limits,
@@ -40,6 +39,7 @@ from sre_space.errors import Unavailable
 from sre_space.infra.compose import PROJECT, compose_dir, compose_env, load, override_path
 from sre_space.infra.docker_engine import PROJECT_LABEL, SERVICE_LABEL, Compose, docker_client
 from sre_space.paths import Paths
+from sre_space.vocabulary import ENV_PREFIX
 
 ONEOFF_LABEL = "com.docker.compose.oneoff"
 NUMBER_LABEL = "com.docker.compose.container-number"

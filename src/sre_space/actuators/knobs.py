@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sre_space.actuators.changes import ActionRefused
+from sre_space.vocabulary import CLOSE_CIRCUIT, OPEN_CIRCUIT, PATCH_CONFIG, ROLLBACK, SHED_LOAD
 
 # The knobs the runbook knows, with what each holds.
 KNOBS = {
@@ -28,7 +29,7 @@ KNOBS = {
 }
 CIRCUIT_OPEN, CIRCUIT_CLOSED = "open", "closed"
 # Actions that change a setting (undone by putting the previous value back).
-SETTING_ACTIONS = ("patch_config", "rollback", "open_circuit", "close_circuit", "shed_load")
+SETTING_ACTIONS = (PATCH_CONFIG, ROLLBACK, OPEN_CIRCUIT, CLOSE_CIRCUIT, SHED_LOAD)
 
 
 def _circuit_parts(key: str) -> tuple[str, str]:

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from sre_space.actuators.changes import (
     ACTIONS_LABEL,
-    ENV_PREFIX,
     ActionRefused,
     Change,
     Limits,
@@ -42,6 +41,7 @@ from sre_space.actuators.changes import (
 from sre_space.config import Settings
 from sre_space.errors import UsageError
 from sre_space.infra.compose import compose_file, load, override_path
+from sre_space.vocabulary import ENV_PREFIX
 
 STYLES = ("compose", "kubectl")
 PAST = {"restart": "restarted", "recreate": "recreated"}

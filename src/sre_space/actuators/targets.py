@@ -32,6 +32,7 @@ from sre_space.actuators.driver import Driver, Target
 from sre_space.actuators.knobs import KNOBS
 from sre_space.config import Settings
 from sre_space.errors import Unavailable, UsageError
+from sre_space.vocabulary import ACTIONS
 
 KINDS = ("lab", "compose", "docker", "kubernetes", "systemd", "exec", "webhook")
 # Per kind: the options it takes (beyond kind, knobs, actions, undo, timeout_s) and which it needs.
@@ -329,8 +330,6 @@ ACTION_KNOB = {
 
 def capabilities(target: Target | None, service: str) -> dict[str, str]:
     """Action -> how this target carries it out ({} : proposals only)."""
-    from sre_space.squad.policy import ACTIONS
-
     if target is None:
         return {}
     if target.kind == "lab":

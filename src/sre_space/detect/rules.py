@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-LATENCY_MS = 800.0  # DESIGN's rule: a request slower than this is a slow one
+from sre_space.config import LATENCY_MS
 
 
 @dataclass(frozen=True)

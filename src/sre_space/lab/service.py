@@ -23,10 +23,10 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sre_space.actuators.changes import ENV_PREFIX
 from sre_space.lab import runtime
 from sre_space.lab.faults import FAULT_PATH
 from sre_space.lab.mechanisms import Faults
+from sre_space.vocabulary import ENV_PREFIX
 
 if TYPE_CHECKING:
     from starlette.requests import Request

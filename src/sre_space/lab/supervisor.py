@@ -21,7 +21,6 @@ import time
 import urllib.parse
 from typing import Any
 
-from sre_space.actuators.changes import ENV_PREFIX
 from sre_space.config import Settings
 from sre_space.lab import runtime
 from sre_space.lab.balancer import Balancer, listen
@@ -30,6 +29,8 @@ from sre_space.lab.children import Child
 from sre_space.lab.service import DEFAULTS
 from sre_space.localapi import write_secret
 from sre_space.paths import Paths
+from sre_space.vocabulary import ACTIONS as VOCABULARY_ACTIONS
+from sre_space.vocabulary import ENV_PREFIX, SCALE_IN
 
 SERVICES = ("db", "payments", "inventory", "checkout", "frontend")
 REPLICAS = {"payments": 2, "inventory": 2}  # behind a balancer; the rest run one process
@@ -46,15 +47,8 @@ def backoff_s(restarts: int) -> float:
     return min(BACKOFF_CAP_S, 0.5 * (restarts + 1))
 
 
-ACTIONS = (
-    "patch_config",
-    "restart",
-    "rollback",
-    "open_circuit",
-    "shed_load",
-    "scale_out",
-    "scale_in",
-)
+# What the control API carries out: the Fixer's actions and the undo of scale_out.
+ACTIONS = (*VOCABULARY_ACTIONS, SCALE_IN)
 
 
 class Supervisor:

@@ -34,11 +34,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from sre_space.rca.classify import describe
-from sre_space.rca.localize import message_template
+from sre_space.safe_text import message_template, one_line
+from sre_space.vocabulary import ACTION_MEANINGS, ACTIONS, describe
 
-RECOVERED = "recovered"
-UNCLEAR = "unclear"  # not a lesson either way: never archived, never read as a failure
+# Re-exported for memory.store, which reads them here.
+from sre_space.vocabulary import RECOVERED as RECOVERED
+from sre_space.vocabulary import UNCLEAR as UNCLEAR
+
 # The flat, filterable copies kept next to the JSON of the entry (few: Chroma
 # reads metadata key by key, and search reads it for every candidate).
 INDEXED = ("signature", "service", "outcome")
@@ -58,15 +60,8 @@ _FAULT_WORDS = {
     "crash": "crash: the service is down or unreachable",
     "structural": "structure: calls appeared or vanished",
 }
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_ACTION_WORDS = {
-    "restart": "restart the process",
-    "scale_out": "scale out, more replicas and capacity",
-    "patch_config": "change the configuration",
-    "rollback": "roll back the release to the previous version",
-    "open_circuit": "open the circuit breaker, stop calling the failing dependency",
-    "shed_load": "shed load, reject excess requests",
-}
+# The actions in a person's words (in the embedded text: see vocabulary.ACTION_MEANINGS).
+_ACTION_WORDS: dict[str, str] = {a: ACTION_MEANINGS[a] for a in ACTIONS}
 
 
 _NUMBER = re.compile(r"\b[0-9a-f]{16,}\b|\d+(\.\d+)?", re.I)
@@ -131,7 +126,7 @@ class KnowledgeEntry:
 
     def __post_init__(self) -> None:
         # Idempotent, so an export imported again is unchanged.
-        self.exception = _CONTROL.sub(" ", self.exception).strip()
+        self.exception = one_line(self.exception)
         if not self.exception_template:
             self.exception_template = message_template(self.exception)
         if not self.description:

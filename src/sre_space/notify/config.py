@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sre_space.errors import UsageError
-from sre_space.incidents import STATUSES
 from sre_space.notify.events import ACKNOWLEDGED, NOTE
+from sre_space.vocabulary import ESCALATED, MITIGATED, RESOLVED, SEVERITIES, STATUSES
 
 KINDS = ("slack", "pagerduty", "webhook", "apprise")
 # What a sink may ask for: a status the incident moved to, a person's ack, a note.
 EVENTS = (*STATUSES, ACKNOWLEDGED, NOTE)
-DEFAULT_STATUSES = ("escalated", "mitigated", "resolved", ACKNOWLEDGED)
-SEVERITIES = ("critical", "error", "warning", "info")
+DEFAULT_STATUSES = (ESCALATED, MITIGATED, RESOLVED, ACKNOWLEDGED)
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
 DEFAULT_RATE_PER_MIN = 20.0  # Slack's incoming webhooks take about one a second
 DEFAULT_TIMEOUT_S = 10.0

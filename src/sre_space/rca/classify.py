@@ -1,6 +1,7 @@
 """Fault classes a person recognises, read from standards and real libraries' messages.
 
-One vocabulary for the Brain, the runbook and memory (:data:`FAULT_CLASSES`):
+The classes are the vocabulary's (:data:`sre_space.vocabulary.FAULT_CLASSES`, one
+vocabulary for the Brain, the runbook and memory); what each covers here:
 
 =========== ==============================================================
 saturation  a pool, queue or set of threads ran out (waits, then refusals)
@@ -27,38 +28,15 @@ them from where time was spent.
 from __future__ import annotations
 
 import re
-from typing import Final, Literal
+from typing import Final
 
+from sre_space.safe_text import CONTROL_BUT_TAB_NEWLINE
 from sre_space.telemetry.model import Span
-
-FaultClass = Literal["saturation", "timeout", "unreachable", "error", "latency", "cpu", "memory"]
-FAULT_CLASSES: Final[tuple[FaultClass, ...]] = (
-    "saturation",
-    "timeout",
-    "unreachable",
-    "error",
-    "latency",
-    "cpu",
-    "memory",
-)
-
-# What each class means to a person who was not there (memory, reports, the screen).
-DESCRIPTIONS: Final[dict[str, str]] = {
-    "saturation": "a pool or queue ran out: requests wait for a connection or a worker, "
-    "then fail; the service is overloaded or its pool is too small",
-    "timeout": "a downstream stopped answering: callers wait and time out",
-    "unreachable": "a downstream cannot be reached: connections are refused or reset, or its "
-    "name does not resolve; it is down, crashed or stopped",
-    "error": "the service fails requests with its own exceptions or server errors, "
-    "often after a release or a change",
-    "latency": "the service is slow: requests take longer in its own work or on the way in",
-    "cpu": "the service is starved of CPU: every operation of it is slower",
-    "memory": "the service runs out of memory: it grows until allocations fail or the "
-    "process is killed",
-}
+from sre_space.vocabulary import FAULT_CLASSES as FAULT_CLASSES  # re-exported: scripts read it here
+from sre_space.vocabulary import TIMEOUT, UNREACHABLE, FaultClass
 
 # Failures that say the *callee* did not answer: on a call out, they blame it.
-CALLEE_CLASSES: Final[frozenset[str]] = frozenset({"timeout", "unreachable"})
+CALLEE_CLASSES: Final[frozenset[str]] = frozenset({TIMEOUT, UNREACHABLE})
 
 _I = re.IGNORECASE
 
@@ -167,8 +145,6 @@ HTTP_CLASSES: Final[dict[int, FaultClass]] = {
 }
 _STATUS_IN_TEXT = re.compile(r"\b(?:HTTP|status(?: code)?|code)[ :=]*([1-5]\d\d)\b", _I)
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 # Exceptions that are a program's own mistake whatever their message says (a
 # ``KeyError: 'timeout'`` is a missing key, not a timeout).
 _OWN_MISTAKES: Final[frozenset[str]] = frozenset(
@@ -202,7 +178,7 @@ def classify_message(text: str) -> FaultClass | None:
     """The class a failure's text names (``"type: message"`` or either), or None."""
     if not text:
         return None
-    text = _CONTROL.sub(" ", text)
+    text = CONTROL_BUT_TAB_NEWLINE.sub(" ", text)
     for fault, pattern in _CATALOGUE:
         if pattern.search(text):
             return fault
@@ -305,7 +281,3 @@ def classify_span(span: Span) -> FaultClass | None:
 def _own(exc_type: str) -> bool:
     return exc_type.rsplit(".", 1)[-1].rsplit("$", 1)[-1] in _OWN_MISTAKES
 
-
-def describe(fault_class: str) -> str:
-    """The class in a person's words (the class itself for one outside the vocabulary)."""
-    return DESCRIPTIONS.get(fault_class, fault_class)

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import gc
 import math
-import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -54,7 +53,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from sre_space.detect.rules import LATENCY_MS
+from sre_space.config import LATENCY_MS
 from sre_space.rca.changepoint import change_point
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
 from sre_space.rca.reference import HIGH_QUANTILE, MIN_SAMPLES, TRACE_SHARE, Reference
@@ -70,6 +69,7 @@ from sre_space.rca.traces import (
     peer_of,
     views,
 )
+from sre_space.safe_text import message_template
 from sre_space.telemetry.model import Span
 
 # A failed request is stronger evidence than a slow or reshaped one: when a
@@ -114,28 +114,6 @@ ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share 
 # onset (see localize): a slowly building fault can take the detector a window
 # or two past its start; a change half a minute older is another fault.
 ONSET_SLACK_S = 30.0
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_MASKS = [
-    (
-        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I),
-        "<uuid>",
-    ),
-    (re.compile(r"\b[0-9a-f]{16,}\b", re.I), "<id>"),
-    (re.compile(r"\d+(\.\d+)?"), "<n>"),
-]
-
-
-def message_template(message: str) -> str:
-    """The message with ids and numbers masked, so recurrences share a signature.
-
-    For signatures and matching only: people are shown the original message.
-    Control characters (terminal escapes, line breaks) become one space.
-    """
-    message = _CONTROL.sub(" ", message).strip()
-    for pattern, mask in _MASKS:
-        message = pattern.sub(mask, message)
-    return message[:300]
 
 
 @dataclass

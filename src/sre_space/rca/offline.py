@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sre_space.detect.rules import LATENCY_MS
+from sre_space.config import LATENCY_MS
 from sre_space.errors import UsageError
 from sre_space.rca.localize import Candidate, confidence_words, localize, paused_gc
 from sre_space.rca.traces import group

@@ -20,14 +20,14 @@ from sre_space.actuators.targets import generic_proposal
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
-from sre_space.incidents import AWAITING_APPROVAL, UNCLEAR, Incident, IncidentLog
-from sre_space.rca.classify import describe
+from sre_space.incidents import Incident, IncidentLog
 from sre_space.rca.localize import LIVE_LOOKBACK_S, Candidate, confidence_words, localize
 from sre_space.squad import hardening, releases, runbook
-from sre_space.squad.policy import INVESTIGATE, Policy
+from sre_space.squad.policy import Policy
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
+from sre_space.vocabulary import AWAITING_APPROVAL, INVESTIGATE, UNCLEAR, describe
 
 RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
 MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation

@@ -13,14 +13,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sre_space.config import MIN_ACT_CONFIDENCE
+from sre_space.vocabulary import ACTIONS
+
 MODES = ("auto", "approve", "dry-run")
-ACTIONS = ("restart", "scale_out", "patch_config", "rollback", "open_circuit", "shed_load")
-# The plan when the runbook has no change to make: a person looks (at a change
-# elsewhere, a dependency, the data). Never carried out, never in ACTIONS.
-INVESTIGATE = "investigate"
-# The Brain's confidence an action needs under ``auto`` (the default of the
-# ``policy_min_confidence`` setting): below it the Fixer looks again, then proposes.
-MIN_ACT_CONFIDENCE = 0.45
 
 
 @dataclass

@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sre_space.incidents import AWAITING_APPROVAL, IncidentLog
+from sre_space.incidents import IncidentLog
 from sre_space.squad.agents import PLAN_KEYS
+from sre_space.vocabulary import AWAITING_APPROVAL
 
 INTERRUPTED = "mitigating"  # the status an incident has between the Fixer's change and its verdict
 

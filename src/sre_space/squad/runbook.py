@@ -31,9 +31,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sre_space.squad.policy import INVESTIGATE
+from sre_space.vocabulary import FAULT_CLASSES, INVESTIGATE
 
-FAULT_CLASSES = ("saturation", "timeout", "unreachable", "error", "latency", "cpu", "memory")
 POOL_GROWTH = 5
 POOL_CAP = 500
 

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 from rich.text import Text
 
-from sre_space.incidents import ACTIVE, AWAITING_APPROVAL, Incident
+from sre_space.incidents import Incident
 from sre_space.safe_text import NAME_LIMIT, printable
 from sre_space.tui.widgets import IncidentTable, MemoryHits
+from sre_space.vocabulary import ACTIVE, AWAITING_APPROVAL
 
 
 def awaiting(incident: Incident) -> bool:

@@ -8,8 +8,9 @@ from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist
 
-from sre_space.incidents import ACTIVE, AWAITING_APPROVAL, UNCLEAR, Incident
+from sre_space.incidents import Incident
 from sre_space.safe_text import NAME_LIMIT, printable
+from sre_space.vocabulary import ACTIVE, AWAITING_APPROVAL, UNCLEAR
 
 STATUS_STYLES: dict[str, str] = {
     "open": "bold red",
