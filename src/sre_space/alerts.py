@@ -61,7 +61,6 @@ from sre_space.safe_text import NAME_LIMIT, printable
 
 log = logging.getLogger(__name__)
 
-ALERTS_PATH = "/api/alerts"
 # Where an alert says which service it is about, in this order: the usual
 # Prometheus, OpenTelemetry (service.name sanitised), job and Kubernetes labels.
 SERVICE_LABELS = ("service", "service_name", "job", "app", "app_kubernetes_io_name", "container")
@@ -418,4 +417,4 @@ class AlertBox:
         return ref, "opened"
 
 
-__all__ = ["ALERTS_PATH", "SERVICE_LABELS", "Alert", "AlertBox", "BadAlerts", "parse"]
+__all__ = ["SERVICE_LABELS", "Alert", "AlertBox", "BadAlerts", "parse"]

@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from sre_space import logs
 from sre_space.cli_common import JsonOpt
 from sre_space.cli_common import err as _err
-from sre_space.cli_common import mind_port as _mind_port
 from sre_space.cli_common import out as _out
 from sre_space.cli_common import say as _say
 from sre_space.cli_memory import memory_app
@@ -30,6 +29,7 @@ from sre_space.cli_stack import down, stack_mode, up
 from sre_space.cli_targets import targets_app
 from sre_space.config import Settings, load
 from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, UsageError
+from sre_space.localapi import mind_port as _mind_port
 from sre_space.safe_text import printable, printable_lines
 from sre_space.squad.policy import MODES
 

@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from sre_space.cli_common import JsonOpt, mind_port, out, say
+from sre_space.cli_common import JsonOpt, out, say
 from sre_space.config import Settings, load
 from sre_space.errors import Unavailable, UsageError
+from sre_space.localapi import mind_port
 from sre_space.safe_text import NAME_LIMIT, printable
 
 if TYPE_CHECKING:

@@ -17,9 +17,10 @@ from typing import Annotated, Any
 import typer
 
 from sre_space import logs
-from sre_space.cli_common import JsonOpt, mind_port, out, say
+from sre_space.cli_common import JsonOpt, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, Unavailable, UsageError
+from sre_space.localapi import mind_port
 from sre_space.notify.config import SinkConfig, parse
 from sre_space.notify.events import TEST_EVENT, Notification
 from sre_space.notify.outbox import STATES, Outbox

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sre_space.errors import Unavailable
+from sre_space.paths import Paths
 
 Route = Callable[[dict[str, str]], Any]
 
@@ -89,6 +90,16 @@ class LocalApi:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def mind_port(paths: Paths) -> int | None:
+    """The API port of a live mind on this home, or None."""
+    try:
+        doc = json.loads(paths.mind_state.read_text())
+        os.kill(int(doc["pid"]), 0)
+        return int(doc["api_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def get(port: int, token_path: Path, path: str, params: dict[str, Any] | None = None) -> Any:

@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sre_space.notify.config import SinkConfig
 from sre_space.notify.outbox import FAILED, PENDING, SENT, Outbox, Row
@@ -44,7 +44,6 @@ from sre_space.paths import Paths
 
 if TYPE_CHECKING:
     from sre_space.config import Settings
-    from sre_space.incidents import IncidentLog
     from sre_space.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -56,6 +55,20 @@ GIVE_UP_S = 86400.0
 WINDOW_S = 60.0  # rate_limit is per minute
 
 Say = Callable[[str, str], None]  # (incident id, line): the mind's squad terminal
+
+
+class IncidentFeed(Protocol):
+    """What the mind's notifier needs of its incident log (``incidents.IncidentLog``).
+
+    A protocol, not an import: the incident log writes its notifications through
+    this package's outbox, so this package never imports the incident log back.
+    """
+
+    notified: Callable[[], None] | None
+
+    def emit(
+        self, agent: str, message: str, *, incident_id: str | None = ..., kind: str = ...
+    ) -> Any: ...
 
 
 def backoff(attempts: int, rng: random.Random | None = None) -> float:
@@ -180,7 +193,7 @@ class Notifier:
             self._say(row.notification.incident_id, line)
 
 
-def for_mind(settings: Settings, incidents: IncidentLog, metrics: Metrics) -> Notifier:
+def for_mind(settings: Settings, incidents: IncidentFeed, metrics: Metrics) -> Notifier:
     """The mind's notifier: the sinks of ``settings`` (a sink that cannot send refuses the
     start), its secrets redacted from every log record, woken by the mind's incident log, its
     deliveries said in the squad terminal."""

@@ -49,13 +49,12 @@ import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from sre_space.alerts import ALERTS_PATH, AlertBox
 from sre_space.errors import UsageError
 from sre_space.metrics import Metrics
 from sre_space.telemetry.intake import Intake
@@ -69,6 +68,7 @@ JSON = "application/json"
 _PROTOBUF_TYPES = (PROTOBUF, "application/protobuf")
 TRACES_PATH = "/v1/traces"
 METRICS_PATH = "/metrics"
+ALERTS_PATH = "/api/alerts"
 SOURCE = "otlp_http"
 IDLE_TIMEOUT_S = 60.0
 _EMPTY_OK_PROTO = ExportTraceServiceResponse().SerializeToString()
@@ -123,6 +123,16 @@ class BadBody(Exception):
         self.code = code
 
 
+class AlertReceiver(Protocol):
+    """What ``POST /api/alerts`` hands its body to: the mind's ``alerts.AlertBox``.
+
+    A protocol, not an import: alerts sit on the incident log, which telemetry
+    (below it) never imports.
+    """
+
+    def receive(self, body: bytes) -> tuple[int, dict[str, Any]]: ...
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -133,7 +143,7 @@ class _Server(ThreadingHTTPServer):
     max_connections: int
     token: str | None
     metrics: Metrics
-    alerts: AlertBox | None
+    alerts: AlertReceiver | None
 
     def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
@@ -471,7 +481,7 @@ class OtlpHttpReceiver:
         max_connections: int = 256,
         token: str | None = None,
         metrics: Metrics | None = None,
-        alerts: AlertBox | None = None,
+        alerts: AlertReceiver | None = None,
     ) -> None:
         check_bind(host, token)
         self.intake = sink if isinstance(sink, Intake) else Intake(sink)

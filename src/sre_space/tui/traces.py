@@ -73,8 +73,7 @@ class MindTraces:
         mind = self._hosted_mind()
         if mind is not None:
             return list(mind.store.trace(trace_id))
-        from sre_space.cli_common import mind_port
-        from sre_space.localapi import get
+        from sre_space.localapi import get, mind_port
 
         port = mind_port(self.paths)
         if port is None:

@@ -62,8 +62,7 @@ class StatusController:
         if self.ctx.host.mode == "hosting":
             return None
         try:
-            from sre_space.cli_common import mind_port
-            from sre_space.localapi import get
+            from sre_space.localapi import get, mind_port
 
             paths = Paths(self.ctx.settings.home)
             port = mind_port(paths)
