@@ -70,6 +70,7 @@ from sre_space.memory.model import (
     MemoryHit,
     remediation_key,
 )
+from sre_space.memory.reads import Reads
 from sre_space.paths import Paths
 
 COLLECTION = "sre_space_memory"
@@ -188,6 +189,8 @@ class MemoryStore:
         self._function = function
         self._lock: DirLock | None = None
         self._collection: Any = None
+        # Query vectors and entries kept between searches (see memory.reads).
+        self._reads = Reads(rows=not self.server)
         name = _collection_name(function, isinstance(function, MiniLMEmbedding))
         self.location = settings.chroma_url or str(Paths(settings.home).memory_dir)
         if not self.server:
@@ -254,6 +257,10 @@ class MemoryStore:
 
     def archive_many(self, entries: Sequence[KnowledgeEntry]) -> builtins.list[KnowledgeEntry]:
         """Archive a batch: embeddings in batches, recurrence counted per signature."""
+        with self._reads.writing():
+            return self._archive_many(entries)
+
+    def _archive_many(self, entries: Sequence[KnowledgeEntry]) -> builtins.list[KnowledgeEntry]:
         collection = self._writable()
         if not entries:
             return []
@@ -293,7 +300,8 @@ class MemoryStore:
         """Write entries exactly as given (import): no recurrence bookkeeping."""
         self._writable()
         latest = builtins.list({e.id: e for e in entries}.values())
-        self._upsert(latest)
+        with self._reads.writing():
+            self._upsert(latest)
         return len(latest)
 
     def _upsert(self, entries: Sequence[KnowledgeEntry]) -> None:
@@ -322,7 +330,8 @@ class MemoryStore:
         collection = self._writable()
         if self.get(id) is None:
             return False
-        collection.delete(ids=[id])
+        with self._reads.writing():
+            collection.delete(ids=[id])
         return True
 
     # --- reading ----------------------------------------------------------------------
@@ -432,8 +441,12 @@ class MemoryStore:
     # --- search -----------------------------------------------------------------------
 
     def _embed_query(self, query: str) -> npt.NDArray[np.float32]:
-        vector = np.asarray(self._function([expand(query)])[0], dtype=np.float32)
-        return vector / (float(np.linalg.norm(vector)) or 1.0)
+        def embed(text: str) -> npt.NDArray[np.float32]:
+            vector = np.asarray(self._function([text])[0], dtype=np.float32)
+            unit: npt.NDArray[np.float32] = vector / (float(np.linalg.norm(vector)) or 1.0)
+            return unit
+
+        return self._reads.vector(expand(query), embed)
 
     def _candidates(
         self, vector: npt.NDArray[np.float32], service: str | None, signature: str | None
@@ -465,25 +478,14 @@ class MemoryStore:
                     break
         rows: builtins.list[tuple[str, Any, Any]] = []
         if picked:
-            got = collection.get(ids=picked, include=["metadatas", "embeddings"])
-            rows += zip(got["ids"], got["metadatas"], got["embeddings"], strict=True)
+            rows += self._reads.by_ids(collection, picked)
         if signature:
             # Entries with the very same signature compete even when their text is far.
-            same: dict[str, Any] = {"signature": signature}
-            if service:
-                same = {"$and": [same, {"service": service}]}
-            got = collection.get(
-                where=same, limit=SAME_SIGNATURE, include=["metadatas", "embeddings"]
-            )
-            rows += zip(got["ids"], got["metadatas"], got["embeddings"], strict=True)
+            rows += self._reads.same_signature(collection, signature, service, SAME_SIGNATURE)
         out: dict[str, tuple[KnowledgeEntry, npt.NDArray[np.float32]]] = {}
-        for id_, meta, emb in rows:
+        for id_, meta, unit in rows:
             if id_ not in out:
-                e = np.asarray(emb, dtype=np.float32)
-                out[id_] = (
-                    KnowledgeEntry.from_metadata(id_, dict(meta)),
-                    e / (float(np.linalg.norm(e)) or 1.0),
-                )
+                out[id_] = (KnowledgeEntry.from_metadata(id_, dict(meta)), unit)
         return builtins.list(out.values())
 
     def search(
