@@ -30,7 +30,7 @@ from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 # Re-exported for scripts and tests that read them here; the words are the vocabulary's.
 from sre_space.vocabulary import ACTIVE as ACTIVE
 from sre_space.vocabulary import AWAITING_APPROVAL as AWAITING_APPROVAL
-from sre_space.vocabulary import RESOLVED
+from sre_space.vocabulary import RESOLVED, IncidentStatus
 from sre_space.vocabulary import STATUSES as STATUSES
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ PERSON = "human"  # the agent of a person's events in the timeline (the name is 
 @dataclass
 class Incident:
     id: str
-    status: str
+    status: IncidentStatus  # a vocabulary word: mypy checks every status written or compared
     detected_at: float
     signature: str = ""
     root_cause: dict[str, Any] = field(default_factory=dict)

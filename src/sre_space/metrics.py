@@ -42,11 +42,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
+from sre_space.vocabulary import AWAITING_APPROVAL, PENDING
+
 # Seconds: detection is seconds, mitigation tens of seconds to minutes.
 TTD_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 TTM_BUCKETS = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 # Outcomes that are not an end of an action (it is still running or waits on a person).
-UNSETTLED = frozenset({"", "pending", "awaiting_approval"})
+UNSETTLED = frozenset({"", PENDING, AWAITING_APPROVAL})
 UNCLASSIFIED = "unknown"  # the fault_class label of an incident not diagnosed (yet)
 
 

@@ -93,6 +93,7 @@ SCALE_IN: Final = "scale_in"  # undoes scale_out
 # The plan when the runbook has no change to make: a person looks (at a change
 # elsewhere, a dependency, the data). Never carried out, never in ACTIONS.
 INVESTIGATE: Final = "investigate"
+PlanAction = Literal[Action, "investigate"]  # what a runbook plan may name
 
 # Memory embeds the first six in its entries' text (memory.model): changing one
 # changes what people's searches find.

@@ -20,17 +20,34 @@ from typing import Any
 
 from sre_space.notify.events import ACKNOWLEDGED, NOTE, TEST_EVENT, Notification
 from sre_space.safe_text import NAME_LIMIT, printable
+from sre_space.vocabulary import (
+    AWAITING_APPROVAL,
+    CPU,
+    CRITICAL,
+    DRY_RUN,
+    ERROR,
+    LATENCY,
+    MEMORY,
+    PENDING,
+    PROPOSED,
+    SATURATION,
+    SEVERITY_ERROR,
+    TIMEOUT,
+    UNREACHABLE,
+    WARNING,
+    Severity,
+)
 
-SEVERITY_BY_CLASS = {
-    "unreachable": "critical",
-    "error": "error",
-    "timeout": "error",
-    "saturation": "error",
-    "memory": "error",
-    "latency": "warning",
-    "cpu": "warning",
+SEVERITY_BY_CLASS: dict[str, Severity] = {
+    UNREACHABLE: CRITICAL,
+    ERROR: SEVERITY_ERROR,
+    TIMEOUT: SEVERITY_ERROR,
+    SATURATION: SEVERITY_ERROR,
+    MEMORY: SEVERITY_ERROR,
+    LATENCY: WARNING,
+    CPU: WARNING,
 }
-UNDIAGNOSED_SEVERITY = "error"
+UNDIAGNOSED_SEVERITY: Severity = SEVERITY_ERROR
 _TEXT = 2900  # Slack's section text holds 3000 characters
 
 
@@ -77,11 +94,11 @@ def squad_line(n: Notification) -> str:
         return "the squad took no action"
     service = rem.get("service") or (n.incident.get("root_cause") or {}).get("service") or "?"
     what = f"{action} on {service} {rem.get('params') or {}}".rstrip()
-    if outcome in ("proposed", "dry-run"):
+    if outcome in (PROPOSED, DRY_RUN):
         return f"the squad proposes {what} (not applied: a person decides)"
-    if outcome == "awaiting_approval":
+    if outcome == AWAITING_APPROVAL:
         return f"the squad asks to {what}: sre-space approve {n.incident_id} (or deny)"
-    if outcome in ("pending", ""):
+    if outcome in (PENDING, ""):
         return f"the squad is applying {what}"
     return f"the squad did {what}: {outcome}"
 

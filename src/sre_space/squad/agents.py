@@ -27,7 +27,21 @@ from sre_space.squad.policy import Policy
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
-from sre_space.vocabulary import AWAITING_APPROVAL, INVESTIGATE, UNCLEAR, describe
+from sre_space.vocabulary import (
+    AWAITING_APPROVAL,
+    DENIED,
+    DRY_RUN,
+    FAILED,
+    INVESTIGATE,
+    PENDING,
+    PROPOSED,
+    RECOVERED,
+    REFUSED,
+    UNCLEAR,
+    UNDONE,
+    Outcome,
+    describe,
+)
 
 RELOOK_S = 4.0  # how long the Brain waits before a second look at an incident
 MAX_LOOKS = 2  # second looks before the Fixer escalates for want of a remediation
@@ -224,11 +238,11 @@ def _from_memory(ctx: SquadContext, state: SquadState) -> dict[str, Any] | None:
     failed = {
         str(h.get("remediation"))
         for h in state.get("recall", [])
-        if h.get("outcome") not in ("recovered", UNCLEAR)  # unclear: no lesson either way
+        if h.get("outcome") not in (RECOVERED, UNCLEAR)  # unclear: no lesson either way
     }
     for hit in state.get("recall", []):
         if (
-            hit.get("outcome") == "recovered"
+            hit.get("outcome") == RECOVERED
             and hit.get("signature") == signature
             and _confidence(hit) >= ctx.settings.memory_min_confidence
             and str(hit.get("remediation")) not in failed
@@ -414,7 +428,7 @@ def _unsure(
 
 
 def _propose(
-    ctx: SquadContext, state: SquadState, incident: Incident, plan: dict[str, Any], outcome: str
+    ctx: SquadContext, state: SquadState, incident: Incident, plan: dict[str, Any], outcome: Outcome
 ) -> SquadState:
     """Write the plan down as a proposal for a person (action, reason, evidence, how) and escalate."""
     diagnosis = state.get("diagnosis") or {}
@@ -468,11 +482,11 @@ def _propose(
     ctx.say(
         "fixer",
         state,
-        f"{'dry-run: would' if outcome == 'dry-run' else 'proposal:'} {plan['action']} "
+        f"{'dry-run: would' if outcome == DRY_RUN else 'proposal:'} {plan['action']} "
         f"{plan['service']} {plan['params']} ({plan['reason']}); how: {way}; escalating",
         proposal=proposal,
     )
-    return {"plan": plan} if outcome == "dry-run" else {"plan": {}}
+    return {"plan": plan} if outcome == DRY_RUN else {"plan": {}}
 
 
 def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
@@ -489,14 +503,14 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
             return handover
     incident.remediation = {
         **{k: plan.get(k) for k in PLAN_KEYS},
-        "outcome": "pending",
+        "outcome": PENDING,
     }
     if plan.get("escalate"):
-        outcome = "dry-run" if ctx.policy.mode == "dry-run" else "proposed"
+        outcome: Outcome = DRY_RUN if ctx.policy.mode == "dry-run" else PROPOSED
         return _propose(ctx, state, incident, plan, outcome)
     refusal = ctx.policy.refuse(plan, sum(a.get("step") == "applied" for a in incident.audit))
     if refusal:
-        incident.remediation["outcome"] = "refused"
+        incident.remediation["outcome"] = REFUSED
         incident.audit.append({"ts": time.time(), "step": "refused", "reason": refusal, **plan})
         ctx.log.save(incident)
         ctx.say(
@@ -506,7 +520,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         )
         return {"plan": {}}
     if ctx.policy.mode == "dry-run":
-        return _propose(ctx, state, incident, plan, "dry-run")
+        return _propose(ctx, state, incident, plan, DRY_RUN)
     incident.status = "mitigating"
     if ctx.policy.mode == "approve":
         incident.remediation["outcome"] = AWAITING_APPROVAL
@@ -524,13 +538,13 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         incident = ctx.incident(state)
         incident.audit.append({"ts": time.time(), "step": f"human:{decision}", **plan})
         if decision != "approve":
-            incident.remediation["outcome"] = "denied"
+            incident.remediation["outcome"] = DENIED
             ctx.log.save(incident)
             ctx.say(
                 "fixer", state, f"denied by a human: {plan['action']} {plan['service']}; escalating"
             )
             return {"plan": {}}
-        incident.remediation["outcome"] = "pending"
+        incident.remediation["outcome"] = PENDING
     ctx.log.save(incident)
     ctx.say(
         "fixer",
@@ -544,7 +558,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
         applied = ctx.actuator.apply(plan["action"], plan["service"], plan["params"])
     except Exception as exc:  # the system refused or failed: that is an outcome, not a crash
         why = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        incident.remediation["outcome"] = "failed"
+        incident.remediation["outcome"] = FAILED
         incident.audit.append({"ts": time.time(), "step": "failed", "error": why, **plan})
         ctx.log.save(incident)
         ctx.say("fixer", state, f"{plan['action']} {plan['service']} failed ({why}); escalating")
@@ -554,7 +568,7 @@ def fixer(ctx: SquadContext, state: SquadState) -> SquadState:
     if applied.get("planned"):
         # GitOps: the change is a proposal for a person or a pipeline to apply;
         # nothing changed yet, so there is nothing to verify here.
-        incident.remediation["outcome"] = "proposed"
+        incident.remediation["outcome"] = PROPOSED
         incident.audit.append({"ts": applied["ts"], "step": "proposed", **plan, "result": applied})
         ctx.log.save(incident)
         ctx.say("fixer", state, f"proposal written: {applied.get('file')}; escalating to apply it")
@@ -635,7 +649,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 verification=verification,
             )
         else:
-            incident.remediation["outcome"] = "recovered"
+            incident.remediation["outcome"] = RECOVERED
             ctx.say("fixer", state, f"verified: {change}", verification=verification)
     else:
         plan = state["plan"]
@@ -644,7 +658,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
             ctx.actuator.undo(plan["action"], plan["service"], state["applied"])
         except Exception as exc:  # still escalate, and say the undo did not happen
             why = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            incident.remediation["outcome"] = "failed"
+            incident.remediation["outcome"] = FAILED
             incident.audit.append({"ts": time.time(), "step": "undo-failed", "error": why, **plan})
             ctx.say(
                 "fixer",
@@ -654,7 +668,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 verification=verification,
             )
         else:
-            incident.remediation["outcome"] = "undone"
+            incident.remediation["outcome"] = UNDONE
             incident.audit.append({"ts": time.time(), "step": "undone", **plan})
             ctx.say(
                 "fixer",

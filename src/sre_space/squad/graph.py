@@ -19,13 +19,14 @@ from sre_space.memory.store import KnowledgeEntry
 from sre_space.squad import agents
 from sre_space.squad.agents import SquadContext
 from sre_space.squad.state import SquadState
+from sre_space.vocabulary import FAILED
 
 
 def knowledge_entry(incident: Incident, state: SquadState) -> KnowledgeEntry:
     diagnosis = state["diagnosis"]
     rem = incident.remediation
     verification = state.get("verification", {})
-    outcome = str(rem.get("outcome", "failed"))
+    outcome = str(rem.get("outcome", FAILED))
     params = rem.get("params", {})
     summary = (
         f"{diagnosis['service']} {diagnosis['operation']} {diagnosis['fault_class']}: "

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sre_space.vocabulary import DRY_RUN, RECOVERED, UNCLEAR
+
 HEADROOM = 1.5  # capacity over the observed need, for bursts
 DEFAULT_MEMORY_LIMIT_MB = 256  # where a service has none yet
 
@@ -23,7 +25,7 @@ def systemic_reasons(state: dict[str, Any], outcome: str) -> list[str]:
     recurrences = [h["id"] for h in state.get("recall", []) if h.get("signature") == signature]
     if recurrences:
         reasons.append(f"the same failure happened before ({', '.join(recurrences)})")
-    if outcome not in ("recovered", "unclear", "dry-run"):  # unclear: it held, credit unknown
+    if outcome not in (RECOVERED, UNCLEAR, DRY_RUN):  # unclear: it held, credit unknown
         reasons.append(f"the remediation did not hold (outcome: {outcome})")
     services = {s["service"] for s in state.get("signals", [])}
     if len(services) > 1:

@@ -31,14 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sre_space.vocabulary import FAULT_CLASSES, INVESTIGATE
+from sre_space.vocabulary import FAULT_CLASSES, INVESTIGATE, PlanAction
 
 POOL_GROWTH = 5
 POOL_CAP = 500
 
 
 def _plan(
-    action: str, service: str, params: dict[str, Any], reason: str, *, escalate: bool = False
+    action: PlanAction, service: str, params: dict[str, Any], reason: str, *, escalate: bool = False
 ) -> dict[str, Any]:
     plan: dict[str, Any] = {"action": action, "service": service, "params": params}
     plan["reason"] = reason

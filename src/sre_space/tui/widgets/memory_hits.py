@@ -11,12 +11,13 @@ from textual.widgets import Static
 from sre_space.incidents import Incident
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
 from sre_space.tui.widgets.plain import plain_text
+from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
 
 OUTCOME_STYLES: dict[str, str] = {
-    "recovered": "green",
-    "unclear": "yellow",  # memory never archives it; an old or imported entry might say it
-    "undone": "red",
-    "failed": "red",
+    RECOVERED: "green",
+    UNCLEAR: "yellow",  # memory never archives it; an old or imported entry might say it
+    UNDONE: "red",
+    FAILED: "red",
 }
 
 
