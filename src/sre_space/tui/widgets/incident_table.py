@@ -10,9 +10,9 @@ from textual.widgets.data_table import CellDoesNotExist
 
 from sre_space.incidents import Incident
 from sre_space.safe_text import NAME_LIMIT, printable
-from sre_space.vocabulary import ACTIVE, AWAITING_APPROVAL, UNCLEAR
+from sre_space.vocabulary import ACTIVE, AWAITING_APPROVAL, UNCLEAR, IncidentStatus
 
-STATUS_STYLES: dict[str, str] = {
+STATUS_STYLES: dict[IncidentStatus, str] = {
     "open": "bold red",
     "diagnosing": "magenta",
     "mitigating": "yellow",
