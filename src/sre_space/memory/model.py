@@ -35,11 +35,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from sre_space.safe_text import message_template, one_line
-from sre_space.vocabulary import ACTION_MEANINGS, ACTIONS, describe
-
-# Re-exported for memory.store, which reads them here.
-from sre_space.vocabulary import RECOVERED as RECOVERED
-from sre_space.vocabulary import UNCLEAR as UNCLEAR
+from sre_space.vocabulary import ACTION_MEANINGS, ACTIONS, RECOVERED, describe
 
 # The flat, filterable copies kept next to the JSON of the entry (few: Chroma
 # reads metadata key by key, and search reads it for every candidate).

@@ -63,15 +63,10 @@ from sre_space.config import Settings
 from sre_space.errors import Unavailable, UsageError
 from sre_space.memory.jargon import expand
 from sre_space.memory.lock import DirLock
-from sre_space.memory.model import (
-    RECOVERED,
-    UNCLEAR,
-    KnowledgeEntry,
-    MemoryHit,
-    remediation_key,
-)
+from sre_space.memory.model import KnowledgeEntry, MemoryHit, remediation_key
 from sre_space.memory.reads import Reads
 from sre_space.paths import Paths
+from sre_space.vocabulary import RECOVERED, UNCLEAR
 
 COLLECTION = "sre_space_memory"
 # Blend when the query carries a signature (the Brain's recall).
