@@ -14,8 +14,9 @@ import itertools
 import pytest
 
 from rca_synth import Fault, window
+from sre_space.rca.candidate import Candidate, confidence_words
 from sre_space.rca.changepoint import change_point
-from sre_space.rca.localize import Candidate, confidence_words, localize
+from sre_space.rca.localize import localize
 from sre_space.rca.stats import excess_weight, mad_sigma, median
 from sre_space.rca.traces import views
 from sre_space.safe_text import message_template

@@ -12,7 +12,8 @@ from __future__ import annotations
 import itertools
 import random
 
-from sre_space.rca.localize import Candidate, localize
+from sre_space.rca.candidate import Candidate
+from sre_space.rca.localize import localize
 from sre_space.rca.stats import rank_shift
 from sre_space.rca.traces import ERROR_DISPATCH, failed, views
 from sre_space.telemetry.model import Span, SpanKind

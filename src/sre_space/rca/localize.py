@@ -54,10 +54,12 @@ from itertools import pairwise
 from typing import Any, NamedTuple
 
 from sre_space.config import LATENCY_MS
+from sre_space.rca.candidate import Candidate, calibrate
 from sre_space.rca.changepoint import change_point
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
+from sre_space.rca.own_time import OwnShift, own_shifts
 from sre_space.rca.reference import HIGH_QUANTILE, MIN_SAMPLES, TRACE_SHARE, Reference
-from sre_space.rca.stats import excess_weight, median, median_low, quantile, rank_shift
+from sre_space.rca.stats import excess_weight, median, median_low, quantile
 from sre_space.rca.traces import (
     END,
     START,
@@ -95,54 +97,11 @@ GROWTH_WEIGHT = 0.1
 # least this many): the whole process is slower, its CPU, not one piece of work.
 CPU_SHARE = 0.5
 CPU_MIN_OPERATIONS = 3
-# A service's own time per visit is judged by rank (stats.rank_shift): shifted
-# when the Mann-Whitney z reaches this (one-sided p about 0.006) on at least
-# this many visits before and now.
-OWN_SHIFT_Z = 2.5
-OWN_MIN_VISITS = 3
-# ... and when its median grew by at least this factor: the load of another hour
-# moves every service's time a little; a fault in one moves its own a lot.
-OWN_MIN_RATIO = 1.5
-# The top candidate's confidence runs between these (see _calibrate).
-CONFIDENCE_FLOOR = 0.1
-CONFIDENCE_CEILING = 0.95
-# An answer resting on this many traces is discounted by half: a handful of
-# traces in trouble is a coin toss however clear they look (n / (n + this)).
-EVIDENCE_TRACES = 5
 ERROR_CLASS_SHARE = 0.1  # errors name the fault class once they are this share of the evidence
 # The change point is looked for no earlier than this before the detector's
 # onset (see localize): a slowly building fault can take the detector a window
 # or two past its start; a change half a minute older is another fault.
 ONSET_SLACK_S = 30.0
-
-
-@dataclass
-class Candidate:
-    service: str
-    operation: str
-    score: float
-    fault_class: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    confidence: float = 0.0  # the chance this is the root cause (calibrated, see _calibrate)
-
-    @property
-    def exception(self) -> str:
-        return str(self.evidence.get("exception", ""))
-
-    @property
-    def signature(self) -> str:
-        exc_type = self.exception.split(":", 1)[0] if ":" in self.exception else ""
-        return "|".join((self.service, self.operation, self.fault_class, exc_type))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "operation": self.operation,
-            "score": round(self.score, 4),
-            "fault_class": self.fault_class,
-            "confidence": self.confidence,
-            "evidence": self.evidence,
-        }
 
 
 class _Blame(NamedTuple):
@@ -418,48 +377,12 @@ def _window_stats(
     return stats, slow_flags
 
 
-class _OwnShift(NamedTuple):
-    """An entry operation whose visits' own time rose (see :func:`_own_shifts`)."""
-
-    weight: float  # the share of its visits above the reference's p90 the change explains
-    high_ms: float  # the reference's p90
-    z: float
-    visits: int
-    p50_ms: float
-    baseline_visits: int
-    baseline_p50_ms: float
-
-
-def _own_shifts(visits: list[list[tuple[OpKey, float]]], ref: Reference) -> dict[OpKey, _OwnShift]:
-    """Entry operations whose visits take longer in their own service than before."""
-    now: dict[OpKey, list[float]] = defaultdict(list)
-    for in_trace in visits:
-        for key, own_ms in in_trace:
-            now[key].append(own_ms)
-    out: dict[OpKey, _OwnShift] = {}
-    for key, samples in now.items():
-        before = ref.own.get(key)
-        if not before or min(len(before), len(samples)) < OWN_MIN_VISITS:
-            continue
-        z, _ = rank_shift(samples, before)
-        if z < OWN_SHIFT_Z or median(samples) < OWN_MIN_RATIO * median(before):
-            continue
-        high = quantile(before, HIGH_QUANTILE)
-        share = sum(1 for x in samples if x > high) / len(samples)
-        if share > 1 - HIGH_QUANTILE:
-            weight = 1 - (1 - HIGH_QUANTILE) / share
-            out[key] = _OwnShift(
-                weight, high, z, len(samples), median(samples), len(before), median(before)
-            )
-    return out
-
-
 @dataclass
 class _Judgement:
     blamed: list[tuple[str, list[_Blame]]]
     stats: _WindowStats
     ref: Reference | None = None
-    own: dict[OpKey, _OwnShift] = field(default_factory=dict)
+    own: dict[OpKey, OwnShift] = field(default_factory=dict)
     w_step: dict[tuple[OpKey, Step], float] = field(default_factory=dict)
     # per service: its operations the reference knows, and those whose own time grew
     known: dict[str, int] = field(default_factory=dict)
@@ -506,7 +429,7 @@ def _judge(window: list[TraceView], ref: Reference) -> _Judgement:
         lambda k: (ref.ops[k].above, ref.ops[k].n) if k in ref.ops else (0, 0),
     )
     visits = [own_times(v, ref.calls_out) for v in window]
-    own = _own_shifts(visits, ref)
+    own = own_shifts(visits, ref)
     blamed: list[tuple[str, list[_Blame]]] = []
     for v, flags, in_trace in zip(window, slow_flags, visits, strict=True):
         blames: list[_Blame] = []
@@ -784,7 +707,7 @@ def _rank(j: _Judgement, n_traces: int, method: str) -> list[Candidate]:
                 evidence=evidence,
             )
         )
-    _calibrate(out)
+    calibrate(out)
     return out
 
 
@@ -834,52 +757,6 @@ def _unexplained(
     if g > 0:
         evidence["self_time_p90_growth_ms"] = round(g, 2)
     return Candidate(service, operation, score, "latency", evidence)
-
-
-def _calibrate(ranked: list[Candidate]) -> None:
-    """Each candidate's confidence: the chance it is the root cause (see docs/rca.md).
-
-    The top's lead over the next, the strength of its own evidence and how
-    many traces it rests on all count; the rest share what the top leaves, in
-    proportion to their scores.
-    """
-    if not ranked:
-        return
-    if not ranked[0].evidence.get("explained_traces"):
-        # nothing stands out: a guess among equals, growth at most orders it
-        top = min(2 * CONFIDENCE_FLOOR, 1.0) if len(ranked) > 1 else 1.0
-        ranked[0].confidence = round(top, 3)
-        for c in ranked[1:]:
-            c.confidence = round((1.0 - top) / (len(ranked) - 1), 3)
-        return
-    s1 = ranked[0].score
-    s2 = ranked[1].score if len(ranked) > 1 else 0.0
-    lead = (s1 - s2) / s1 if s1 > 0 else 0.0
-    strength = min(1.0, s1)
-    traces = float(ranked[0].evidence.get("explained_traces") or 0)
-    enough = traces / (traces + EVIDENCE_TRACES)
-    top = (
-        CONFIDENCE_FLOOR
-        + (CONFIDENCE_CEILING - CONFIDENCE_FLOOR) * (lead * strength) ** 0.5 * enough
-    )
-    if len(ranked) == 1:
-        top = max(top, CONFIDENCE_CEILING * strength)
-    ranked[0].confidence = round(top, 3)
-    rest = sum(c.score for c in ranked[1:])
-    for c in ranked[1:]:
-        share = c.score / rest if rest > 0 else 1.0 / (len(ranked) - 1)
-        c.confidence = round(min(top, (1.0 - top) * share), 3)  # none above the first
-
-
-def confidence_words(confidence: float) -> str:
-    """How sure, in words: low confidence is said, not only numbered."""
-    if confidence >= 0.8:
-        return "confident"
-    if confidence >= 0.5:
-        return "likely"
-    if confidence >= 0.25:
-        return "uncertain: a best guess"
-    return "low confidence: nothing clearly stands out; a guess to check first"
 
 
 def localize(

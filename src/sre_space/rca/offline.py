@@ -13,7 +13,8 @@ from typing import Any
 
 from sre_space.config import LATENCY_MS
 from sre_space.errors import UsageError
-from sre_space.rca.localize import Candidate, confidence_words, localize, paused_gc
+from sre_space.rca.candidate import Candidate, confidence_words
+from sre_space.rca.localize import localize, paused_gc
 from sre_space.rca.traces import group
 from sre_space.telemetry.model import Span
 

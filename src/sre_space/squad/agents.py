@@ -21,7 +21,8 @@ from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
 from sre_space.detect.window import percentile
 from sre_space.incidents import Incident, IncidentLog
-from sre_space.rca.localize import LIVE_LOOKBACK_S, Candidate, confidence_words, localize
+from sre_space.rca.candidate import Candidate, confidence_words
+from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
 from sre_space.squad import hardening, releases, runbook
 from sre_space.squad.policy import Policy
 from sre_space.squad.state import SquadState
