@@ -28,6 +28,14 @@ DIAGNOSIS: dict[str, Any] = {
     "signature": SIGNATURE,
     "confidence": 0.9,
 }
+# A memory hit: a fix that verifiably worked here before for the same signature.
+MEMORY_HIT: dict[str, Any] = {
+    "id": "INC-BEFORE",
+    "outcome": "recovered",
+    "signature": SIGNATURE,
+    "confidence": 0.95,
+    "remediation": {"action": "scale_out", "service": "catalog", "params": {"replicas": 3}},
+}
 
 
 def free_port() -> int:

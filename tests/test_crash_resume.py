@@ -29,16 +29,9 @@ from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import Mind
 from sre_space.telemetry.model import Span, SpanKind
 
-from helpers import DIAGNOSIS, SIGNATURE, wait_until
+from helpers import DIAGNOSIS, MEMORY_HIT, wait_until
 
-# A fix that worked here before: the Fixer takes it from memory.
-HIT = {
-    "id": "INC-BEFORE",
-    "outcome": "recovered",
-    "signature": SIGNATURE,
-    "confidence": 0.95,
-    "remediation": {"action": "scale_out", "service": "catalog", "params": {"replicas": 3}},
-}
+HIT = MEMORY_HIT  # a fix that verifiably worked here before
 ACTION = """
 import os, sys
 with open(os.environ["ACTIONS_LOG"], "a") as fh:

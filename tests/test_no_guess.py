@@ -31,16 +31,9 @@ from sre_space.squad.policy import MIN_ACT_CONFIDENCE, policy_from
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
 
-from helpers import DIAGNOSIS, SIGNATURE, wait_until
+from helpers import DIAGNOSIS, MEMORY_HIT, SIGNATURE, wait_until
 
-# A fix that verifiably worked here before for the same signature.
-HIT = {
-    "id": "INC-BEFORE",
-    "outcome": "recovered",
-    "signature": SIGNATURE,
-    "confidence": 0.95,
-    "remediation": {"action": "scale_out", "service": "catalog", "params": {"replicas": 3}},
-}
+HIT = MEMORY_HIT  # a fix that verifiably worked here before
 # The action programs: append their word to the calls file, answer with no knobs.
 ACTION = """
 import sys
