@@ -61,12 +61,23 @@ def _chroma_executable() -> str | None:
     return str(beside) if beside.exists() else shutil.which("chroma")
 
 
-def _heartbeat(url: str) -> bool:
+def answers_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether a GET of ``url`` answers 200 now (a server's health or readiness check)."""
     try:
-        with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Ask a server process to stop, then kill it if it has not within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -92,7 +103,7 @@ def chroma_server(path: Path) -> Iterator[str]:
         )
         try:
             deadline = time.monotonic() + 60
-            while not _heartbeat(url):
+            while not answers_ok(f"{url}/api/v2/heartbeat", timeout=1):
                 if proc.poll() is not None:
                     tail = log_path.read_text(errors="replace")[-2000:]
                     pytest.fail(f"chroma run exited with {proc.returncode}:\n{tail}")
@@ -101,12 +112,7 @@ def chroma_server(path: Path) -> Iterator[str]:
                 time.sleep(0.1)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop(proc)
 
 
 class BlockedStore:

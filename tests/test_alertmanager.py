@@ -28,7 +28,7 @@ import pytest
 from sre_space.config import Settings
 from sre_space.incidents import Incident
 
-from helpers import free_port, wait_until
+from helpers import answers_ok, free_port, stop, wait_until
 
 TOKEN = "alertmanager-test-token"
 
@@ -44,14 +44,6 @@ def _binary() -> str | None:
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as resp:
         return str(resp.read().decode())
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -99,17 +91,12 @@ def alertmanager(tmp_path: Path, webhook: str) -> Iterator[str]:
 
         def up() -> bool:
             assert proc.poll() is None, log_path.read_text()[-3000:]
-            return _ready(url)
+            return answers_ok(f"{url}/-/ready")
 
         wait_until(up, 60, what="Alertmanager ready")
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, 20)
 
 
 def _iso(when: datetime) -> str:

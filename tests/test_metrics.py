@@ -27,7 +27,7 @@ from sre_space.telemetry.receiver import OtlpHttpReceiver
 from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
 
-from helpers import free_port, wait_until
+from helpers import free_port, stop, wait_until
 
 TOKEN = "metrics-token"
 
@@ -220,12 +220,7 @@ def test_a_real_prometheus_scrapes_the_minds_listener(tmp_path: Path) -> None:
         )
         assert float(incidents["value"][1]) == 1
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, 30)
         prom_log.close()
         senses.stop()
         log.close()
