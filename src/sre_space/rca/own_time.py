@@ -48,14 +48,15 @@ def own_shifts(visits: list[list[tuple[OpKey, float]]], ref: Reference) -> dict[
         before = ref.own.get(key)
         if not before or min(len(before), len(samples)) < OWN_MIN_VISITS:
             continue
+        p50, baseline_p50 = median(samples), median(before)
+        if p50 < OWN_MIN_RATIO * baseline_p50:
+            continue  # the cheap test first: most operations did not grow by half
         z, _ = rank_shift(samples, before)
-        if z < OWN_SHIFT_Z or median(samples) < OWN_MIN_RATIO * median(before):
+        if z < OWN_SHIFT_Z:
             continue
         high = quantile(before, HIGH_QUANTILE)
         share = sum(1 for x in samples if x > high) / len(samples)
         if share > 1 - HIGH_QUANTILE:
             weight = 1 - (1 - HIGH_QUANTILE) / share
-            out[key] = OwnShift(
-                weight, high, z, len(samples), median(samples), len(before), median(before)
-            )
+            out[key] = OwnShift(weight, high, z, len(samples), p50, len(before), baseline_p50)
     return out

@@ -91,7 +91,7 @@ class Reference:
     callee: dict[OpKey, tuple[str, str]] = field(default_factory=dict)
     # the service (and operation) that answered at a call's address (peer_address)
     at_address: dict[str, tuple[str, str]] = field(default_factory=dict)
-    # per entry operation of a service: its visits' own time, sorted (TraceView.visits)
+    # per entry operation of a service: its visits' own time, sorted (traces.own_times)
     own: dict[OpKey, list[float]] = field(default_factory=dict)
 
     @classmethod
