@@ -143,7 +143,14 @@ def _steady(mind: Any, settings: Settings, hold_s: float, timeout_s: float) -> d
     return {"ok": False, "reason": f"not steady within {timeout_s:.0f} s"}
 
 
-def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[str, Any]:
+def run(
+    settings: Settings, spec: DrillSpec, timeout_s: float = 180.0, hold_s: float = 0.0
+) -> dict[str, Any]:
+    """One drill; with ``hold_s``, the fault stays on that long after the squad is done.
+
+    The journal's ``incidents`` lists every incident opened from the injection
+    to the steady state after it: one fault should be one incident.
+    """
     from sre_space.infra.compose import running_stack
     from sre_space.lab.control import LabClient
     from sre_space.lab.launcher import read_lab_state, start_lab, stop_lab
@@ -182,6 +189,18 @@ def run(settings: Settings, spec: DrillSpec, timeout_s: float = 180.0) -> dict[s
         )
         incident = _await_incident(mind, injected_at, timeout_s)
         _judge(journal, spec, incident, injected_at, mind.log.events(0, limit=100_000))
+        if hold_s > 0 and incident is not None:
+            time.sleep(hold_s)  # the fault goes on, as it would until someone reverts it
+    journal.doc["incidents"] = [
+        {
+            "id": i.id,
+            "status": i.status,
+            "root_cause": i.root_cause.get("service"),
+            "recurs": i.recurs,
+            "detected_s": round(i.detected_at - injected_at, 2),
+        }
+        for i in mind.log.since(injected_at)
+    ]
     return journal.finish()
 
 
