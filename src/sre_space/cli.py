@@ -68,6 +68,28 @@ def _settings(**flags: Any) -> Settings:
     return load(**flags)
 
 
+@app.callback()
+def _root(
+    state_url: Annotated[
+        str | None,
+        typer.Option(
+            "--state-url",
+            help="Shared state in PostgreSQL (postgresql://USER@HOST:5432/DB) for every "
+            "command; else SRE_SPACE_STATE_URL, config.toml's state_url, or SQLite under the home.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Autonomous incident response on OpenTelemetry."""
+    if state_url is not None:  # a flag wins over the environment and the file, as for every setting
+        import os
+
+        from sre_space.state.url import StateUrl
+
+        StateUrl.parse(state_url)  # a bad URL is refused here, redacted, exit 2
+        os.environ["SRE_SPACE_STATE_URL"] = state_url
+
+
 SourceOpt = Annotated[
     str | None,
     typer.Option(help="With the Compose stack: spans from kafka (default) or otlp (Collector pushes)."),
@@ -299,14 +321,14 @@ def incidents(
     json_out: JsonOpt = False,
 ) -> None:
     """List incidents, or show one: its timeline, root cause, evidence, remediation, audit trail."""
+    from sre_space import state
     from sre_space.incidents import IncidentLog
-    from sre_space.paths import Paths
 
-    paths = Paths(_settings().home)
-    if not paths.incidents_db.exists():
+    place = state.where(_settings())  # the home's SQLite file, or the shared state_url
+    if not state.exists(place):
         _out([]) if json_out else print("no incidents")
         return
-    log = IncidentLog(paths.incidents_db)
+    log = IncidentLog(place)
     if incident_id:
         found = log.get(incident_id)
         if found is None:
@@ -442,4 +464,12 @@ def main() -> NoReturn:
         sys.exit(ExitCode.USAGE)
     except KeyboardInterrupt:
         sys.exit(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if not type(exc).__module__.startswith("psycopg"):
+            raise
+        # The shared state database failed mid-command (its connection closed, a
+        # statement refused): one line, without the URL (the driver's message has none).
+        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        _err(f"sre-space: the state database: {line}")
+        sys.exit(ExitCode.UNAVAILABLE)
     sys.exit(ExitCode.OK)

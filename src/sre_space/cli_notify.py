@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sre_space import logs
+from sre_space import logs, state
 from sre_space.cli_common import JsonOpt, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, Unavailable, UsageError
@@ -90,15 +90,16 @@ def list_sinks(json_out: JsonOpt = False) -> None:
     sinks, paths = _sinks()
     counts: dict[str, dict[str, int]] = {}
     recent: list[dict[str, Any]] = []
-    if paths.incidents_db.exists():
+    place = state.where(load())
+    if state.exists(place):
         try:
-            outbox = Outbox(paths.incidents_db)
+            outbox = Outbox(place)
             try:
                 counts, recent = outbox.counts(), outbox.rows(10)
             finally:
                 outbox.close()
         except sqlite3.Error as exc:  # locked past its timeout, unreadable
-            raise Unavailable(f"cannot read the outbox in {paths.incidents_db}: {exc}") from None
+            raise Unavailable(f"cannot read the outbox in {place}: {exc}") from None
     empty = dict.fromkeys(STATES, 0)
     listed = [{**cfg.public(), "outbox": counts.get(name, empty)} for name, cfg in sinks.items()]
     # Rows for a sink no longer configured still count (the worker fails them).

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from sre_space import logs
+from sre_space import logs, state
 from sre_space.cli_common import JsonOpt, err, out, say
 from sre_space.config import load
 from sre_space.errors import CheckFailed, UsageError
@@ -19,10 +19,10 @@ from sre_space.vocabulary import AWAITING_APPROVAL
 
 
 def _decide(incident_id: str, decision: str) -> None:
-    paths = Paths(load().home)
-    if not paths.incidents_db.exists():
+    place = state.where(load())
+    if not state.exists(place):
         raise UsageError(f"no incident {incident_id!r}")
-    log = IncidentLog(paths.incidents_db)
+    log = IncidentLog(place)
     incident = log.get(incident_id)
     if incident is None:
         raise UsageError(f"no incident {incident_id!r}")
@@ -60,8 +60,9 @@ def review(
         since_s = rv.parse_since(since)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    paths = Paths(load().home)
-    log = IncidentLog(paths.ensure().incidents_db)
+    settings = load()
+    Paths(settings.home).ensure()
+    log = IncidentLog(state.where(settings))
     doc = rv.build(log, since_s)
     if json_out:
         out(doc)

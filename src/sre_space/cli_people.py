@@ -13,11 +13,11 @@ from typing import Annotated
 
 import typer
 
+from sre_space import state
 from sre_space.cli_common import JsonOpt, out, say
 from sre_space.config import load
 from sre_space.errors import Unavailable, UsageError
 from sre_space.incidents import Incident, IncidentLog, person_from_env
-from sre_space.paths import Paths
 
 IdArg = Annotated[str, typer.Argument(help="The incident (sre-space incidents lists them).")]
 ByOpt = Annotated[
@@ -26,17 +26,17 @@ ByOpt = Annotated[
 
 
 def _answer(incident_id: str, act: Callable[[IncidentLog], Incident]) -> Incident:
-    paths = Paths(load().home)
-    if not paths.incidents_db.exists():
+    place = state.where(load())
+    if not state.exists(place):
         raise UsageError(f"no incident {incident_id!r}")
     try:
-        log = IncidentLog(paths.incidents_db)
+        log = IncidentLog(place)
         try:
             return act(log)
         finally:
             log.close()
     except sqlite3.Error as exc:  # locked past the timeout, a read-only or broken file
-        raise Unavailable(f"cannot write the incident log {paths.incidents_db}: {exc}") from None
+        raise Unavailable(f"cannot write the incident log {place}: {exc}") from None
 
 
 def _show(incident: Incident, line: str, json_out: bool) -> None:

@@ -24,14 +24,14 @@ targets_app = typer.Typer(
 
 def _seen(home_services: list[str]) -> list[str]:
     """Services seen in telemetry: root causes in the incident log, the lab's."""
+    from sre_space import state
     from sre_space.incidents import IncidentLog
     from sre_space.lab.launcher import read_lab_state
-    from sre_space.paths import Paths
 
     settings = load()
     found = set(home_services)
-    db = Paths(settings.home).incidents_db
-    if db.exists():
+    db = state.where(settings)
+    if state.exists(db):
         log = IncidentLog(db)
         try:
             for incident in log.since(0.0):

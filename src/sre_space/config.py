@@ -107,6 +107,13 @@ class Settings(BaseSettings):
     review_at: str = "09:30"
     review_tz: str = "Asia/Kolkata"
 
+    # Shared state (state/): unset, SQLite files under the home; "postgresql://..." puts
+    # the incident log, outbox and checkpoints in PostgreSQL, where minds on any machine
+    # share them and one acts at a time, holding a lease of lease_term_s (renewed every
+    # third of it). A secret: printed only with its password redacted.
+    state_url: SecretStr | None = None
+    lease_term_s: float = Field(default=15.0, ge=1.0, le=600.0)
+
     # Memory: embedded Chroma unless a server URL is given.
     chroma_url: str | None = None
     memory_min_confidence: float = 0.6

@@ -1,4 +1,4 @@
-"""The incident log: incidents and squad events in SQLite (WAL).
+"""The incident log: incidents and squad events in SQLite (WAL), or PostgreSQL (``state_url``).
 
 The acting mind writes the squad's work; people answer from other processes
 (the CLI's ``ack``, ``resolve`` and ``note``, the cockpit). Every write of an
@@ -14,7 +14,6 @@ import builtins
 import contextlib
 import json
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 from sre_space.errors import UsageError
 from sre_space.notify import outbox as notify_outbox
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
+from sre_space.state.db import open_db
+from sre_space.state.url import StateUrl
 
 # Re-exported for scripts and tests that read them here; the words are the vocabulary's.
 from sre_space.vocabulary import ACTIVE as ACTIVE
@@ -144,12 +145,10 @@ class IncidentLog:
             ).fetchone()
         return f"INC-{day}-{int(row[0]) + 1:04d}"
 
-    def __init__(self, path: Path, metrics: Metrics | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
-        self._db.executescript(notify_outbox.SCHEMA)  # notifications owed, beside the changes
+    def __init__(self, path: Path | StateUrl, metrics: Metrics | None = None) -> None:
+        # A SQLite file (notifications owed beside the changes), or the shared
+        # PostgreSQL database (state/: its schema migrated to the same tables).
+        self._db = open_db(path, (_SCHEMA, notify_outbox.SCHEMA))
         self._lock = threading.Lock()
         self.metrics = metrics  # the hosting mind's, counted as incidents are saved
         self.notified: Callable[[], None] | None = None  # the mind's notifier, woken on a change
@@ -158,8 +157,7 @@ class IncidentLog:
     def _immediate(self) -> Iterator[None]:
         """One write transaction that starts by taking SQLite's write lock (other
         processes wait), so what is read in it is still what is stored when it writes."""
-        with self._lock, self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._lock, self._db.immediate():
             yield
 
     def _stored(self, incident_id: str) -> Incident | None:
@@ -389,11 +387,12 @@ class IncidentLog:
         ts = time.time()
         payload = json.dumps(data or {}, default=str)
         with self._lock, self._db:
-            cur = self._db.execute(
-                "INSERT INTO events(incident_id, ts, agent, kind, message, data) VALUES (?,?,?,?,?,?)",
+            row = self._db.execute(
+                "INSERT INTO events(incident_id, ts, agent, kind, message, data) "
+                "VALUES (?,?,?,?,?,?) RETURNING seq",
                 (incident_id, ts, agent, kind, message, payload),
-            )
-        return Event(int(cur.lastrowid or 0), incident_id, ts, agent, kind, message, data or {})
+            ).fetchone()
+        return Event(int(row[0]), incident_id, ts, agent, kind, message, data or {})
 
     def decide(self, incident_id: str, decision: str, by: str = "cli") -> None:
         """Record a human's answer to a pending remediation (approve or deny)."""

@@ -1,4 +1,4 @@
-"""The outbox: notifications owed, in the incident log's own SQLite file.
+"""The outbox: notifications owed, in the incident log's own database (SQLite or PostgreSQL).
 
 Two tables. ``notify_events`` holds each change people may be told about (a
 status change, a person's ack or note) with the incident as it was then; the
@@ -18,12 +18,12 @@ incident log's, so an older home takes them on its first open.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sre_space.notify.events import ACKNOWLEDGED, NOTE, Notification
+from sre_space.state.db import Db, open_db
 
 if TYPE_CHECKING:
     from sre_space.notify.sinks import Sink
@@ -75,7 +75,7 @@ def event_of(step: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def enqueue(db: sqlite3.Connection, incident: dict[str, Any], step: dict[str, Any]) -> None:
+def enqueue(db: Db, incident: dict[str, Any], step: dict[str, Any]) -> None:
     """Record the change ``step`` made to ``incident`` (inside the caller's transaction).
 
     Idempotent: the same audit entry of the same incident is recorded once.
@@ -86,8 +86,8 @@ def enqueue(db: sqlite3.Connection, incident: dict[str, Any], step: dict[str, An
     event, why = found
     key = f"{incident['id']}|{event}|{step.get('ts')!r}"
     db.execute(
-        "INSERT OR IGNORE INTO notify_events(key, incident_id, event, by, why, ts, doc) "
-        "VALUES (?,?,?,?,?,?,?)",
+        "INSERT INTO notify_events(key, incident_id, event, by, why, ts, doc) "
+        "VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
         (
             key,
             incident["id"],
@@ -113,9 +113,7 @@ class Outbox:
     """The worker's and ``notify list``'s view of the two tables (its own connection)."""
 
     def __init__(self, path: Any) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self._db = open_db(path, (SCHEMA,))  # a SQLite file, or the shared state's StateUrl
 
     def close(self) -> None:
         self._db.close()
@@ -129,8 +127,7 @@ class Outbox:
         # A plain read first: most looks find nothing, and need not take the write lock.
         if self._db.execute("SELECT 1 FROM notify_events WHERE fanned_out=0 LIMIT 1").fetchone() is None:
             return 0
-        with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._db.immediate():
             todo = self._db.execute(
                 "SELECT seq, key, incident_id, event, by, why, ts, doc FROM notify_events "
                 "WHERE fanned_out=0 ORDER BY seq"
@@ -148,8 +145,9 @@ class Outbox:
                         }
                         if integration.takes(n, earlier):
                             cur = self._db.execute(
-                                "INSERT OR IGNORE INTO notify_outbox(event_seq, sink, incident_id, "
-                                "event, created_at, next_at) VALUES (?,?,?,?,?,?)",
+                                "INSERT INTO notify_outbox(event_seq, sink, incident_id, "
+                                "event, created_at, next_at) VALUES (?,?,?,?,?,?) "
+                                "ON CONFLICT DO NOTHING",
                                 (seq, sink, incident_id, event, now, now),
                             )
                             added += cur.rowcount

@@ -34,13 +34,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sre_space.notify.config import SinkConfig
 from sre_space.notify.outbox import FAILED, PENDING, SENT, Outbox, Row
 from sre_space.notify.sinks import Answer, Sink, build
-from sre_space.paths import Paths
+from sre_space.state import Where, where
 
 if TYPE_CHECKING:
     from sre_space.config import Settings
@@ -82,7 +81,7 @@ class Notifier:
     def __init__(
         self,
         sinks: dict[str, SinkConfig],
-        db: Path,
+        db: Where,
         metrics: Metrics | None = None,
         say: Say | None = None,
     ) -> None:
@@ -206,6 +205,6 @@ def for_mind(settings: Settings, incidents: IncidentFeed, metrics: Metrics) -> N
     def say(incident_id: str, line: str) -> None:
         incidents.emit("notify", line, incident_id=incident_id or None, kind="notify")
 
-    notifier = Notifier(sinks, Paths(settings.home).incidents_db, metrics, say)
+    notifier = Notifier(sinks, where(settings), metrics, say)
     incidents.notified = notifier.wake
     return notifier

@@ -11,6 +11,7 @@ import time
 from functools import partial
 from typing import Any
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
@@ -68,8 +69,9 @@ def _after_fixer(state: SquadState) -> str:
     return "verify" if state.get("applied") else "jules"
 
 
-def build(ctx: SquadContext, checkpoints: sqlite3.Connection) -> Any:
-    """The squad's graph, checkpointed on ``checkpoints`` (the caller owns and closes it)."""
+def build(ctx: SquadContext, checkpoints: sqlite3.Connection | BaseCheckpointSaver[Any]) -> Any:
+    """The squad's graph, checkpointed on ``checkpoints`` (the caller owns and closes it):
+    a SQLite connection, or a saver (state/checkpoints.py: PostgreSQL's, shared by minds)."""
     graph = StateGraph(SquadState)
     graph.add_node("scout", partial(agents.scout, ctx))
     graph.add_node("brain", partial(agents.brain, ctx))
@@ -84,7 +86,8 @@ def build(ctx: SquadContext, checkpoints: sqlite3.Connection) -> Any:
     )
     graph.add_edge("verify", "jules")
     graph.add_edge("jules", END)
-    return graph.compile(checkpointer=SqliteSaver(checkpoints))
+    saver = checkpoints if isinstance(checkpoints, BaseCheckpointSaver) else SqliteSaver(checkpoints)
+    return graph.compile(checkpointer=saver)
 
 
 def run_incident(app: Any, state: SquadState) -> SquadState:

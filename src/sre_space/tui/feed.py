@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sre_space import state
 from sre_space.config import Settings
 from sre_space.incidents import Event, Incident, IncidentLog
-from sre_space.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _lab_reader() -> Callable[[Settings], Any] | None:
 class Feed:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db_path = Paths(settings.home).incidents_db
+        self.db_path = state.where(settings)  # the home's SQLite file, or the shared state_url
         self._log: IncidentLog | None = None
         self._after = 0
         self._read_lab = _lab_reader()
@@ -73,7 +73,7 @@ class Feed:
 
     def _open(self) -> IncidentLog | None:
         # An observer does not create the log; it waits for the mind to.
-        if self._log is None and self.db_path.exists():
+        if self._log is None and state.exists(self.db_path):
             self._log = IncidentLog(self.db_path)
         return self._log
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
+from sre_space import state
 from sre_space.errors import UsageError
 from sre_space.incidents import Incident, IncidentLog, person_from_env
-from sre_space.paths import Paths
 from sre_space.safe_text import TEXT_LIMIT, printable
 from sre_space.tui.context import CockpitContext
 from sre_space.tui.controllers.incidents import IncidentsController, awaiting
@@ -94,7 +94,7 @@ class ActionsController:
             if mind is not None:
                 mind.log.decide(incident_id, decision, by="watch")
             else:
-                incident_log = IncidentLog(Paths(self.ctx.settings.home).incidents_db)
+                incident_log = IncidentLog(state.where(self.ctx.settings))
                 try:
                     incident_log.decide(incident_id, decision, by="watch")
                 finally:
@@ -143,7 +143,7 @@ class ActionsController:
             if mind is not None:
                 write(mind.log)
             else:
-                incident_log = IncidentLog(Paths(self.ctx.settings.home).incidents_db)
+                incident_log = IncidentLog(state.where(self.ctx.settings))
                 try:
                     write(incident_log)
                 finally:
