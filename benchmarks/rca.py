@@ -181,7 +181,14 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
     import random
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from rca_synth import FAULT_KINDS, Style, SystemFault, random_system, system_window
+    from rca_synth import (
+        EXPECTED_CLASS,
+        FAULT_KINDS,
+        Style,
+        SystemFault,
+        random_system,
+        system_window,
+    )
 
     rows: list[dict[str, Any]] = []
     seconds: dict[str, float] = dict.fromkeys(SYNTHETIC_METHODS, 0.0)
@@ -263,7 +270,9 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
         ),
         # of the cases where the service is right, the share whose class is right too
         "class_right": {
-            kind: round(sum(r["fault_class"] == kind for r in hit) / len(hit), 3)
+            kind: round(
+                sum(r["fault_class"] == EXPECTED_CLASS.get(kind, kind) for r in hit) / len(hit), 3
+            )
             for kind in FAULT_KINDS
             if (
                 hit := [

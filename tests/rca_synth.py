@@ -213,7 +213,13 @@ def to_otlp_json(traces: list[list[Span]]) -> dict[str, object]:
 # what the real fault does (see ``SystemFault``). A case may carry span kinds
 # and status codes, or neither (only names, times and parents).
 
-FAULT_KINDS = ("saturation", "timeout", "unreachable", "error", "latency", "cpu", "memory")
+FAULT_KINDS = (
+    "saturation", "timeout", "unreachable", "error", "latency", "network", "cpu", "memory",
+)  # fmt: skip
+# "network": every packet leaving the service waits (netem on its interface): its
+# answers reach its callers late and its own calls out leave late; its spans,
+# and its callees' spans, look as before. The class to name is latency.
+EXPECTED_CLASS = {"network": "latency"}
 CALLER_TIMEOUT_MS = 1000.0
 POOL_TIMEOUT_MS = 300.0
 Failure = tuple[str, str] | None  # (exception.type, exception.message) a caller sees
@@ -452,7 +458,10 @@ class _Gen:
             error=failure is not None, exception=failure,
             status=500 if failure else 200,
         )  # fmt: skip
-        return end + rnd.uniform(0.2, 1.0), (HTTP_500 if failure else None)
+        back = end + rnd.uniform(0.2, 1.0)
+        if kind == "network" and f is not None:  # its answer leaves late
+            back += f.delay_ms * rnd.uniform(0.8, 1.2)
+        return back, (HTTP_500 if failure else None)
 
     def _nested(self, service: str, names: list[str], parent: str, lo: float, hi: float) -> None:
         for name in names:  # each a little inside the one above
@@ -487,6 +496,9 @@ class _Gen:
             client = self._id()
             n_before = len(self.spans)
             send = t + self.rnd.uniform(0.1, 0.5)
+            f = self.fault
+            if f is not None and f.kind == "network" and self._hit(op.service):
+                send += f.delay_ms * self.rnd.uniform(0.8, 1.2)  # the request leaves late
             if inv.mode == "async":
                 self.span(client, parent, op.service, f"publish {inv.op.name}", t, send,
                           SpanKind.PRODUCER)  # fmt: skip
