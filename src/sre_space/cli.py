@@ -28,7 +28,7 @@ from sre_space.cli_people import ack, note, resolve
 from sre_space.cli_stack import down, stack_mode, up
 from sre_space.cli_targets import targets_app
 from sre_space.config import Settings, load
-from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, UsageError
+from sre_space.errors import CheckFailed, ExitCode, SreSpaceError, Unavailable, UsageError
 from sre_space.localapi import mind_port as _mind_port
 from sre_space.safe_text import printable, printable_lines
 from sre_space.squad.policy import MODES
@@ -163,6 +163,14 @@ def status(json_out: JsonOpt = False) -> None:
             f"{st['spans_in']} in, {st['rejected']} rejected, {st['evicted_spans']} evicted, "
             f"{st['traces_held']} traces held; active incidents: {len(m['active_incidents'])}"
         )
+        lead = m.get("leadership") or {}
+        if lead.get("role") not in (None, "sole"):
+            held = lead.get("leader") or {}
+            _say(
+                f"  {lead['role']}: lease held by {held.get('holder', 'nobody')} "
+                f"(epoch {held.get('epoch')}, {held.get('expires_in_s')} s left)"
+                + (f"; lost: {lead['lost']}" if lead.get("lost") else "")
+            )
 
 
 @app.command(rich_help_panel=CHAOS)
@@ -278,7 +286,7 @@ def _run(mind: Mind, json_out: bool) -> None:
     stop = _stop_on_signals(mind)
     after = 0
     try:
-        while not stop():
+        while not stop() and not mind.wait(0):  # a mind that lost its lease stops itself
             for event in mind.log.events(after):
                 after = event.seq
                 if json_out:
@@ -289,6 +297,8 @@ def _run(mind: Mind, json_out: bool) -> None:
             time.sleep(0.2)
     finally:
         mind.stop()
+    if mind.lost_lease:
+        raise Unavailable(f"lost the lease: {mind.lost_lease}; stopped without acting")
 
 
 def _stop_on_signals(mind: Any) -> Any:

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import queue
-import sqlite3
 import threading
 import time
 from typing import IO, Any
@@ -36,6 +35,8 @@ from sre_space.metrics import Metrics
 from sre_space.notify import worker as notify_worker
 from sre_space.paths import Paths
 from sre_space.squad.policy import policy_from
+from sre_space.state import where as state_where
+from sre_space.state.leader import for_mind as leadership
 from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
 from sre_space.vocabulary import ACTIVE, WATCHED
@@ -141,11 +142,13 @@ class Mind:
         )
         self.store.subscribe(self.detector.observe)
         self.metrics = Metrics()  # GET /metrics on the OTLP/HTTP listener; its own registry
-        self.log = IncidentLog(self.paths.incidents_db, metrics=self.metrics)
+        self.log = IncidentLog(state_where(settings), metrics=self.metrics)  # SQLite, or state_url
         self.metrics.watch_incidents(self.log.counts)
         # Status changes out to the [notify.*] sinks, through the outbox (notify/worker.py).
         self.notifier = notify_worker.for_mind(settings, self.log, self.metrics)
-        self._lock = MindLock(self.paths)
+        # Who acts: the home's lock file, or with a state_url the shared lease (state/leader.py).
+        self._lock = leadership(settings, MindLock(self.paths), self._lease_lost)
+        self.lost_lease = ""  # why this mind stopped acting, if it lost the lease
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # POST /api/alerts on the OTLP/HTTP listener stores here; Scout takes them (alerts.py)
@@ -154,7 +157,7 @@ class Mind:
         self._api: Any = None
         self._memory: Any = None
         self._graph: Any = None
-        self._checkpoints: sqlite3.Connection | None = None
+        self._checkpoints: Any = None  # state.checkpoints: SQLite's, or the shared PostgreSQL saver
         self._review_due = 0.0
         self._halfopen: Any = None
         self.started_at = time.time()
@@ -200,13 +203,15 @@ class Mind:
         from sre_space.squad.graph import build
         from sre_space.squad.halfopen import HalfOpen
 
-        actuator = self._actuator()
+        actuator = self._lock.guard(self._actuator())  # the lease checked before every change
         self._memory = self._open_memory()
         ctx = SquadContext(
             self.settings, self.store, self.log, self._memory, actuator, self.policy, self.clock
         )
-        self._checkpoints = sqlite3.connect(self.paths.checkpoints_db, check_same_thread=False)
-        self._graph = build(ctx, self._checkpoints)
+        from sre_space.state.checkpoints import open_checkpoints
+
+        self._checkpoints = open_checkpoints(self.settings)
+        self._graph = build(ctx, self._checkpoints.saver)
         self._halfopen = HalfOpen(ctx)
         self._api = LocalApi(
             {
@@ -322,6 +327,7 @@ class Mind:
             "store": self.senses.stats(),
             "active_incidents": [i.id for i in self.log.active()],
             "uptime_s": round(time.time() - self.started_at, 1),
+            "leadership": self._lock.status(),  # sole (lock file), leader, standby or stopped
         }
 
     # --- the squad loop ---------------------------------------------------------
@@ -357,7 +363,29 @@ class Mind:
             time.sleep(0.05)
         return True
 
+    def _wait_leading(self) -> bool:
+        """A standby waits here (receiving, detecting, not acting) until it holds the lease."""
+        doc = self._lock.status()
+        if doc["role"] == "sole":
+            return not self._stop.is_set()
+        held = doc.get("leader") or {}
+        if doc["role"] != "leader":
+            self.log.emit("mind", f"standby: {held.get('holder') or 'nobody'} holds the lease")
+        if not self._lock.wait_leading(self._stop):
+            return False
+        self.log.emit("mind", f"took the lease (epoch {self._lock.status().get('epoch')}): acting")
+        return True
+
+    def _lease_lost(self, why: str) -> None:
+        """The lease is gone: no change is made from now on (the guard refuses); the mind stops."""
+        self.lost_lease = why
+        with contextlib.suppress(Exception):  # the database may be what was lost
+            self.log.emit("mind", f"lost the lease: {why}; stopping without acting", kind="error")
+        self._stop.set()
+
     def _scout_loop(self) -> None:
+        if not self._lock.wait_leading(self._stop):  # a standby's Scout opens nothing
+            return
         while not self.clock.wait(self._stop, SCOUT_TICK_S):
             try:
                 self.scout_tick(self.clock.time())
@@ -369,6 +397,8 @@ class Mind:
         from sre_space import review
 
         self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
+        if not self._wait_leading():
+            return
         try:
             from sre_space.squad.resume import resume_interrupted
 

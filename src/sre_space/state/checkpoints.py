@@ -12,6 +12,7 @@ connection closed by the server is replaced rather than failing the squad.
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,8 +76,17 @@ def _postgres(url: StateUrl) -> Checkpoints:
     saver = PostgresSaver(pool)
     lock = connect(url, "checkpoints-setup")
     try:
-        lock.execute("SELECT pg_advisory_lock(%s)", (SETUP_LOCK,))
+        # Tried, not waited on in a statement: the saver's migrations build indexes
+        # CONCURRENTLY, which wait for every open transaction, a waiting lock's included,
+        # and the server cannot see that cycle (it passes through this process).
+        while not _took(lock):
+            time.sleep(0.1)
         saver.setup()
     finally:
         lock.close()  # the session's lock goes with it
     return Checkpoints(saver, pool.close)
+
+
+def _took(conn: Any) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK,)).fetchone()
+    return bool(row and row[0])

@@ -126,10 +126,22 @@ class PgDb:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor:
         with self._lock:
-            conn = self._conn if self._tx else self._live()
-            if not params:  # as written: psycopg reads placeholders only when given values
-                return conn.execute(sql)
-            return conn.execute(_translate(sql), tuple(params))
+            if self._tx:
+                return self._run(self._conn, sql, params)
+            try:
+                return self._run(self._live(), sql, params)
+            except driver().OperationalError:
+                if not self._conn.broken:
+                    raise
+                # The server closed the connection under it (a restart, a terminated
+                # session): outside a transaction the statement is tried once more, anew.
+                return self._run(self._live(), sql, params)
+
+    @staticmethod
+    def _run(conn: Any, sql: str, params: Sequence[Any]) -> Cursor:
+        if not params:  # as written: psycopg reads placeholders only when given values
+            return conn.execute(sql)  # type: ignore[no-any-return]
+        return conn.execute(_translate(sql), tuple(params))  # type: ignore[no-any-return]
 
     @contextlib.contextmanager
     def immediate(self) -> Iterator[None]:
