@@ -1,0 +1,43 @@
+"""Failover for real: the leader killed (SIGKILL) between `apply` and its verdict.
+
+The leader is a process holding the lease on a real PostgreSQL, running the
+squad's graph on the shared log and checkpointer, acting through an exec
+target whose action is a real program; the standby is a real Mind (its own
+home, the same state URL). One run of ``benchmarks/failover.py``: the standby
+takes the lease once the dead leader's term runs out, finds the incident
+``mitigating`` and verifies it again from the shared checkpoint; it never
+applies the change a second time. Unhealthy afterwards, it undoes it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pg_helpers import pg_url
+from sre_space.state.url import StateUrl
+
+__all__ = ["pg_url"]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # scripts, not a package
+import failover
+
+TERM_S = 3.0
+
+
+@pytest.mark.parametrize("healthy", [True, False], ids=["verified", "undone"])
+def test_the_standby_verifies_what_the_killed_leader_applied(
+    pg_url: StateUrl, tmp_path: Path, healthy: bool
+) -> None:
+    run = failover.one_run(pg_url, tmp_path, TERM_S, healthy=healthy)
+    assert run.takeover_s is not None  # the standby took the lease (within the waits' deadlines)
+    assert run.applies == 1  # applied once, by the dead leader; never again
+    assert run.steps[run.steps.index("applied") :][:3] == ["applied", "resumed", "verified"]
+    actions = (tmp_path / "actions.log").read_text().split()
+    if healthy:
+        assert run.status in ("mitigated", "resolved") and actions == ["scale-3"]
+    else:
+        assert run.status == "escalated" and run.outcome == "undone"
+        assert actions == ["scale-3", "unscale"]  # the new leader's undo, under its lease
