@@ -60,9 +60,13 @@ def lab_child(fault: str, hold_s: float) -> None:
     settings = load()
     doc = run(settings, DrillSpec.load(fault), hold_s=hold_s)
     incidents = doc.get("incidents") or []
+    injected = next((s["ts"] for s in doc["run"] if s["step"] == "inject"), None)
     log = IncidentLog(Paths(settings.home).incidents_db)
     try:
         events = log.events(0, limit=100_000)
+        # Opened before the fault (the lab not steady yet, on a loaded machine): not its own.
+        opened = log.list(limit=1000)
+        before = [i.id for i in opened if injected is None or i.detected_at < injected]
     finally:
         log.close()
     for row in incidents[1:]:  # what Scout said when it opened each extra one
@@ -76,6 +80,7 @@ def lab_child(fault: str, hold_s: float) -> None:
                 "status": doc["status"],
                 "steps": {s["step"]: s["ok"] for s in doc["run"]},
                 "incidents": incidents,
+                "before_inject": before,
                 "duration_s": doc.get("duration"),
             }
         )
@@ -125,10 +130,13 @@ def lab(faults: list[str], runs: int, hold_s: float, quiet: bool) -> dict[str, A
                 print(f"lab {fault:<16} run {n + 1}: error {row['error']}", file=sys.stderr)
                 continue
             got = row["incidents"]
+            early = bool(row["before_inject"])
             print(
                 f"lab {fault:<16} run {n + 1}: {len(got)} incident(s) "
                 f"{' '.join(_brief(i, 'detected_s') for i in got)}"
-                f"  drill {row['status']}  {row['wall_s']} s",
+                f"  drill {row['status']}"
+                + (f" (opened before the injection: {row['before_inject']})" * early)
+                + f"  {row['wall_s']} s",
                 file=sys.stderr,
             )
             for extra in got[1:]:
@@ -142,6 +150,7 @@ def lab(faults: list[str], runs: int, hold_s: float, quiet: bool) -> dict[str, A
             "extra_incidents": sum(max(0, len(r["incidents"]) - 1) for r in counted),
             "runs_with_extra": sum(len(r["incidents"]) > 1 for r in counted),
             "runs_without_incident": sum(not r["incidents"] for r in counted),
+            "runs_with_incident_before_inject": sum(bool(r["before_inject"]) for r in counted),
             "drills_deviated": sum(r["status"] != "completed" for r in counted),
         },
     }
@@ -279,7 +288,8 @@ def main() -> int:
         parts.append(
             f"lab {s['extra_incidents']} extra incident(s) in {s['runs']} runs "
             f"({s['runs_with_extra']} runs with extras, {s['runs_without_incident']} without "
-            f"an incident, {s['errors']} errors; floor 0 extra)"
+            f"an incident, {s['runs_with_incident_before_inject']} with one before the "
+            f"injection, {s['errors']} errors; floor 0 extra)"
         )
     if "replays" in doc:
         s = doc["replays"]["summary"]

@@ -26,7 +26,7 @@ from typing import IO, Any
 from sre_space.alerts import Alert, AlertBox
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
-from sre_space.detect.incidents import AMBIGUOUS, IncidentTracker, Tracked
+from sre_space.detect.incidents import AMBIGUOUS, KEEP_S, IncidentTracker, Tracked
 from sre_space.detect.rules import Rules
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.errors import Unavailable, UsageError
@@ -39,7 +39,16 @@ from sre_space.state import where as state_where
 from sre_space.state.leader import for_mind as leadership
 from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
-from sre_space.vocabulary import ACTIVE, WATCHED
+from sre_space.vocabulary import (
+    ACTIVE,
+    AWAITING_APPROVAL,
+    DEGRADED,
+    ESCALATED,
+    MITIGATED,
+    MITIGATING,
+    RESOLVED,
+    WATCHED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +177,8 @@ class Mind:
         self._guard = threading.Lock()  # the tracker and the detector's reset: Scout and squad
         self._work: queue.Queue[tuple[Tracked, str, float]] = queue.Queue()  # Scout -> squad
         self._done: list[tuple[Tracked | None, str | None, float]] = []  # squad -> Scout (see _settle)
+        self._left: list[Tracked] = []  # a previous mind's changes the squad resumes (_watch_left)
+        self._resumed = threading.Event()  # the squad has resumed what a previous mind left
         self._scout: threading.Thread | None = None
 
     # --- lifecycle ------------------------------------------------------------
@@ -386,6 +397,11 @@ class Mind:
     def _scout_loop(self) -> None:
         if not self._lock.wait_leading(self._stop):  # a standby's Scout opens nothing
             return
+        try:
+            self._watch_left()  # before Scout's first look
+        except Exception as exc:
+            log.exception("watching what a previous mind left")
+            self.log.emit("mind", f"scout error: {type(exc).__name__}: {exc}", kind="error")
         while not self.clock.wait(self._stop, SCOUT_TICK_S):
             try:
                 self.scout_tick(self.clock.time())
@@ -406,6 +422,7 @@ class Mind:
         except Exception as exc:
             log.exception("resuming interrupted incidents")
             self.log.emit("mind", f"resume error: {type(exc).__name__}: {exc}", kind="error")
+        self._settle_left()
         while not self._stop.is_set():
             try:  # wall time: a replay's clock is played on by Scout alone
                 item = self._work.get(timeout=0.5)
@@ -457,6 +474,8 @@ class Mind:
                     self._degraded(tracked)
                 elif change.what == "resolved":
                     self._resolved(tracked)
+                elif change.what == "again":
+                    self._again(tracked)
                 elif change.what == "grew" and tracked.ref:
                     self.log.emit(
                         "scout",
@@ -495,6 +514,7 @@ class Mind:
         )
         tracked.ref = incident.id
         self.log.save(incident, why=why, by="alerts")
+        tracked.busy = True  # the squad's until it settles: its cause opens nothing new
         self.clock.hold()  # released by the squad when it is done with it
         self._work.put((tracked, incident.id, now))
         return incident.id
@@ -506,9 +526,11 @@ class Mind:
         against the squad's later saves); Scout forgets them once the squad is
         done, so their cause, if it shows again, opens a new incident.
         """
-        settled = [
+        settled = [  # an escalated one that went quiet is still watched for its cause
             t for t in self.tracker.incidents
-            if t.ref and t.settled_at is not None and t.resolved_at is None
+            if t.ref
+            and t.settled_at is not None
+            and (t.resolved_at is None or t.state == "watching")
         ]
         if not settled:
             return
@@ -557,7 +579,16 @@ class Mind:
         self.detector.reset()
 
     def _opened(self, tracked: Tracked, detected_at: float, edges: set[tuple[str, str]]) -> None:
-        """A confirmed anomaly: a new incident, unless its cause is one already open."""
+        """A confirmed anomaly: a new incident, unless its cause is one already open.
+
+        One that may be an open incident whose root cause the Brain has not
+        named yet waits for it (at most a detection window): confirmed again
+        at each look, it is decided once the cause is known.
+        """
+        waiting = detected_at - tracked.first_seen < self.settings.detect_window_s
+        if waiting and self.tracker.awaits_brain(tracked, edges) is not None:
+            tracked.opened_at = None
+            return
         owner, note = self._same_cause(tracked, detected_at, edges)
         if owner is not tracked:
             if owner.ref and owner.state == "mitigated":
@@ -584,6 +615,7 @@ class Mind:
         self.log.save(incident, why=f"anomalous since {tracked.origin}", by="scout")
         if note:
             self.log.emit("scout", note, incident_id=incident.id)
+        tracked.busy = True  # the squad's until it settles: its cause opens nothing new
         self.clock.hold()  # released by the squad when it is done with it
         self._work.put((tracked, incident.id, detected_at))
 
@@ -632,14 +664,33 @@ class Mind:
             by="scout",
         )
 
+    def _again(self, tracked: Tracked) -> None:
+        """An escalated incident's cause shows again after it went quiet: the same incident."""
+        incident = self.log.get(tracked.ref) if tracked.ref else None
+        if incident is None:
+            return
+        if incident.status == "resolved":  # a person closed it since: no longer watched
+            self.tracker.forget(tracked)
+            return
+        worst = tracked.signals[0] if tracked.signals else None
+        self.log.emit(
+            "scout",
+            f"its cause shows again ({worst.service} {worst.operation}: {worst.reason})"
+            if worst
+            else "its cause shows again",
+            incident_id=tracked.ref,
+        )
+
     def _resolved(self, tracked: Tracked) -> None:
         incident = self.log.get(tracked.ref) if tracked.ref else None
         if incident is None or incident.status not in WATCHED:
             return
         quiet = f"no anomaly of its own for {RESOLVE_QUIET_S:.0f} s"
         if incident.status == "escalated":
-            # A human has it: Scout stops watching, the human closes it.
-            self.log.emit("scout", f"{quiet}; no longer watched", incident_id=incident.id)
+            # A human has it and closes it: Scout watches only its cause now (see _again).
+            self.log.emit(
+                "scout", f"{quiet}; watched only for its cause now", incident_id=incident.id
+            )
             return
         incident.status = "resolved"
         incident.resolved_at = self.clock.time()
@@ -680,6 +731,52 @@ class Mind:
                     status = self._after_squad(tracked)
                     state = "mitigated" if status in ("mitigated", "resolved") else "watching"
                 self._done.append((tracked, state, self.clock.time()))
+
+    def _watch_left(self) -> None:
+        """What a previous mind left keeps answering for its cause: no duplicate on a restart.
+
+        The incidents whose change the squad resumes (squad/resume.py), or that
+        wait for a person's answer, are the squad's until it is done with them;
+        mitigated, degraded and escalated ones are watched as if this mind had
+        settled them. The same cause showing meanwhile is theirs, not a new
+        incident. Left alone: those without a root cause, and those nobody
+        touched for an hour (the tracker's memory of incidents).
+        """
+        now = self.clock.time()
+        with self._guard:
+            for incident in self.log.list(limit=50):
+                cause = str(incident.root_cause.get("service") or "")
+                if not cause or incident.status not in (MITIGATING, *WATCHED):
+                    continue
+                stamps = [float(a.get("ts") or 0) for a in incident.audit]
+                if now - max([incident.detected_at, *stamps]) > KEEP_S:
+                    continue
+                tracked = self.tracker.adopt(cause, now)
+                tracked.ref = incident.id
+                tracked.cause = cause
+                if incident.status == MITIGATING:
+                    if incident.remediation.get("outcome") == AWAITING_APPROVAL:
+                        tracked.busy = True  # until a person answers (_resume_decided)
+                    elif not self._resumed.is_set():
+                        tracked.busy = True  # until the squad has resumed it (_settle_left)
+                        self._left.append(tracked)
+                    continue  # else the resume failed: watched, and resolved when quiet
+                state = {ESCALATED: "watching", DEGRADED: "degraded"}.get(incident.status)
+                self.tracker.settled(tracked, state or "mitigated", now)
+
+    def _settle_left(self) -> None:
+        """The squad resumed what a previous mind left: Scout watches them as it settled them."""
+        with self._guard:
+            self._resumed.set()
+            for tracked in self._left:
+                incident = self.log.get(tracked.ref)
+                if incident is not None and incident.status == MITIGATING:
+                    tracked.busy = False  # not resumed (an error): watched, and resolved when quiet
+                    continue
+                status = self._after_squad(tracked)
+                state = "mitigated" if status in (MITIGATED, RESOLVED) else "watching"
+                self._done.append((tracked, state, self.clock.time()))
+            self._left.clear()
 
     def _investigate(self, tracked: Tracked, ref: str, detected_at: float) -> None:
         """The squad on one incident Scout opened: diagnose, act, verify, archive."""

@@ -19,9 +19,15 @@
   (``settled``): a mitigated incident whose cause shows again, no worse in
   kind (slow where it failed), is ``degraded`` (the fault still active, the
   fix holding), not a new incident; an escalated one keeps its cause while
-  the same fault goes on. A different cause, or failures at a cause that was
-  only slow, are an incident of their own (see ``_other_fault``).
-  An incident resolves after ``quiet_s`` without anomalies of its own.
+  the same fault goes on, and after it went quiet (nobody closed it: its
+  cause showing again is that incident ``again``). A different cause, or
+  failures at a cause that was only slow, are an incident of their own (see
+  ``_other_fault``). An incident resolves after ``quiet_s`` without
+  anomalies of its own, but not while the squad works on it (``busy``).
+- **Waiting for the Brain**: an anomaly that may be an open incident whose
+  root cause the Brain has not named yet (``awaits_brain``) is left to wait
+  by whoever opens incidents; once named, an anomaly at that cause still
+  waiting for confirmation is that incident's (``attribute``).
 
 The tracker holds no clock and does no I/O: feed it the detector's anomalous
 signals and edges with the time, act on the changes it returns.
@@ -73,6 +79,7 @@ class Tracked:
     opened_at: float | None = None  # None while it waits for confirmation
     resolved_at: float | None = None
     ref: str = ""  # the incident log's id, set by whoever opens it there
+    busy: bool = False  # handed to the squad and not settled: it does not resolve meanwhile
 
     def __post_init__(self) -> None:
         self.origins.add(self.origin)
@@ -89,7 +96,7 @@ class Tracked:
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # opened | grew | degraded | resolved
+    what: str  # opened | grew | degraded | again (an escalated incident's cause) | resolved
     incident: Tracked
 
 
@@ -192,34 +199,61 @@ class IncidentTracker:
           origin may be a new cause, or the same cause felt beside it (a
           neighbour on a starved host, a callee of a caller that retries).
         """
+        return next(iter(self._ambiguous(incident, edges)), ("", None))[0]
+
+    def awaits_brain(self, incident: Tracked, edges: Iterable[tuple[str, str]]) -> Tracked | None:
+        """The open incident an ambiguous anomaly may be, its cause not named yet (or None).
+
+        The squad works on it: its Brain's answer (the cause) tells whether
+        this anomaly is that cause seen from another side, so the opening
+        waits for it rather than opening a duplicate (None: nothing to wait for).
+        """
+        for _, other in self._ambiguous(incident, edges):
+            if other.busy and not other.cause:
+                return other
+        return None
+
+    def _ambiguous(
+        self, incident: Tracked, edges: Iterable[tuple[str, str]]
+    ) -> list[tuple[str, Tracked]]:
+        """Each open incident the anomaly may be, with why (see ``ambiguous``), oldest first."""
         own = [s for s in incident.signals if s.service == incident.origin]
         fewer = bool(own) and all(s.kind == "traffic" for s in own)
         rest = incident.services - {incident.origin}
         calls = set(edges)
+        found: list[tuple[str, Tracked]] = []
         for other in self.active():
             if other is incident:
                 continue
             if incident.origin in other.services and incident.origin not in other.origins:
-                return "symptom"
+                found.append(("symptom", other))
             # its cause counts even before its symptoms reach it (the Brain named it)
-            if rest and rest <= other.services | other.origins:
-                return "fewer" if fewer else "beside"
-            if any({(o, incident.origin), (incident.origin, o)} & calls for o in other.origins):
-                return "beside"
-        return ""
+            elif rest and rest <= other.services | other.origins:
+                found.append(("fewer" if fewer else "beside", other))
+            elif any({(o, incident.origin), (incident.origin, o)} & calls for o in other.origins):
+                found.append(("beside", other))
+        return found
 
     def attribute(self, incident: Tracked, service: str, now: float) -> Tracked:
         """Record ``service`` as the incident's root cause; return the incident that owns it.
 
         When another open incident already answers for that cause, the new one
         was the same cause seen from another side: it is folded into the older
-        (returned), and its services join it.
+        (returned), and its services join it. An anomaly at that cause still
+        waiting for confirmation is this incident's too: it never opens.
         """
         older = self.owner(service, exclude=incident) if service else None
         if older is None:
             if service:
                 incident.cause = service
                 incident.origins.add(service)
+                for waiting in [i for i in self.incidents if i.opened_at is None]:
+                    if waiting is not incident and waiting.origin == service:
+                        incident.services |= waiting.services
+                        last = waiting.last_anomalous
+                        incident.last_anomalous = max(incident.last_anomalous, last)
+                        incident.cause_seen = max(incident.cause_seen, last)
+                        self.incidents.remove(waiting)
             return incident
         older.services |= incident.services
         older.origins |= incident.origins
@@ -241,6 +275,7 @@ class IncidentTracker:
         incident.settled_at = now
         incident.last_anomalous = now
         incident.resolved_at = None
+        incident.busy = False
 
     def adopt(self, origin: str, now: float) -> Tracked:
         """An incident opened from outside the detectors (an alert about ``origin``).
@@ -285,14 +320,32 @@ class IncidentTracker:
             # Fewer calls, none failing, from a caller that is part of an incident
             # or waits on one: it sends less because its clients wait on it. A
             # callee that vanished, or whose callers fail, is a fault of its own.
+            # Its callees that only get fewer calls too are its own drop passed on.
             callers = {a for a, b in edges if b == origin}
-            others = {s.service for s in sigs} - {origin}
+            others = {s.service for s in sigs if s.kind != "traffic"} - {origin}
             for incident in by_age:
                 touched = incident.services
                 if origin in incident.origins or not others <= touched:
                     continue  # its own cause (judged above), or trouble it does not explain
                 if callers & touched or any((a, b) in edges for a in callers for b in touched):
                     return incident
+        return None
+
+    def _again(self, origin: str, sigs: list[Signal], now: float) -> Tracked | None:
+        """An escalated incident that went quiet, whose own cause shows again (None if none).
+
+        A human has it and nobody closed it: the same kind of trouble at its
+        cause is that incident again (watched again), not a new one. A
+        different kind is another fault (see ``_other_fault``); a mitigated
+        incident that went quiet is resolved, and its cause again a recurrence.
+        """
+        shows = families(sigs, origin)
+        for incident in sorted(self.incidents, key=lambda i: i.first_seen, reverse=True):
+            escalated = incident.settled_at is not None and incident.state == WATCHING
+            if incident.resolved_at is None or not escalated or origin not in incident.origins:
+                continue
+            if not self._other_fault(incident, shows, now):
+                return incident
         return None
 
     def _other_fault(self, incident: Tracked, shows: set[str], now: float) -> bool:
@@ -328,10 +381,17 @@ class IncidentTracker:
         live = [i for i in self.incidents if i.resolved_at is None]
         seen: dict[int, list[Signal]] = {}
         grown: set[int] = set()
+        woke: set[int] = set()
         calls = set(edges)
         for origin, sigs in origins([s for s in signals if s.kind], calls).items():
             services = {s.service for s in sigs}
             incident = self._match(origin, sigs, live, calls, now)
+            if incident is None:
+                incident = self._again(origin, sigs, now)
+                if incident is not None:
+                    incident.resolved_at = None
+                    live.append(incident)
+                    woke.add(incident.id)
             if incident is None:
                 incident = Tracked(next(self._ids), origin, services, sigs, now, now)
                 incident.families = families(sigs, origin)
@@ -362,10 +422,14 @@ class IncidentTracker:
                 elif incident.state == MITIGATED:
                     incident.state = DEGRADED
                     changes.append(Change("degraded", incident))
+                elif incident.id in woke:
+                    changes.append(Change("again", incident))
                 elif incident.id in grown and incident.state == WATCHING:
                     changes.append(Change("grew", incident))
             elif incident.opened_at is None:
                 self.incidents.remove(incident)  # it did not hold: not an incident
+            elif incident.busy:
+                pass  # the squad still works on it: its quiet is judged once it is done
             elif now - incident.last_anomalous >= self.quiet_s:
                 incident.resolved_at = now
                 changes.append(Change("resolved", incident))

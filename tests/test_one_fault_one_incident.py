@@ -1,0 +1,243 @@
+"""One fault, one incident: what opened duplicates, and what must still open.
+
+The tracker on a simulated clock (the shop of test_incident_lifecycle: a
+gateway in front of catalog, pricing, orders and payments; catalog reads a
+database), each case a pattern measured by ``benchmarks/duplicates.py``:
+
+- an anomaly at the cause the Brain just named, still waiting for
+  confirmation, opened a second incident for it;
+- a drop at a callee that passed its drop on to its own callees was not
+  joined to the drop beside it, from the same caller;
+- an escalated incident that went quiet was let go, and its cause, still
+  failing, opened a new incident;
+- an incident that went quiet while the squad still worked on it was not
+  there for its cause to join;
+- an ambiguous opening was decided before the open incident's Brain had
+  named its cause.
+
+Then a real mind restarted on a home where the previous one left incidents:
+their cause, still failing, is theirs (the spans are rca_synth's shop,
+written into the mind's store as they happen).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rca_synth import Fault, trace
+from sre_space.config import Settings
+from sre_space.detect.incidents import IncidentTracker
+from sre_space.detect.window import Signal
+from sre_space.incidents import Incident, IncidentLog
+from sre_space.mind import Mind
+
+from helpers import wait_until
+
+SHOP = [
+    ("gateway", "catalog"),
+    ("gateway", "pricing"),
+    ("gateway", "orders"),
+    ("orders", "payments"),
+    ("catalog", "db"),
+]
+
+
+def sig(service: str, kind: str = "error") -> Signal:
+    return Signal(service, "op", 100, 50, 0, 10.0, kind=kind, reason=f"{kind} on {service}")
+
+
+def tick(tracker: IncidentTracker, now: float, *signals: Signal) -> list[tuple[str, int]]:
+    return [(c.what, c.incident.id) for c in tracker.update(list(signals), SHOP, now)]
+
+
+def test_an_anomaly_at_the_cause_the_brain_named_is_that_incident_before_it_opens() -> None:
+    tracker = IncidentTracker(confirm_s=1, quiet_s=30, link_s=10)
+    tick(tracker, 0, sig("pricing", "latency"))
+    [(what, first)] = tick(tracker, 1, sig("pricing", "latency"))
+    assert what == "opened"
+    opened = tracker.active()[0]
+    opened.busy = True  # handed to the squad
+    # Orders turns slow too, and waits for confirmation, when the Brain names it.
+    assert tick(tracker, 1.5, sig("pricing", "latency"), sig("orders", "latency")) == []
+    assert len(tracker.incidents) == 2
+    assert tracker.attribute(opened, "orders", 2) is opened
+    assert tracker.incidents == [opened] and opened.origins == {"pricing", "orders"}
+    assert tick(tracker, 2.5, sig("pricing", "latency"), sig("orders", "latency")) == []
+    assert tick(tracker, 5, sig("orders", "latency")) == []
+    assert [i.id for i in tracker.incidents] == [first]
+
+
+def test_a_drop_passed_on_to_callees_beside_a_sibling_drop_is_one_incident() -> None:
+    """The gateway calls less of everything (its requests end early): one incident."""
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    drops = [sig("catalog", "traffic"), sig("orders", "traffic"), sig("payments", "traffic")]
+    changes = tick(tracker, 0, *drops)
+    assert [what for what, _ in changes] == ["opened"]
+    [one] = tracker.active()
+    assert one.services == {"catalog", "orders", "payments"}
+    # A drop at a callee beside a failing one is still its own.
+    other = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    failing = [sig("catalog", "traffic"), sig("orders", "traffic"), sig("payments", "error")]
+    assert [what for what, _ in tick(other, 0, *failing)] == ["opened", "opened"]
+
+
+def test_an_escalated_incident_that_went_quiet_takes_its_cause_back() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [(_, first)] = tick(tracker, 0, sig("pricing", "latency"))
+    incident = tracker.active()[0]
+    tracker.settled(incident, "watching", 1)  # escalated: a human has it
+    assert tick(tracker, 31) == [("resolved", first)]  # quiet: watched only for its cause
+    # The same kind of trouble at its cause: that incident again, not a new one.
+    assert tick(tracker, 60, sig("pricing", "latency")) == [("again", first)]
+    assert tracker.active() == [incident] and len(tracker.incidents) == 1
+    assert tick(tracker, 91) == [("resolved", first)]
+    # Failures where it was only slow: another fault, its own incident.
+    [(what, second)] = tick(tracker, 100, sig("pricing", "error"))
+    assert what == "opened" and second != first
+    # A different cause beside it: its own incident too.
+    [(what, third)] = tick(tracker, 101, sig("pricing", "error"), sig("payments", "latency"))
+    assert what == "opened" and third not in (first, second)
+
+
+def test_a_mitigated_incident_that_went_quiet_is_resolved_and_its_cause_recurs() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [(_, first)] = tick(tracker, 0, sig("pricing", "latency"))
+    tracker.settled(tracker.active()[0], "mitigated", 1)
+    assert tick(tracker, 31) == [("resolved", first)]
+    [(what, again)] = tick(tracker, 40, sig("pricing", "latency"))
+    assert what == "opened" and again != first
+
+
+def test_an_incident_the_squad_works_on_does_not_resolve_and_keeps_its_cause() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [(_, first)] = tick(tracker, 0, sig("catalog", "latency"), sig("db", "latency"))
+    incident = tracker.active()[0]
+    incident.busy = True  # a long verification: 40 s without anomalies of its own
+    assert tick(tracker, 40) == []
+    assert tick(tracker, 41, sig("db", "latency")) == []  # its cause again: still that incident
+    assert tracker.active() == [incident] and len(tracker.incidents) == 1
+    tracker.settled(incident, "mitigated", 45)
+    assert not incident.busy
+    assert tick(tracker, 75) == [("resolved", first)]
+
+
+def test_an_ambiguous_opening_awaits_the_brains_answer() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    tick(tracker, 0, sig("gateway"), sig("catalog"))
+    working = tracker.active()[0]
+    working.busy = True
+    [(what, _)] = tick(tracker, 1, sig("gateway"), sig("catalog"), sig("db", "latency"))
+    assert what == "opened"
+    beside = next(i for i in tracker.active() if i is not working)
+    assert tracker.ambiguous(beside, SHOP) == "beside"
+    assert tracker.awaits_brain(beside, SHOP) is working  # no cause named yet
+    tracker.attribute(working, "catalog", 2)
+    assert tracker.awaits_brain(beside, SHOP) is None  # named: Scout's look decides
+    working.busy = False
+    working.cause = ""
+    assert tracker.awaits_brain(beside, SHOP) is None  # the squad is done with it
+
+
+# --- a restarted mind ----------------------------------------------------------------
+
+
+class Shop:
+    """Ten requests a second through rca_synth's shop, into the mind's store, with a fault."""
+
+    def __init__(self, mind: Mind) -> None:
+        self.mind = mind
+        self.fault = Fault()
+        self._rnd = random.Random(11)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shop", daemon=True)
+
+    def __enter__(self) -> Shop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        sent = time.time()
+        while not self._stop.wait(0.1):
+            now = time.time()  # a starved thread catches up: the rate does not depend on it
+            while sent + 0.1 <= now:
+                sent += 0.1
+                self.mind.store.add(trace(self._rnd, sent * 1000, self.fault))
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "home"
+    home.mkdir()
+    yield home
+
+
+def _left(home: Path, status: str) -> str:
+    """An incident a killed mind left: catalog slow in its own work, found by the Brain."""
+    log = IncidentLog(home / "incidents.db")
+    incident = Incident(id=log.new_id(), status=status, detected_at=time.time() - 20)
+    incident.signature = "catalog|GetProduct|latency|"
+    incident.root_cause = {
+        "service": "catalog",
+        "operation": "GetProduct",
+        "fault_class": "latency",
+        "confidence": 0.8,
+        "evidence": {},
+    }
+    if status == "mitigating":  # killed inside the Fixer's call: resumed, and escalated
+        incident.remediation = {"action": "restart", "service": "catalog", "outcome": "pending"}
+    log.save(incident)
+    log.close()
+    return incident.id
+
+
+@pytest.mark.parametrize("status", ["mitigating", "mitigated"])
+def test_a_restarted_mind_keeps_the_cause_of_what_the_previous_one_left(
+    home: Path, status: str
+) -> None:
+    left = _left(home, status)
+    settings = Settings(
+        home=home,
+        otlp_http_port=0,
+        otlp_grpc_port=-1,
+        policy="dry-run",
+        detect_window_s=5.0,
+    )
+    mind = Mind(settings).start()
+    try:
+        with Shop(mind) as shop:
+            wait_until(
+                lambda: len(mind.store.traces_since(0)) >= 50, 120, what="healthy traffic"
+            )
+            start = time.time()
+            shop.fault = Fault(own_ms={"catalog": 1000.0})  # the fault goes on
+
+            def seen_by_left() -> bool:
+                if status == "mitigated":  # the fix holds, the cause still shows
+                    found = mind.log.get(left)
+                    return found is not None and found.status == "degraded"
+                return any(  # escalated by the resume: Scout still watches its cause
+                    e.incident_id == left and e.agent == "scout" and "spreading" in e.message
+                    for e in mind.log.events(0, limit=10_000)
+                )
+
+            wait_until(seen_by_left, 120, interval=0.2, what=f"the {status} incident's cause")
+            # Scout keeps looking with catalog slow, long enough to confirm an opening.
+            with mind._guard:
+                [tracked] = [t for t in mind.tracker.incidents if t.ref == left]
+            seen = tracked.cause_seen
+            wait_until(lambda: tracked.cause_seen >= seen + 2.0, 60, what="two more seconds")
+        assert [i.id for i in mind.log.since(start - 60)] == [left], [
+            (e.incident_id, e.message) for e in mind.log.events(0, limit=10_000)
+        ]
+    finally:
+        mind.stop()
