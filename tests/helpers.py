@@ -1,9 +1,13 @@
-"""Shared test helpers: free ports, waiting on a condition with a deadline, a Chroma server,
-the squad's common diagnosis."""
+"""Shared test helpers: free ports, waiting on a condition with a deadline, the CLI as a
+subprocess, a span builder, a Chroma server, the squad's common diagnosis.
+
+The fixtures built on them (``home``, ``cli``, ``make_span``) are in conftest.py.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -15,7 +19,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sre_space.telemetry.model import Span, SpanKind
+
 T = TypeVar("T")
+
+# The real `sre-space` command, as a user runs it (a new process each time).
+CLI = [sys.executable, "-m", "sre_space"]
+Cli = Callable[..., "subprocess.CompletedProcess[str]"]  # conftest's ``cli``: sre-space on a home
 
 # One diagnosis the squad's tests act on: a catalog read that timed out (the
 # Brain's verdict as agents.fixer reads it). Copy it before changing a field.
@@ -42,6 +52,69 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """A CLI subprocess's environment: this one's without any ``SRE_SPACE_*``, on ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
+    env.update(SRE_SPACE_HOME=str(home), NO_COLOR="1", **extra)
+    return env
+
+
+def sre(
+    home: Path,
+    *args: str,
+    check: bool = False,
+    stdin: str | None = None,
+    timeout: float = 300,
+    **env: str,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``sre-space ARGS`` on ``home`` (``env`` added to its environment); its result.
+
+    ``check`` fails the test with the command's stderr when it exits non-zero.
+    """
+    proc = subprocess.run(
+        [*CLI, *args],
+        env=cli_env(home, **env),
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"sre-space {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
+    return proc
+
+
+def span(
+    service: str,
+    name: str,
+    start_s: float,
+    ms: float = 20.0,
+    *,
+    error: bool = False,
+    trace: int = 1,
+    n: int = 1,
+    parent: int | None = None,
+    kind: SpanKind = SpanKind.SERVER,
+    resource: dict[str, Any] | None = None,
+    **attributes: Any,
+) -> Span:
+    """Span ``n`` of trace ``trace``: ``ms`` long from ``start_s`` (Unix seconds), by ``service``."""
+    start = int(start_s * 1e9)
+    return Span(
+        trace_id=f"{trace:032x}",
+        span_id=f"{n:016x}",
+        parent_id=f"{parent:016x}" if parent is not None else None,
+        service=service,
+        name=name,
+        start_ns=start,
+        end_ns=start + int(ms * 1e6),
+        kind=kind,
+        error=error,
+        attributes=attributes,
+        resource={"service.name": service, **(resource or {})},
+    )
 
 
 def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = "") -> T:

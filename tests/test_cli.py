@@ -3,40 +3,34 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "sre_space"]
+from helpers import Cli
 
 
-def sre(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SRE_SPACE_HOME": str(home)}
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
-
-
-def test_unknown_fault_is_a_usage_error_listing_the_faults(tmp_path: Path) -> None:
-    proc = sre(tmp_path, "chaos", "meteor-strike")
+def test_unknown_fault_is_a_usage_error_listing_the_faults(cli: Cli) -> None:
+    proc = cli("chaos", "meteor-strike")
     assert proc.returncode == 2
     assert proc.stderr.startswith("sre-space: unknown fault 'meteor-strike'")
     assert "db-timeout" in proc.stderr
 
 
-def test_chaos_without_a_lab_is_unavailable(tmp_path: Path) -> None:
-    proc = sre(tmp_path, "chaos", "db-timeout")
+def test_chaos_without_a_lab_is_unavailable(cli: Cli) -> None:
+    proc = cli("chaos", "db-timeout")
     assert proc.returncode == 3
     assert proc.stderr.count("\n") == 1 and "sre-space up" in proc.stderr
 
 
-def test_chaos_list_json(tmp_path: Path) -> None:
-    proc = sre(tmp_path, "chaos", "list", "--json")
+def test_chaos_list_json(cli: Cli) -> None:
+    proc = cli("chaos", "list", "--json")
     assert proc.returncode == 0
     assert "db-timeout" in [f["name"] for f in json.loads(proc.stdout)]
 
 
-def test_incidents_json_is_empty_on_a_new_home(tmp_path: Path) -> None:
-    proc = sre(tmp_path, "incidents", "--json")
+def test_incidents_json_is_empty_on_a_new_home(cli: Cli) -> None:
+    proc = cli("incidents", "--json")
     assert proc.returncode == 0 and json.loads(proc.stdout) == []
 
 
@@ -49,26 +43,20 @@ def test_help_does_not_import_heavy_modules() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_a_bad_setting_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_a_bad_setting_is_one_line_and_exit_2(home: Path, cli: Cli) -> None:
     """From the environment or the config file, never a traceback; credentials are not echoed."""
-    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path), "SRE_SPACE_REVIEW_TZ": "Mars/Olympus"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "sre_space", "status"], env=env, capture_output=True, text=True
-    )
+    proc = cli("status", SRE_SPACE_REVIEW_TZ="Mars/Olympus")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "sre-space: bad setting review_tz: Value error, not a known time zone, "
         "e.g. Asia/Kolkata (got 'Mars/Olympus')"
     ]
-    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path)}
     for text, says in (
         ('review_at = "9h30"\n', "bad setting review_at"),
         ("review_at = 09:30 oops\n", "cannot read"),  # not TOML at all
     ):
-        (tmp_path / "config.toml").write_text(text)
-        proc = subprocess.run(
-            [sys.executable, "-m", "sre_space", "status"], env=env, capture_output=True, text=True
-        )
+        (home / "config.toml").write_text(text)
+        proc = cli("status")
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert says in proc.stderr and "Traceback" not in proc.stderr
 

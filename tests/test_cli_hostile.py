@@ -11,9 +11,7 @@ incident log and a real memory store under a temporary home.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from markdown_it import MarkdownIt
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.paths import Paths
 from sre_space.safe_text import printable
+
+import helpers
 
 BOLD = "cart[bold]"
 LINK = "[link=https://evil.example]pay[/link]"
@@ -38,17 +38,7 @@ MEMORY_ID = "INC-20260101-0099"
 
 
 def sre(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
-    env.update(SRE_SPACE_HOME=str(home), NO_COLOR="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "sre_space", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, (args, proc.stderr)
-    return proc
+    return helpers.sre(home, *args, check=True)
 
 
 def assert_harmless(text: str) -> None:

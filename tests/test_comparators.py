@@ -68,9 +68,10 @@ def services(traces: list[list[Span]]) -> set[str]:
 @pytest.mark.parametrize("name", list(METHODS))
 def test_a_slow_leaf_ranks_first_and_every_service_once(name: str, seed: int) -> None:
     incident, baseline, target = case(seed, "latency")
-    t0 = time.perf_counter()
+    # CPU time, not wall time: on a loaded machine a wall clock measures the neighbours.
+    t0 = time.process_time()
     ranked = METHODS[name](incident, baseline)
-    took = time.perf_counter() - t0
+    took = time.process_time() - t0
     assert sorted(ranked) == sorted(services(incident))  # every service, each once
     assert ranked[0] == target, ranked[:3]
     assert took < 2.0  # a few thousand spans: far under the benchmark's 0.5 s per 10,000

@@ -59,6 +59,7 @@ kind = "lab"
 DECLARED = ("latency", "http-errors", "db-timeout")  # a workaround, a rollback, a knob
 
 
+@pytest.mark.lab
 @pytest.mark.parametrize(
     ("fault", "targets"),
     [(f, False) for f in FAULTS] + [(f, True) for f in DECLARED],

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import free_port, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.lab]
 
 CLI = [sys.executable, "-m", "sre_space"]
 

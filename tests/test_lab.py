@@ -41,6 +41,8 @@ SERVER, CLIENT = 2, 3  # opentelemetry.proto.trace.v1.Span.SpanKind
 ERROR = 2  # Status.StatusCode.STATUS_CODE_ERROR
 INSTRUMENTED = {"frontend", "checkout", "payments", "inventory"}
 
+pytestmark = pytest.mark.lab
+
 
 # --- settings from the environment (no lab needed) -------------------------------------
 

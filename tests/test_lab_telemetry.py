@@ -24,6 +24,8 @@ from test_lab import CLIENT, SERVER, Rec, Sink
 
 from helpers import wait_until
 
+pytestmark = pytest.mark.lab
+
 FORBIDDEN = re.compile(
     r"sre_space|sre-space|" + "|".join(rf"\b{re.escape(name)}\b" for name in FAULTS), re.I
 )

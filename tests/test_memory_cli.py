@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,32 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import free_port, wait_until
+import helpers
+from helpers import cli_env, free_port, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
 ENTRIES = FIXTURES / "entries.jsonl"
 
 
-def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
-    env.update(SRE_SPACE_HOME=str(home), NO_COLOR="1", **extra)
-    return env
-
-
 def sre(
     home: Path, *args: str, check: bool = True, stdin: str | None = None, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "sre_space", "memory", *args],
-        env=_env(home, **env),
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=180,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"memory {args} -> {proc.returncode}: {proc.stderr}")
-    return proc
+    """``sre-space memory ARGS`` on ``home``."""
+    return helpers.sre(home, "memory", *args, check=check, stdin=stdin, **env)
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -202,7 +187,7 @@ def serving(tmp_path: Path) -> Iterator[Path]:
     sre(home, "import", str(ENTRIES))
     proc = subprocess.Popen(
         [sys.executable, "-c", _MIND_API, str(home)],
-        env=_env(home),
+        env=cli_env(home),
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -239,7 +224,7 @@ def test_the_real_mind_serves_search_and_refuses_writes(tmp_path: Path) -> None:
     """`sre-space run` on the same home: memory search asks it; forget and import refuse."""
     home = tmp_path / "home"
     sre(home, "import", str(ENTRIES))
-    env = _env(home, SRE_SPACE_OTLP_HTTP_PORT=str(free_port()), SRE_SPACE_OTLP_GRPC_PORT="-1")
+    env = cli_env(home, SRE_SPACE_OTLP_HTTP_PORT=str(free_port()), SRE_SPACE_OTLP_GRPC_PORT="-1")
     log = (tmp_path / "run.log").open("w")
     mind = subprocess.Popen(
         [sys.executable, "-m", "sre_space", "run"], env=env, stdout=log, stderr=subprocess.STDOUT

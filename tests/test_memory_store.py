@@ -7,7 +7,6 @@ real Chroma server (``chroma run``) started by this module.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from sre_space.memory.model import KnowledgeEntry, read_jsonl, to_jsonl
 from sre_space.memory.store import COLLECTION, MemoryStore, signature_match
 
 from helpers import chroma_server as helpers_chroma_server
-from helpers import free_port
+from helpers import cli_env, free_port, sre
 
 FIXTURES = Path(__file__).parent / "fixtures" / "memory"
 POOL_SIG = "checkout|POST /checkout|saturation|database connection timeout"
@@ -458,24 +457,8 @@ print("archived", flush=True)
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
-    env["SRE_SPACE_HOME"] = str(home)
-    env["NO_COLOR"] = "1"
-    return env
-
-
 def _sre(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "sre_space", *args],
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{args} -> {proc.returncode}: {proc.stderr}")
-    return proc
+    return sre(home, *args, check=check)
 
 
 def _writer(home: Path, then: str, ready: str = "archived") -> subprocess.Popen[str]:
@@ -486,7 +469,7 @@ def _writer(home: Path, then: str, ready: str = "archived") -> subprocess.Popen[
     """
     script = _WRITER.format(tests=str(Path(__file__).parent), home=str(home), then=then)
     proc = subprocess.Popen(
-        [sys.executable, "-c", script], env=_env(home), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script], env=cli_env(home), stdout=subprocess.PIPE, text=True
     )
     handed_over = False
     try:

@@ -16,7 +16,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -36,9 +35,9 @@ from sre_space.notify.outbox import Outbox
 from sre_space.notify.worker import Notifier
 from sre_space.paths import Paths
 
-from helpers import free_port, wait_until
+import helpers
+from helpers import CLI, cli_env, free_port, wait_until
 
-CLI = [sys.executable, "-m", "sre_space"]
 INC = "INC-20260101-0001"
 SECRET_PATH = "services/T0SRE/B0SPACE/s3cr3t-webhook-token-4242"
 ROUTING_KEY = "R0UTINGKEY-d00d-5ecret-7777"
@@ -46,9 +45,7 @@ HMAC_SECRET = "hmac-5ecret-value-9999"
 
 
 def sre(home: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
-    full.update(SRE_SPACE_HOME=str(home), USER="alice", **env)
-    return subprocess.run([*CLI, *args], env=full, capture_output=True, text=True, timeout=120)
+    return helpers.sre(home, *args, **{"USER": "alice", **env})
 
 
 def make_home(tmp_path: Path, config: str) -> Path:
@@ -356,9 +353,8 @@ def test_a_mind_killed_before_delivery_delivers_after_restart_exactly_once(tmp_p
             'statuses = ["escalated", "mitigated"]\n',
         )
         secret_url = f"{hook.url}/{SECRET_PATH}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
-        env.update(
-            SRE_SPACE_HOME=str(home),
+        env = cli_env(
+            home,
             SRE_SPACE_OTLP_HTTP_PORT=str(free_port()),
             SRE_SPACE_OTLP_GRPC_PORT="-1",
             TEST_HOOK_URL=secret_url,

@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from rca_synth import Fault, to_otlp_json, window
 from sre_space.telemetry.model import Span
 
-CLI = [sys.executable, "-m", "sre_space"]
+from helpers import sre
+
 LATER = 1.7e12 + 60_000
 SHOP = {"frontend", "catalog", "checkout", "payments", "inventory"}
-
-
-def sre(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SRE_SPACE_HOME": str(home), "NO_COLOR": "1"}
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def write(path: Path, traces: list[list[Span]]) -> str:

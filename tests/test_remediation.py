@@ -28,7 +28,7 @@ from sre_space.mind import Mind
 
 from helpers import free_port, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.lab]
 T = TypeVar("T")
 
 

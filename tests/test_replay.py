@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,14 +19,10 @@ from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.model import Span
 from sre_space.telemetry.store import TraceStore
 
-CLI = [sys.executable, "-m", "sre_space"]
+from helpers import CLI, cli_env, sre
+
 START_MS = 1.7e12
 LATER_MS = START_MS + 3_600_000  # the incident was recorded an hour after the quiet part
-
-
-def sre(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SRE_SPACE_HOME": str(home), "NO_COLOR": "1"}
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def write(path: Path, traces: list[list[Span]]) -> str:
@@ -115,7 +109,7 @@ def test_plain_output_shows_the_squad_then_a_summary(
     tmp_path: Path, recording: tuple[str, str]
 ) -> None:
     quiet, broken = recording
-    env = {**os.environ, "SRE_SPACE_HOME": str(tmp_path), "NO_COLOR": "1"}
+    env = cli_env(tmp_path)
     with open(broken, "rb") as stdin:  # the incident from stdin, gzip and all
         proc = subprocess.run(
             [*CLI, "replay", quiet, "-", "--speed", "1000"],

@@ -33,6 +33,8 @@ from sre_space.actuators.targets import (
 )
 from sre_space.config import Settings
 
+from helpers import sre
+
 RECORDER = """\
 import json, os, sys
 with open(os.environ["RECORD"], "a") as out:
@@ -142,14 +144,7 @@ def test_a_bad_file_names_its_line(tmp_path: Path, text: str, line: int, words: 
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SRE_SPACE_HOME": str(home), "NO_COLOR": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "sre_space", "targets", "check", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return sre(home, "targets", "check", *args)
 
 
 def test_targets_check_lists_what_each_service_can_have_done(tmp_path: Path, script: Path) -> None:

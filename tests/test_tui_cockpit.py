@@ -652,6 +652,7 @@ def test_chaos_and_revert_ask_first_and_report_a_missing_lab(
     run(app, scenario, SIZE)
 
 
+@pytest.mark.lab
 def test_chaos_injects_into_and_reverts_a_real_lab(tmp_path: Path) -> None:
     """c, Enter, y: the lab runs the fault (the status line says so); r, y: it is gone."""
     home = tmp_path / "home"

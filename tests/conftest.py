@@ -1,0 +1,126 @@
+"""What every test shares: a private environment per test process, a home, the CLI, spans.
+
+The suite runs in parallel (``-n 4``, ``--dist loadgroup``: the README's test
+command): each pytest-xdist worker is its own process with its own temporary
+directories, and every server a test starts listens on a free loopback port
+(``helpers.free_port``, or port 0). The session fixture below keeps what a test
+does not set itself from leaking between workers or into the user's state: no
+sre-space setting from the calling shell, and the XDG state dir (sre-space's
+default home) inside the worker's own temporary directory.
+
+How the tests are shared out (``pytest_collection_modifyitems`` below):
+
+- Tests marked ``lab`` start an embedded lab, a load generator and five
+  services that burn CPU while what the tests assert is latency and error
+  rates. They run in ``LAB_LANES`` lanes (``xdist_group("lab-N")``), each lane
+  on one worker, one lab after another: never more than ``LAB_LANES`` labs at
+  once, however many workers. They are put first, so that the lanes, the
+  longest part of the run, start at once.
+- Tests that share a module-scoped fixture (a lab, a server, a recording)
+  stay together on one worker (``xdist_group`` named after the module), so
+  the fixture is built once.
+- Every other test goes to whichever worker is free.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from sre_space.config import Settings
+from sre_space.telemetry.model import Span
+
+import helpers
+
+# Labs that may run at once. Two fit a 2-core machine beside the other tests and
+# two CPU burners (scripts/stress); the lab tests are about half the suite's time.
+LAB_LANES = 2
+# What a lane is balanced on: a test that starts a lab of its own (a drill) costs
+# about as much as this many tests on a lab their module shares.
+OWN_LAB_COST = 6
+
+
+def _module_scoped(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture built once per module (or class, or package)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        d.scope in ("module", "class", "package")
+        for defs in info.name2fixturedefs.values()
+        for d in defs
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``--dist loadgroup``: the lab lanes first, module fixtures kept together."""
+    lab = [item for item in items if item.get_closest_marker("lab") is not None]
+    for item in items:
+        if item.get_closest_marker("lab") is None and _module_scoped(item):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    # A module whose lab is built once (module-scoped) is one unit; a test that
+    # starts its own lab (a drill) is a unit of its own, dearer.
+    shared = {item.module.__name__ for item in lab if _module_scoped(item)}
+    units: dict[str, list[pytest.Item]] = {}
+    for item in lab:
+        key = item.module.__name__ if item.module.__name__ in shared else item.nodeid
+        units.setdefault(key, []).append(item)
+
+    def cost(unit: list[pytest.Item]) -> int:
+        return len(unit) if unit[0].module.__name__ in shared else OWN_LAB_COST * len(unit)
+
+    lanes = [0] * LAB_LANES
+    for unit in sorted(units.values(), key=cost, reverse=True):  # dearest first, to the
+        lane = lanes.index(min(lanes))  # lane with the least so far
+        lanes[lane] += cost(unit)
+        for item in unit:
+            item.add_marker(pytest.mark.xdist_group(f"lab-{lane}"))
+    items.sort(key=lambda item: item.get_closest_marker("lab") is None)  # stable: lab first
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """This test process's own state dir, and none of the calling shell's sre-space settings.
+
+    A test that forgets ``SRE_SPACE_HOME`` writes under this worker's temporary
+    directory, never under ``~/.local/state`` nor where another worker writes.
+    """
+    settings = {f"SRE_SPACE_{name.upper()}" for name in Settings.model_fields}
+    saved = dict(os.environ)
+    for name in settings & set(os.environ):
+        del os.environ[name]
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """An empty sre-space home (``SRE_SPACE_HOME``) in the test's temporary directory."""
+    path = tmp_path / "home"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def cli(home: Path) -> helpers.Cli:
+    """``cli(*args, check=False, stdin=None, **env)``: the real ``sre-space`` on ``home``."""
+
+    def run(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        return helpers.sre(home, *args, **kwargs)  # type: ignore[arg-type]
+
+    return run
+
+
+@pytest.fixture
+def make_span() -> Callable[..., Span]:
+    """``helpers.span``: ``make_span(service, name, start_s, ms=20, error=False, trace=1, n=1)``."""
+    return helpers.span
