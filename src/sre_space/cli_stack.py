@@ -43,12 +43,20 @@ def up(
         bool | None,
         typer.Option("--compose/--embedded", help="Force the Compose stack or the embedded lab."),
     ] = None,
+    export_to: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--export-to",
+            help="Embedded lab: also export OTLP to this mind's receiver (repeatable), "
+            "e.g. a standby's on one state URL.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Start the infrastructure in the background; return once it is healthy."""
     from sre_space.infra.docker_engine import engine_reachable
 
-    settings = load()
+    settings = load(export_to=export_to or None)
     reachable, reason = engine_reachable() if compose is not False else (False, "--embedded given")
     if compose and not reachable:
         raise Unavailable(f"--compose needs a Docker engine: {reason}")
@@ -68,6 +76,7 @@ def up(
         "supervisor_pid": state.supervisor_pid,
         "services": state.services,
         "otlp_endpoint": settings.otlp_endpoint,
+        "export_to": settings.export_to,
     }
     if json_out:
         out(doc)
@@ -75,7 +84,8 @@ def up(
     if state.already_running:
         err(f"the lab is already up (supervisor pid {state.supervisor_pid})")
     names = ", ".join(f"{n}:{s.get('port')}" for n, s in state.services.items())
-    print(f"lab up: {names}; exporting OTLP to {settings.otlp_endpoint}")
+    to = ", ".join([settings.otlp_endpoint, *settings.export_to])
+    print(f"lab up: {names}; exporting OTLP to {to}")
 
 
 def _compose_up(settings: Settings, timeout_s: float, json_out: bool) -> None:

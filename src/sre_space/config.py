@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     # Bearer token the receivers require (HTTP 401 / gRPC UNAUTHENTICATED without
     # it); needed for any otlp_host but loopback. Never logged.
     otlp_token: SecretStr | None = None
+    # More OTLP/HTTP endpoints the embedded lab's services export to as well
+    # (`up --export-to URL`, repeatable): every mind on one state_url gets the whole stream.
+    export_to: list[str] = Field(default_factory=list)
     max_body_bytes: int = 8 * 1024 * 1024
     store_max_spans: int = 200_000
     # Senses (telemetry/senses.py): gRPC receiver (-1: off), the store's memory
@@ -119,6 +122,14 @@ class Settings(BaseSettings):
     memory_min_confidence: float = 0.6
     # "module:Name" of a Chroma embedding function to use instead of the shipped MiniLM.
     embedding_function: str | None = None
+
+    @field_validator("export_to")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")) or " " in url:
+                raise ValueError("an OTLP/HTTP endpoint, e.g. http://10.0.0.2:4318/v1/traces")
+        return value
 
     @field_validator("review_at")
     @classmethod

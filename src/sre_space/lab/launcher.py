@@ -90,6 +90,7 @@ def start_lab(settings: Settings, timeout_s: float = 60.0) -> LabState:
         "SRE_SPACE_HOME": str(settings.home),
         "SRE_SPACE_OTLP_HOST": settings.otlp_host,
         "SRE_SPACE_OTLP_HTTP_PORT": str(settings.otlp_http_port),
+        "SRE_SPACE_EXPORT_TO": json.dumps(settings.export_to),
     }
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(

@@ -102,11 +102,12 @@ def tracer_provider(service: str, version: str) -> Any:
         }
     )
     provider = TracerProvider(resource=resource)
-    exporter = OTLPSpanExporter(endpoint=os.environ[OTLP_ENV], timeout=2)
-    # Short delay: the squad should see spans within a second, not five.
-    provider.add_span_processor(
-        BatchSpanProcessor(exporter, schedule_delay_millis=500, max_queue_size=8192)
-    )
+    for endpoint in os.environ[OTLP_ENV].split():  # one exporter per mind (`up --export-to`)
+        exporter = OTLPSpanExporter(endpoint=endpoint, timeout=2)
+        # Short delay: the squad should see spans within a second, not five.
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter, schedule_delay_millis=500, max_queue_size=8192)
+        )
     return provider
 
 

@@ -72,7 +72,8 @@ class Supervisor:
         self.env = {
             **os.environ,
             runtime.TOKEN_ENV: self.token,
-            runtime.OTLP_ENV: settings.otlp_endpoint,
+            # Every mind's receiver: the home's, then each `up --export-to URL`.
+            runtime.OTLP_ENV: " ".join([settings.otlp_endpoint, *settings.export_to]),
             runtime.DIR_ENV: str(self.paths.lab_dir),
             runtime.SUPERVISOR_ENV: str(os.getpid()),
             "SRE_SPACE_LAB_RATE": str(rate),
@@ -327,6 +328,7 @@ class Supervisor:
             "control_port": self.control_port,
             "started_at": self.started_at,
             "otlp_endpoint": self.settings.otlp_endpoint,
+            "export_to": self.settings.export_to,
             "services": services,
             "loadgen": {"pid": self.loadgen.pid, "rate": self.rate},
         }
