@@ -105,6 +105,15 @@ def test_an_escalated_incident_that_went_quiet_takes_its_cause_back() -> None:
     assert what == "opened" and third not in (first, second)
 
 
+def test_long_after_an_escalated_incident_went_quiet_its_cause_is_a_new_incident() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10, again_s=60)
+    [(_, first)] = tick(tracker, 0, sig("pricing", "latency"))
+    tracker.settled(tracker.active()[0], "watching", 1)
+    assert tick(tracker, 31) == [("resolved", first)]
+    [(what, later)] = tick(tracker, 92, sig("pricing", "latency"))
+    assert what == "opened" and later != first
+
+
 def test_a_mitigated_incident_that_went_quiet_is_resolved_and_its_cause_recurs() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     [(_, first)] = tick(tracker, 0, sig("pricing", "latency"))

@@ -170,6 +170,8 @@ class IncidentTracker:
     confirm_s: float = 2.0
     quiet_s: float = 30.0
     link_s: float = 10.0  # how long a cause's symptoms stay its own after it was last seen
+    # How long an escalated incident that went quiet still takes its cause back (see _again)
+    again_s: float = 60.0
     incidents: list[Tracked] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
@@ -338,11 +340,16 @@ class IncidentTracker:
         cause is that incident again (watched again), not a new one. A
         different kind is another fault (see ``_other_fault``); a mitigated
         incident that went quiet is resolved, and its cause again a recurrence.
+        Only for ``again_s`` after it went quiet: later, the same cause is a
+        new incident (the same fault flickering, or a new one, cannot be told
+        apart by its cause; the longer the quiet, the likelier a new one).
         """
         shows = families(sigs, origin)
         for incident in sorted(self.incidents, key=lambda i: i.first_seen, reverse=True):
             escalated = incident.settled_at is not None and incident.state == WATCHING
             if incident.resolved_at is None or not escalated or origin not in incident.origins:
+                continue
+            if now - incident.resolved_at > self.again_s:
                 continue
             if not self._other_fault(incident, shows, now):
                 return incident
