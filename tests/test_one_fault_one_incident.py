@@ -153,6 +153,30 @@ def test_an_ambiguous_opening_awaits_the_brains_answer() -> None:
     assert tracker.awaits_brain(beside, SHOP) is None  # the squad is done with it
 
 
+def test_the_mind_opens_an_ambiguous_anomaly_only_once_the_cause_is_named(tmp_path: Path) -> None:
+    """Scout's side: the opening waits (confirmed again later), then is decided."""
+    mind = Mind(
+        Settings(home=tmp_path / "home", otlp_http_port=0, otlp_grpc_port=-1, detect_window_s=5.0)
+    )
+    try:
+        tracker, edges = mind.tracker, set(SHOP)
+        tick(tracker, 0, sig("gateway"), sig("catalog"))
+        assert [w for w, _ in tick(tracker, 1, sig("gateway"), sig("catalog"))] == ["opened"]
+        working = tracker.active()[0]
+        working.busy, working.ref = True, "INC-WORKING"  # the squad's; the Brain not done
+        tick(tracker, 2, sig("gateway"), sig("catalog"), sig("db", "latency"))
+        [change] = tracker.update([sig("gateway"), sig("catalog"), sig("db", "latency")], SHOP, 3)
+        assert change.what == "opened"
+        mind._opened(change.incident, 3, edges)
+        assert change.incident.opened_at is None and mind.log.list() == []  # it waits
+        tracker.attribute(working, "db", 4)  # the Brain: db is the cause of that incident
+        assert tracker.incidents == [working]  # the waiting anomaly was that cause: never opens
+        assert mind.log.list() == []
+    finally:
+        mind.log.close()
+        mind.alerts.close()
+
+
 # --- a restarted mind ----------------------------------------------------------------
 
 
