@@ -89,14 +89,16 @@ from sre_space.state.url import StateUrl
 from sre_space.telemetry.store import TraceStore
 
 home, url, term = Path(sys.argv[1]), StateUrl.parse(sys.argv[2]), float(sys.argv[3])
-diagnosis, hit = json.loads(sys.argv[4]), json.loads(sys.argv[5])
+diagnosis, hit, mode = json.loads(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6]
 settings = Settings(home=home, state_url=url.url, lease_term_s=term, verify_timeout_s=3600)
 leader = Leadership(url, term)
 leader.acquire()
 assert leader.wait_leading(threading.Event())
 log = IncidentLog(where(settings))
 hands = leader.guard(TargetActuator(settings))
-ctx = agents.SquadContext(settings, TraceStore(), log, MemoryStore(settings), hands, Policy())
+ctx = agents.SquadContext(
+    settings, TraceStore(), log, MemoryStore(settings), hands, Policy(mode=mode)
+)
 app = build(ctx, open_checkpoints(settings).saver)
 incident = Incident(id=log.new_id(), status="diagnosing", detected_at=time.time())
 log.save(incident)
@@ -109,7 +111,7 @@ state = {
     "window_start_ns": time.time_ns(),
 }
 app.update_state(config, state, as_node="brain")
-app.invoke(None, config)  # verifies until killed
+app.invoke(None, config)  # verifies until killed (or, under approve, waits for a person)
 """
 
 
@@ -120,6 +122,7 @@ class Run:
     status: str
     steps: list[str]
     outcome: str
+    epochs: list[int]  # the lease epoch beside each applied change
 
     @property
     def stuck(self) -> bool:
@@ -169,8 +172,14 @@ def _wait(predicate: Any, timeout: float, what: str, interval: float = 0.1) -> A
         time.sleep(interval)
 
 
-def one_run(url: StateUrl, work: Path, term_s: float, *, healthy: bool = True) -> Run:
-    """One failover in database ``url`` (already empty), homes and files under ``work``."""
+def one_run(
+    url: StateUrl, work: Path, term_s: float, *, healthy: bool = True, policy: str = "auto"
+) -> Run:
+    """One failover in database ``url`` (already empty), homes and files under ``work``.
+
+    ``policy="approve"``: the leader is killed while the change waits for a person;
+    the approval is given after the standby took over, which applies it.
+    """
     script, actions = work / "action.py", work / "actions.log"
     script.write_text(ACTION)
     first_home, standby_home = work / "leader", work / "standby"
@@ -181,7 +190,7 @@ def one_run(url: StateUrl, work: Path, term_s: float, *, healthy: bool = True) -
     os.environ["ACTIONS_LOG"] = str(actions)  # the standby's undo program writes there too
     leader = subprocess.Popen(
         [sys.executable, "-c", LEADER, str(first_home), url.url, str(term_s),
-         json.dumps(DIAGNOSIS), json.dumps(HIT)],
+         json.dumps(DIAGNOSIS), json.dumps(HIT), policy],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -206,16 +215,19 @@ def one_run(url: StateUrl, work: Path, term_s: float, *, healthy: bool = True) -
             otlp_http_port=0,
             otlp_grpc_port=-1,
             verify_timeout_s=120 if healthy else 5,
+            policy=policy,
         )
         mind = Mind(settings).start()  # a standby: the lease is the leader's
 
         def applied() -> Incident | None:
             alive()
             found = log.list(limit=1)
+            if found and policy == "approve":
+                return found[0] if found[0].remediation.get("outcome") == "awaiting_approval" else None
             ok = found and any(a.get("step") == "applied" for a in found[0].audit)
             return found[0] if ok else None
 
-        incident = _wait(applied, 240, "the leader's change applied")
+        incident = _wait(applied, 240, "the leader's change applied (or awaiting approval)")
         leader.send_signal(signal.SIGKILL)
         killed = time.time()
         leader.wait(30)
@@ -229,6 +241,8 @@ def one_run(url: StateUrl, work: Path, term_s: float, *, healthy: bool = True) -
             return float(rows[0][0]) if rows else None
 
         took_at = _wait(took, term_s * 3 + 60, "the standby to take the lease")
+        if policy == "approve":  # a person answers once the old leader is gone
+            log.decide(incident.id, "approve", by="failover")
         sent = itertools.count()
 
         def verdict() -> Incident | None:
@@ -250,6 +264,11 @@ def one_run(url: StateUrl, work: Path, term_s: float, *, healthy: bool = True) -
             done.status,
             [str(a.get("step")) for a in done.audit],
             str(done.remediation.get("outcome") or ""),
+            [
+                int((a.get("result") or {}).get("lease_epoch") or 0)
+                for a in done.audit
+                if a.get("step") == "applied"
+            ],
         )
     finally:
         if leader.poll() is None:
