@@ -37,8 +37,11 @@ START_S = 120.0  # a mind's start (Chroma, LangGraph) on a loaded 2-core machine
 
 
 class Mind:
-    def __init__(self, home: Path, url: StateUrl) -> None:
+    def __init__(self, home: Path, url: StateUrl, config: str = "") -> None:
         self.home = home
+        if config:
+            home.mkdir(parents=True, exist_ok=True)
+            (home / "config.toml").write_text(config)
         self.env = {
             **os.environ,
             "SRE_SPACE_HOME": str(home),
@@ -144,6 +147,33 @@ def test_kill_9_of_the_leader_hands_the_lease_to_the_standby(minds: list[Mind]) 
         interval=0.3,
         what="the standby to take the lease after kill -9",
     )
+
+
+def test_only_the_leader_sends_notifications_each_once(pg_url: StateUrl, tmp_path: Path) -> None:
+    from notify_helpers import recorder
+    from sre_space.incidents import Incident, IncidentLog
+
+    with recorder() as hook:
+        config = (
+            f'[notify.hook]\nkind = "webhook"\nurl = "{hook.url}/in"\n'
+            'statuses = ["escalated", "resolved"]\n'
+        )
+        minds = [Mind(tmp_path / name, pg_url, config) for name in ("a", "b")]
+        log = IncidentLog(pg_url)
+        try:
+            settled(minds)
+            for n, status in enumerate(["escalated", "resolved", "escalated"]):
+                incident = Incident(id=f"INC-20260101-{n:04d}", status="open", detected_at=time.time())
+                log.save(incident, why="test", by="scout")
+                incident.status = status  # type: ignore[assignment]
+                log.save(incident, why="test", by="squad")
+                wait_until(lambda n=n: len(hook.got()) >= n + 1, 90, what=f"notification {n + 1}")
+            got = [(r.json().get("id"), r.json().get("event")) for r in hook.got()]
+            assert len(got) == 3 and len(set(got)) == 3, got  # each sent once, by one mind
+        finally:
+            log.close()
+            for mind in minds:
+                mind.stop()
 
 
 class Hands:

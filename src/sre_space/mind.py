@@ -158,6 +158,7 @@ class Mind:
         # Who acts: the home's lock file, or with a state_url the shared lease (state/leader.py).
         self._lock = leadership(settings, MindLock(self.paths), self._lease_lost)
         self.lost_lease = ""  # why this mind stopped acting, if it lost the lease
+        self.notifier.sending = self._lock.leading  # a standby sends no notification
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # POST /api/alerts on the OTLP/HTTP listener stores here; Scout takes them (alerts.py)

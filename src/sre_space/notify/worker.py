@@ -96,6 +96,9 @@ class Notifier:
         }
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # Whether this mind sends: on a shared state_url only the leader does (a
+        # standby's worker waits), so each row is sent by one mind, once.
+        self.sending: Callable[[], bool] = lambda: True
 
     @property
     def outbox(self) -> Outbox:
@@ -136,6 +139,8 @@ class Notifier:
 
     def tick(self, now: float, stop: threading.Event | None = None) -> int:
         """Fan out what is new, make one attempt at each due row; how many attempts."""
+        if not self.sending():
+            return 0
         self.outbox.fan_out(self.sinks, now, GIVE_UP_S)
         attempts = 0
         for row in self.outbox.due(now):

@@ -63,6 +63,9 @@ class Exclusive:
     def wait_leading(self, stop: threading.Event) -> bool:
         return not stop.is_set()
 
+    def leading(self) -> bool:
+        return True
+
     def guard(self, hands: Any) -> Any:
         return hands
 
