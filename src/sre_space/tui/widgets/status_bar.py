@@ -19,6 +19,10 @@ MODE_STYLES: dict[str, str] = {
 }
 
 
+# A mind's role on a shared state_url (state/leader.py); "sole" (the lock file) shows nothing.
+ROLE_STYLES = {"leader": "bold green", "standby": "yellow", "stopped": "bold red"}
+
+
 class StatusBar(Static):
     _shown: Text | None = None
 
@@ -51,6 +55,12 @@ class StatusBar(Static):
                 parts.append(Text(f"{rate:.0f} spans/s"))
             if mind.get("policy"):
                 parts.append(Text(f"policy {printable(mind['policy'], NAME_LIMIT)}"))
+            lead = mind.get("leadership") or {}
+            role = str(lead.get("role") or "")
+            if role in ROLE_STYLES:  # minds on a shared state_url: which one acts (not "sole")
+                holder = str((lead.get("leader") or {}).get("holder") or "nobody")
+                shown = role if role == "leader" else f"{role} (lease: {holder})"
+                parts.append(Text(printable(shown, NAME_LIMIT * 2), style=ROLE_STYLES[role]))
         if policy and (mind is None or not mind.get("policy")):
             parts.append(Text(f"policy {policy}"))
         parts.append(
