@@ -188,20 +188,22 @@ def one_run(
     env = {k: v for k, v in os.environ.items() if not k.startswith("SRE_SPACE_")}
     env.update(SRE_SPACE_HOME=str(first_home), ACTIONS_LOG=str(actions))
     os.environ["ACTIONS_LOG"] = str(actions)  # the standby's undo program writes there too
-    leader = subprocess.Popen(
-        [sys.executable, "-c", LEADER, str(first_home), url.url, str(term_s),
-         json.dumps(DIAGNOSIS), json.dumps(HIT), policy],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    errors = work / "leader.stderr"  # a file: a pipe left unread could fill and stall it
+    with errors.open("w") as err:
+        leader = subprocess.Popen(
+            [sys.executable, "-c", LEADER, str(first_home), url.url, str(term_s),
+             json.dumps(DIAGNOSIS), json.dumps(HIT), policy],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
     log = IncidentLog(url)
     mind: Mind | None = None
     try:
         def alive() -> None:
             if leader.poll() is not None:
-                raise RuntimeError(f"the leader exited early: {(leader.stderr.read() if leader.stderr else '')[-2000:]}")
+                raise RuntimeError(f"the leader exited early: {errors.read_text()[-2000:]}")
 
         def held() -> bool:
             alive()

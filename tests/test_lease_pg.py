@@ -49,13 +49,16 @@ class Mind:
             "SRE_SPACE_LEASE_TERM_S": str(TERM_S),
             "SRE_SPACE_OTLP_GRPC_PORT": "-1",
         }
-        self.proc = subprocess.Popen(
-            [*CLI, "run", "--otlp-port", "0"],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        home.mkdir(parents=True, exist_ok=True)
+        self.err = home.parent / f"{home.name}.stderr"  # a file: a pipe left unread could fill
+        with self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [*CLI, "run", "--otlp-port", "0"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                text=True,
+            )
 
     def leadership(self) -> dict[str, Any]:
         done = subprocess.run(
@@ -120,7 +123,7 @@ def test_a_cut_leader_stops_before_its_lease_ends_and_the_standby_takes_over(
         assert terminate(pg_url, f"sre-space % {leader.proc.pid}") >= 1
         leader.proc.wait(timeout=60)
         assert leader.proc.returncode == 3
-        err = leader.proc.stderr.read() if leader.proc.stderr else ""
+        err = leader.err.read_text()
         assert "lost the lease" in err, err
         lost = db.execute(
             "SELECT ts FROM events WHERE message LIKE 'lost the lease%' ORDER BY seq"

@@ -201,7 +201,10 @@ class Mind:
         self._threads += [self._scout, squad, self.notifier.start(self._stop)]
         if self._halfopen is not None:  # lifts the squad's workarounds once it is safe
             probe = threading.Thread(
-                target=self._halfopen.run, args=(self._stop,), name="half-open", daemon=True
+                target=self._lock.when_leading(self._halfopen.run),  # a standby lifts nothing
+                args=(self._stop,),
+                name="half-open",
+                daemon=True,
             )
             probe.start()
             self._threads.append(probe)

@@ -69,6 +69,9 @@ class Exclusive:
     def guard(self, hands: Any) -> Any:
         return hands
 
+    def when_leading(self, run: Callable[[threading.Event], Any]) -> Callable[[threading.Event], Any]:
+        return run
+
     def status(self) -> dict[str, Any]:
         return {"role": SOLE}
 
@@ -145,6 +148,14 @@ class Leadership:
 
     def guard(self, hands: Any) -> Any:
         return Guarded(hands, self)
+
+    def when_leading(self, run: Callable[[threading.Event], Any]) -> Callable[[threading.Event], Any]:
+        """``run(stop)`` once this mind leads (a loop that acts: the half-open probes)."""
+
+        def leading_then(stop: threading.Event) -> Any:
+            return run(stop) if self.wait_leading(stop) else None
+
+        return leading_then
 
     def status(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"role": LEADER if self.leading() else STANDBY}
@@ -225,7 +236,8 @@ class Guarded:
 
     def _fence(self, what: str) -> int:
         if not self._leadership.check():
-            self._leadership._lose(self._leadership.lost or f"not the leader at {what}")
+            if self._leadership.taken_at:  # it led, and no longer does: it stops
+                self._leadership._lose(self._leadership.lost or f"not the leader at {what}")
             raise LeaseLost(f"{what} refused: this mind no longer holds the lease")
         lease = self._leadership._lease
         return lease.epoch if lease is not None else 0
