@@ -189,3 +189,58 @@ def test_rank_shift() -> None:
     z, above = rank_shift([1.0, 2.0], [5.0, 6.0, 7.0])
     assert above == 0.0 and z < 0
     assert rank_shift([], [1.0]) == (0.0, 0.5)
+
+
+def _login(t0: float, wrong_answer: bool) -> list[Span]:
+    """auth -> codes, then auth's own work; a wrong answer from codes makes auth fail
+    after it (Spring's error dispatch, no status, no message): the answer looked normal."""
+    t = Trace(t0)
+    root = t.add("gateway", "/*", 0, 40)
+    out = t.add("gateway", "HTTP POST", 1, 39, root)
+    entry = t.add("auth", "/login", 2, 38, out)
+    ctrl = t.add("auth", "UserController.login", 2.5, 20 if wrong_answer else 36, entry)
+    call = t.add("auth", "HTTP GET", 3, 12, ctrl)
+    code = t.add("codes", "/verify/{code}", 4, 11, call)
+    t.add("codes", "VerifyController.verify", 4.5, 10.5, code)
+    if wrong_answer:
+        t.add("auth", "BasicErrorController.error", 21, 22, entry)
+    else:
+        t.add("auth", "SELECT users", 13, 30, ctrl)
+    return t.spans
+
+
+def test_a_failure_without_an_account_right_after_an_answer_shares_the_blame_with_it() -> None:
+    """The error dispatch is where the failure shows, not necessarily where it began."""
+    base = [_login(i * 100.0, False) for i in range(60)]
+    inc = [_login(LATER + i * 100.0, i % 2 == 0) for i in range(60)]
+    found = localize(inc, baseline=base)
+    assert found[0].service == "codes"
+    assert found[1].service == "auth"  # it failed, and keeps a share of the blame
+
+
+def _fan_out(t0: float, rnd: random.Random, slow_users_ms: float, users: bool) -> list[Span]:
+    """shop -> one HTTP client span name ("HTTP GET", as HTTP clients name them) to three
+    callees; the users service's answers wait ``slow_users_ms`` on the way back (its
+    network): its own span and every other span keep their durations."""
+    t = Trace(t0)
+    root = t.add("shop", "/order", 0, 400)
+    ctrl = t.add("shop", "OrderController.place", 0.5, 399.5, root)
+    at = 1.0
+    for callee in ("stock", "prices", "users") if users else ("stock", "prices"):
+        work = rnd.uniform(3, 6)
+        wait = slow_users_ms if callee == "users" else 0.0
+        out = t.add("shop", "HTTP GET", at, at + work + 2 + wait, ctrl)
+        t.add(callee, f"/{callee}", at + 1, at + 1 + work, out)
+        at += work + 3 + wait
+    return t.spans
+
+
+def test_a_wait_on_one_of_several_callees_behind_one_span_name_is_the_callees() -> None:
+    """Eight slow calls among a hundred and fifty of one operation are no rate to test;
+    on their own edge (the calls the users service answered) they all rose."""
+    rnd = random.Random(5)
+    base = [_fan_out(i * 500.0, rnd, 0.0, i % 6 == 0) for i in range(60)]
+    inc = [_fan_out(LATER + i * 500.0, rnd, 80.0, i % 6 == 0) for i in range(48)]
+    found = localize(inc, baseline=base)
+    assert found[0].service == "users"
+    assert found[0].fault_class == "latency"

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
 from sre_space.rca.reference import MIN_SAMPLES, Reference
-from sre_space.rca.traces import START, Call, OpKey, Step, peer_of
+from sre_space.rca.traces import ERROR_DISPATCH, START, Call, OpKey, Step, peer_of
 from sre_space.telemetry.model import Span
 
 # A caller that changes course right after a call out: the share of the blame
@@ -155,5 +155,40 @@ def blame_step(call: Call, step: Step, ref: Reference, weight: float) -> list[Bl
             weight * AFTER_CALL_CALLEE_SHARE,
             call.step_key,
             step=step,
+        ),
+    ]
+
+
+def blame_after_answer(blame: Blame, failure: Call, calls: list[Call]) -> list[Blame]:
+    """A failure that says nothing of why, right after an answer: the answer shares the blame.
+
+    A framework's error dispatch (no status, no message) only says the request
+    failed. When the service's last call out before it was answered, that
+    answer most often made it fail (an error or a wrong value we cannot see
+    propagates up, like one we can), as with a change of course after a call
+    (:func:`blame_step`): the callee takes ``AFTER_CALL_CALLEE_SHARE``. A
+    failure with its own account (a status, an exception) keeps all of it.
+    """
+    if failure.span.name not in ERROR_DISPATCH or _message(failure.span):
+        return [blame]
+    before = [
+        c
+        for c in calls
+        if c.visit == failure.visit
+        and c.callee is not None
+        and c.callee_op is not None
+        and c.callee != failure.service
+        and c.span.end_ns <= failure.span.start_ns
+    ]
+    if not before:
+        return [blame]
+    last = max(before, key=lambda c: c.span.end_ns)
+    assert last.callee is not None and last.callee_op is not None
+    return [
+        blame._replace(weight=blame.weight * (1 - AFTER_CALL_CALLEE_SHARE)),
+        blame._replace(
+            service=last.callee,
+            operation=last.callee_op,
+            weight=blame.weight * AFTER_CALL_CALLEE_SHARE,
         ),
     ]

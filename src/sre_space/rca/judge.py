@@ -15,13 +15,14 @@ from itertools import pairwise
 
 from sre_space.rca.blame import (
     Blame,
+    blame_after_answer,
     blame_error,
     blame_latency,
     blame_step,
     callee_of,
 )
 from sre_space.rca.classify import classify_span
-from sre_space.rca.own_time import OwnShift, own_shifts
+from sre_space.rca.own_time import OwnShift, own_shifts, shifts
 from sre_space.rca.reference import MIN_SAMPLES, TRACE_SHARE, Reference
 from sre_space.rca.stats import excess_weight, median_low
 from sre_space.rca.traces import END, START, OpKey, Step, TraceView, own_times
@@ -33,6 +34,8 @@ class WindowStats:
 
     calls: Counter[OpKey] = field(default_factory=Counter)
     slow: Counter[OpKey] = field(default_factory=Counter)
+    edge_calls: Counter[tuple[OpKey, str]] = field(default_factory=Counter)
+    edge_slow: Counter[tuple[OpKey, str]] = field(default_factory=Counter)
     errors: Counter[OpKey] = field(default_factory=Counter)
     above: Counter[OpKey] = field(default_factory=Counter)  # self time above the reference's p90
     self_ms: dict[OpKey, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -51,6 +54,8 @@ def callee_shares(
     ref: Reference,
     hits_of: Counter[OpKey],
     ref_counts: Callable[[OpKey], tuple[int, int]],
+    edge_hits_of: Counter[tuple[OpKey, str]] | None = None,
+    edge_ref_counts: Callable[[OpKey, str], tuple[int, int]] | None = None,
 ) -> dict[tuple[str, str], float]:
     """For each (caller, callee) edge, the share of its grown gap that is the callee's.
 
@@ -61,30 +66,68 @@ def callee_shares(
     low median of its edges' excess (at least half of them must agree) times
     their number. A caller whose calls to every callee slowed explains them
     all; a caller with one slow callee out of two explains nothing the callee
-    does not.
+    does not. The caller's own work counts as one more of its edges: its CPU
+    or its pauses would slow that too, a callee's network or queue would not,
+    so a caller with a single callee is not an equal suspect for its waits
+    when nothing of its own slowed.
     """
     edge_hits: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    own_hits: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    by_edge: dict[OpKey, list[tuple[str, int]]] = defaultdict(list)
+    if edge_hits_of is not None and edge_ref_counts is not None:
+        for (key, answered), n in stats.edge_calls.items():
+            by_edge[key].append((answered, n))
     for key, n in stats.calls.items():
+        if by_edge.get(key) and edge_hits_of is not None and edge_ref_counts is not None:
+            # the callees that answered it here, each its own edge (the
+            # operation's calls that none answered are left to the structure rule)
+            for answered, m in by_edge[key]:
+                acc = edge_hits[(key[0], answered)]
+                acc[0] += edge_hits_of[(key, answered)]
+                acc[1] += m
+                ref_slow, ref_calls = edge_ref_counts(key, answered)
+                acc[2] += ref_slow
+                acc[3] += ref_calls
+            continue
         answer = ref.answered_by(key)
         callee = answer[0] if answer else stats.callee.get(key)
-        if callee is None:
-            continue
-        acc = edge_hits[(key[0], callee)]
+        acc = edge_hits[(key[0], callee)] if callee is not None else own_hits[key[0]]
         acc[0] += hits_of[key]
         acc[1] += n
         ref_slow, ref_calls = ref_counts(key)
         acc[2] += ref_slow
         acc[3] += ref_calls
-    excess: dict[tuple[str, str], float] = {}
-    for edge, (hits, calls, ref_hits, ref_n) in edge_hits.items():
+
+    def growth(hits: int, calls: int, ref_hits: int, ref_n: int) -> float:
         rate = hits / calls if calls else 0.0
         ref_rate = ref_hits / ref_n if ref_n else 0.0
-        excess[edge] = max(0.0, rate - ref_rate)
+        return max(0.0, rate - ref_rate)
+
+    excess = {edge: growth(*counts) for edge, counts in edge_hits.items()}
+    own = {
+        caller: growth(*counts)
+        for caller, counts in own_hits.items()
+        if counts[3]  # its own work, where the reference knows it
+    }
+    return split_edges(excess, own)
+
+
+def split_edges(
+    excess: dict[tuple[str, str], float], own: dict[str, float]
+) -> dict[tuple[str, str], float]:
+    """Each (caller, callee) edge's share that is the callee's, from how much each edge grew.
+
+    See :func:`callee_shares`. ``own``: how much each caller's own work grew,
+    counted as one more of its edges.
+    """
     by_caller: dict[str, list[float]] = defaultdict(list)
     by_callee: dict[str, list[float]] = defaultdict(list)
     for (caller, callee), value in excess.items():
         by_caller[caller].append(value)
         by_callee[callee].append(value)
+    for caller, value in own.items():
+        if caller in by_caller:
+            by_caller[caller].append(value)
     shares: dict[tuple[str, str], float] = {}
     for caller, callee in excess:
         c = median_low(by_caller[caller]) * len(by_caller[caller])
@@ -114,6 +157,9 @@ def window_stats(
             flags.append(SLOW if slow else ABOVE if above else 0)
             stats.calls[c.key] += 1
             stats.slow[c.key] += slow
+            if c.callee is not None:
+                stats.edge_calls[(c.key, c.callee)] += 1
+                stats.edge_slow[(c.key, c.callee)] += slow
             stats.above[c.key] += above
             stats.errors[c.key] += c.error_origin
             if c.error_origin:
@@ -154,6 +200,13 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
         for k, hits in stats.slow.items()
         if hits
     }
+    # the same per callee: slow calls to one of several callees, diluted among
+    # the operation's calls to the others, still stand out on their own edge
+    w_slow_edge = {
+        edge: excess_weight(hits, stats.edge_calls[edge], *ref.slow_counts(*edge))
+        for edge, hits in stats.edge_slow.items()
+        if hits
+    }
     w_err = {
         k: excess_weight(hits, stats.calls[k], *ref.errors.get(k, (0, 0)))
         for k, hits in stats.errors.items()
@@ -179,7 +232,9 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
         if hits
     }
     unusual = {key for key, _ in w_step}
-    shares = callee_shares(stats, ref, stats.slow, lambda k: ref.slow.get(k, (0, 0)))
+    shares = callee_shares(
+        stats, ref, stats.slow, lambda k: ref.slow.get(k, (0, 0)), stats.edge_slow, ref.slow_counts
+    )
     shift_shares = callee_shares(
         stats,
         ref,
@@ -188,6 +243,27 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
     )
     visits = [own_times(v, ref.calls_out) for v in window]
     own = own_shifts(visits, ref)
+    # A call out's gap, per callee, by rank: a few calls to one callee that
+    # all wait longer stand out where a rate test on so few cannot
+    gaps_now: dict[tuple[OpKey, str], list[float]] = defaultdict(list)
+    for v in window:
+        for c in v.calls:
+            if c.exit and c.callee is not None:
+                gaps_now[(c.key, c.callee)].append(c.self_ms)
+    gap_shift = shifts(gaps_now, ref.gap_samples)
+    # whose the longer gaps are, by the same account as slow calls': every edge
+    # of the window counts, with its shift's weight or none
+    gap_edges: dict[tuple[str, str], float] = {}
+    for (op, answered), found in gap_shift.items():
+        pair = (op[0], answered)
+        gap_edges[pair] = max(gap_edges.get(pair, 0.0), found.weight)
+    for op, answered in gaps_now:
+        gap_edges.setdefault((op[0], answered), 0.0)
+    own_grew: dict[str, float] = {}
+    for entry in {k for in_trace in visits for k, _ in in_trace}:
+        grew = own[entry].weight if entry in own else 0.0
+        own_grew[entry[0]] = max(own_grew.get(entry[0], 0.0), grew)
+    gap_shares = split_edges(gap_edges, own_grew)
     blamed: list[tuple[str, list[Blame]]] = []
     for v, flags, in_trace in zip(window, slow_flags, visits, strict=True):
         blames: list[Blame] = []
@@ -209,11 +285,26 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
                     # below are here), waiting on a failure of its own: that
                     # failure, blamed where it originates, is the account.
                     continue
-                blames.append(blame)
-            if flag == SLOW and w_slow.get(c.key, 0.0) > 0:
+                if blame.service == c.service:
+                    blames.extend(blame_after_answer(blame, c, v.calls))
+                else:
+                    blames.append(blame)
+            w = w_slow.get(c.key, 0.0)
+            if c.callee is not None:
+                w = max(w, w_slow_edge.get((c.key, c.callee), 0.0))
+            if flag == SLOW and w > 0:
                 callee = callee_of(c, ref) if c.exit else None
                 share = shares.get((c.service, callee[0]), 0.5) if callee else 0.0
-                blames.extend(blame_latency(c, ref, w_slow[c.key], share))
+                blames.extend(blame_latency(c, ref, w, share))
+            elif (
+                c.callee is not None
+                and (g := gap_shift.get((c.key, c.callee))) is not None
+                and c.self_ms > g.high_ms
+            ):
+                # before the operation's shift: that pools the calls to every callee
+                size = (g.p50_ms - g.baseline_p50_ms) / max(TRACE_SHARE * v.root_ms, 1e-3)
+                share = gap_shares.get((c.service, c.callee), 0.5)
+                blames.extend(blame_latency(c, ref, g.weight * min(1.0, size), share))
             elif flag and w_shift.get(c.key, 0.0) > 0:
                 # weighed by how much of its trace the shift is: drift of a
                 # millisecond is real but explains little

@@ -9,11 +9,14 @@ again at the median; docs/rca.md (section 3) says why each bar is where it is.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from typing import NamedTuple, TypeVar
 
 from sre_space.rca.reference import HIGH_QUANTILE, Reference
 from sre_space.rca.stats import median, quantile, rank_shift
 from sre_space.rca.traces import OpKey
+
+K = TypeVar("K")
 
 # A service's own time per visit is judged by rank (stats.rank_shift): shifted
 # when the Mann-Whitney z reaches this (one-sided p about 0.006) on at least
@@ -43,9 +46,19 @@ def own_shifts(visits: list[list[tuple[OpKey, float]]], ref: Reference) -> dict[
     for in_trace in visits:
         for key, own_ms in in_trace:
             now[key].append(own_ms)
-    out: dict[OpKey, OwnShift] = {}
+    return shifts(now, ref.own.get)
+
+
+def shifts(
+    now: Mapping[K, list[float]], before_of: Callable[[K], list[float] | None]
+) -> dict[K, OwnShift]:
+    """The keys whose samples rose, by rank and by half again at the median.
+
+    ``before_of``: a key's reference samples, sorted (None: it has none).
+    """
+    out: dict[K, OwnShift] = {}
     for key, samples in now.items():
-        before = ref.own.get(key)
+        before = before_of(key)
         if not before or min(len(before), len(samples)) < OWN_MIN_VISITS:
             continue
         p50, baseline_p50 = median(samples), median(before)

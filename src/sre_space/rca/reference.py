@@ -84,6 +84,9 @@ class Reference:
     ops: dict[OpKey, OpStats] = field(default_factory=dict)
     calls: Counter[OpKey] = field(default_factory=Counter)
     slow: dict[OpKey, Counts] = field(default_factory=dict)
+    # per call out and the service that answered it: HTTP clients name their
+    # spans by method alone ("GET"), so one operation holds calls to many callees
+    slow_edge: dict[tuple[OpKey, str], Counts] = field(default_factory=dict)
     errors: dict[OpKey, Counts] = field(default_factory=dict)
     presence: dict[OpKey, Counter[OpKey]] = field(default_factory=lambda: defaultdict(Counter))
     steps: dict[tuple[OpKey, Step], Counts] = field(default_factory=dict)
@@ -91,6 +94,10 @@ class Reference:
     callee: dict[OpKey, tuple[str, str]] = field(default_factory=dict)
     # the service (and operation) that answered at a call's address (peer_address)
     at_address: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # per call out and the service that answered it: its self time (the gap), sorted
+    gaps: dict[tuple[OpKey, str], list[float]] = field(default_factory=dict)
+    # per operation: its calls' self time, sorted
+    self_ms: dict[OpKey, list[float]] = field(default_factory=dict)
     # per entry operation of a service: its visits' own time, sorted (traces.own_times)
     own: dict[OpKey, list[float]] = field(default_factory=dict)
 
@@ -101,6 +108,7 @@ class Reference:
         samples: dict[OpKey, list[float]] = defaultdict(list)
         callees: dict[OpKey, Counter[tuple[str, str]]] = defaultdict(Counter)
         addresses: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+        gaps: dict[tuple[OpKey, str], list[float]] = defaultdict(list)
         calls: list[dict[OpKey, int]] = [{} for _ in range(n_slices)]
         errors: list[dict[OpKey, int]] = [{} for _ in range(n_slices)]
         # Calls are counted by their whole sequence of children (few distinct
@@ -124,6 +132,7 @@ class Reference:
                     s_seq[ss] = s_seq.get(ss, 0) + 1
                 if c.callee is not None and c.callee_op is not None:
                     callees[key][(c.callee, c.callee_op)] += 1
+                    gaps[(key, c.callee)].append(c.self_ms)
                     address = peer_address(c.span)
                     if address:
                         addresses[address][(c.callee, c.callee_op)] += 1
@@ -134,6 +143,8 @@ class Reference:
             above = len(values) - bisect_right(values, high)
             ref.ops[key] = OpStats(len(values), med, mad_sigma(values, med), high, above)
             ref.calls[key] = len(values)
+        ref.self_ms = dict(samples)
+        ref.gaps = {edge: sorted(values) for edge, values in gaps.items()}
         ref.callee = {k: cnt.most_common(1)[0][0] for k, cnt in callees.items()}
         own: dict[OpKey, list[float]] = defaultdict(list)
         for v in views:
@@ -146,11 +157,18 @@ class Reference:
             for child in set(seq):
                 presence[child] += m
         slow: list[dict[OpKey, int]] = [{} for _ in range(n_slices)]
+        edge_calls: list[Counter[tuple[OpKey, str]]] = [Counter() for _ in range(n_slices)]
+        edge_slow: list[Counter[tuple[OpKey, str]]] = [Counter() for _ in range(n_slices)]
         for i, v in enumerate(views):  # how often the rule fires on the normal
-            s_slow = slow[i * n_slices // n]
+            s = i * n_slices // n
+            s_slow = slow[s]
             for c in v.calls:
-                if ref.is_slow(c, v.root_ms):
+                is_slow = ref.is_slow(c, v.root_ms)
+                if is_slow:
                     s_slow[c.key] = s_slow.get(c.key, 0) + 1
+                if c.callee is not None:
+                    edge_calls[s][(c.key, c.callee)] += 1
+                    edge_slow[s][(c.key, c.callee)] += is_slow
         for key in samples:
             per_slice = [calls[s].get(key, 0) for s in range(n_slices)]
             ref.slow[key] = robust_counts(
@@ -158,6 +176,10 @@ class Reference:
             )
             ref.errors[key] = robust_counts(
                 [(errors[s].get(key, 0), m) for s, m in enumerate(per_slice)]
+            )
+        for edge in set().union(*edge_calls):
+            ref.slow_edge[edge] = robust_counts(
+                [(edge_slow[s][edge], edge_calls[s][edge]) for s in range(n_slices)]
             )
         steps = [Counter[tuple[OpKey, Step]]() for _ in range(n_slices)]
         step_from = [Counter[tuple[OpKey, OpKey]]() for _ in range(n_slices)]
@@ -173,6 +195,22 @@ class Reference:
                 [(steps[s][key_step], step_from[s][(key, step[0])]) for s in range(n_slices)]
             )
         return ref
+
+    def gap_samples(self, edge: tuple[OpKey, str]) -> list[float] | None:
+        """A call out's self times to this callee, or (too few) to any, sorted."""
+        found = self.gaps.get(edge)
+        if found is not None and len(found) >= MIN_SAMPLES:
+            return found
+        return self.self_ms.get(edge[0])
+
+    def slow_counts(self, key: OpKey, callee: str | None = None) -> Counts:
+        """How often the latency rule fired on ``key`` (on its calls to ``callee``, where
+        the reference saw enough of them; else on all its calls)."""
+        if callee is not None:
+            edge = self.slow_edge.get((key, callee))
+            if edge is not None and edge[1] >= MIN_SAMPLES:
+                return edge
+        return self.slow.get(key, (0, 0))
 
     def is_slow(self, call: Call, root_ms: float) -> bool:
         """Self time well above this operation's normal, by enough to matter to the trace."""
