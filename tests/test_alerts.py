@@ -340,8 +340,13 @@ def test_an_alert_opens_an_incident_the_squad_works_through(tmp_path: Path) -> N
             what="the squad done with the alert's incident\n" + journal(mind),
         )
         assert done.status == "escalated", journal(mind)
-        agents = {e.agent for e in mind.log.events_of(incident.id)}
-        assert {"alerts", "brain", "fixer", "jules"} <= agents, journal(mind)
+        # Jules closes the run after the status changes: wait for its line too.
+        wait_until(
+            lambda: {"alerts", "brain", "fixer", "jules"}
+            <= {e.agent for e in mind.log.events_of(incident.id)},
+            60,
+            what="every agent's line on the alert's incident\n" + journal(mind),
+        )
         [step] = alert_steps(done)
         assert step["alert"] == "HighErrorRate" and step["service"] == "checkout"
         assert step["labels"]["severity"] == hostile["alerts"][0]["labels"]["severity"]

@@ -247,6 +247,7 @@ def test_full_intake_answers_503_with_retry_after_then_recovers() -> None:
                 urllib.request.urlopen(req, timeout=5)
             assert err.value.code == 503 and err.value.headers["Retry-After"] == "2"
             assert "retry later" in err.value.read().decode("latin-1")
+            err.value.close()  # the error holds the response's socket
         assert intake.stats().refused_requests == 2
         blocked.release()
         assert intake.flush(5)
