@@ -79,7 +79,7 @@ from sre_space.actuators.targets import TargetActuator
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.memory.store import MemoryStore
-from sre_space.squad import agents
+from sre_space.squad.context import SquadContext
 from sre_space.squad.graph import build
 from sre_space.squad.policy import Policy
 from sre_space.state import where
@@ -96,7 +96,7 @@ leader.acquire()
 assert leader.wait_leading(threading.Event())
 log = IncidentLog(where(settings))
 hands = leader.guard(TargetActuator(settings))
-ctx = agents.SquadContext(
+ctx = SquadContext(
     settings, TraceStore(), log, MemoryStore(settings), hands, Policy(mode=mode)
 )
 app = build(ctx, open_checkpoints(settings).saver)
@@ -191,8 +191,17 @@ def one_run(
     errors = work / "leader.stderr"  # a file: a pipe left unread could fill and stall it
     with errors.open("w") as err:
         leader = subprocess.Popen(
-            [sys.executable, "-c", LEADER, str(first_home), url.url, str(term_s),
-             json.dumps(DIAGNOSIS), json.dumps(HIT), policy],
+            [
+                sys.executable,
+                "-c",
+                LEADER,
+                str(first_home),
+                url.url,
+                str(term_s),
+                json.dumps(DIAGNOSIS),
+                json.dumps(HIT),
+                policy,
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,
@@ -201,13 +210,16 @@ def one_run(
     log = IncidentLog(url)
     mind: Mind | None = None
     try:
+
         def alive() -> None:
             if leader.poll() is not None:
                 raise RuntimeError(f"the leader exited early: {errors.read_text()[-2000:]}")
 
         def held() -> bool:
             alive()
-            return bool(log._db.execute("SELECT 1 FROM mind_lease WHERE expires_at > now()").fetchall())
+            return bool(
+                log._db.execute("SELECT 1 FROM mind_lease WHERE expires_at > now()").fetchall()
+            )
 
         _wait(held, 180, "the leader to take the lease")
         settings = Settings(
@@ -225,7 +237,9 @@ def one_run(
             alive()
             found = log.list(limit=1)
             if found and policy == "approve":
-                return found[0] if found[0].remediation.get("outcome") == "awaiting_approval" else None
+                return (
+                    found[0] if found[0].remediation.get("outcome") == "awaiting_approval" else None
+                )
             ok = found and any(a.get("step") == "applied" for a in found[0].audit)
             return found[0] if ok else None
 
@@ -284,8 +298,11 @@ def one_run(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--state-url", default=os.environ.get("SRE_SPACE_STATE_URL", DEFAULT_URL),
-                        help="a server to create the runs' databases on (its database is not touched)")
+    parser.add_argument(
+        "--state-url",
+        default=os.environ.get("SRE_SPACE_STATE_URL", DEFAULT_URL),
+        help="a server to create the runs' databases on (its database is not touched)",
+    )
     parser.add_argument("--term", type=float, default=3.0, help="the lease term, seconds")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -297,8 +314,10 @@ def main() -> int:
     try:
         conn = admin(server)
     except Exception as exc:
-        print(f"failover: no PostgreSQL at {server.redacted}: {server.hide(str(exc).splitlines()[0])}",
-              file=sys.stderr)
+        print(
+            f"failover: no PostgreSQL at {server.redacted}: {server.hide(str(exc).splitlines()[0])}",
+            file=sys.stderr,
+        )
         return 3
     runs: list[Run] = []
     try:

@@ -28,7 +28,7 @@ CLI = [sys.executable, "-m", "sre_space"]
 Cli = Callable[..., "subprocess.CompletedProcess[str]"]  # conftest's ``cli``: sre-space on a home
 
 # One diagnosis the squad's tests act on: a catalog read that timed out (the
-# Brain's verdict as agents.fixer reads it). Copy it before changing a field.
+# Brain's verdict as fixer.fixer reads it). Copy it before changing a field.
 SIGNATURE = "catalog|GET /items/{id}|timeout|ReadTimeout"
 DIAGNOSIS: dict[str, Any] = {
     "service": "catalog",
@@ -117,7 +117,9 @@ def span(
     )
 
 
-def wait_until(predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = "") -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float, interval: float = 0.1, what: str = ""
+) -> T:
     """Poll until ``predicate`` returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:

@@ -47,7 +47,7 @@ from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.memory.store import MemoryStore
 from sre_space.paths import Paths
-from sre_space.squad import agents
+from sre_space.squad.context import SquadContext
 from sre_space.squad.graph import build
 from sre_space.squad.policy import Policy
 from sre_space.telemetry.store import TraceStore
@@ -57,7 +57,7 @@ diagnosis, hit = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 settings = Settings(home=home, verify_timeout_s=3600)  # verifies until killed
 paths = Paths(home).ensure()
 log = IncidentLog(paths.incidents_db)
-ctx = agents.SquadContext(
+ctx = SquadContext(
     settings, TraceStore(), log, MemoryStore(settings), TargetActuator(settings), Policy()
 )
 app = build(ctx, sqlite3.connect(paths.checkpoints_db, check_same_thread=False))
@@ -184,7 +184,7 @@ def test_a_change_cut_off_before_its_record_is_escalated_not_guessed(tmp_path: P
     """Killed inside the call (no ``applied`` step): nobody knows if it happened; a human checks."""
     from sre_space.actuators.targets import TargetActuator
     from sre_space.incidents import AWAITING_APPROVAL, Incident
-    from sre_space.squad import agents
+    from sre_space.squad.context import SquadContext
     from sre_space.squad.graph import build
     from sre_space.squad.policy import Policy
     from sre_space.squad.resume import resume_interrupted
@@ -193,7 +193,7 @@ def test_a_change_cut_off_before_its_record_is_escalated_not_guessed(tmp_path: P
     settings = Settings(home=tmp_path)
     log = IncidentLog(tmp_path / "incidents.db")
     # No node runs here: the memory is never asked (the graph is only read and written).
-    ctx = agents.SquadContext(
+    ctx = SquadContext(
         settings,
         TraceStore(),
         log,

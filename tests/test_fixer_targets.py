@@ -21,7 +21,8 @@ from sre_space.actuators.targets import TargetActuator
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.memory.store import MemoryStore
-from sre_space.squad import agents, releases, runbook
+from sre_space.squad import fixer, releases, runbook
+from sre_space.squad.context import SquadContext
 from sre_space.squad.halfopen import HalfOpen, open_workarounds
 from sre_space.squad.policy import Policy
 from sre_space.telemetry.model import Span, SpanKind
@@ -55,7 +56,7 @@ class Squad:
         self.log = IncidentLog(home / "incidents.db")
         self.memory = MemoryStore(self.settings)
         self.store = TraceStore()
-        self.ctx = agents.SquadContext(
+        self.ctx = SquadContext(
             self.settings, self.store, self.log, self.memory, actuator, policy or Policy()
         )
 
@@ -84,7 +85,7 @@ def _state(incident: Incident, diagnosis: dict[str, Any], **extra: Any) -> dict[
 
 def test_no_target_is_no_excuse_a_proposal_is_written(squad: Squad) -> None:
     incident = squad.incident()
-    out = agents.fixer(squad.ctx, _state(incident, DIAGNOSIS))  # type: ignore[arg-type]
+    out = fixer.fixer(squad.ctx, _state(incident, DIAGNOSIS))  # type: ignore[arg-type]
     assert out == {"plan": {}}
     saved = squad.log.get(incident.id)
     assert saved is not None and saved.remediation["outcome"] == "proposed"
@@ -109,7 +110,7 @@ def test_under_dry_run_the_proposal_says_how(tmp_path: Path) -> None:
     made = Squad(tmp_path, TargetActuator(Settings(home=tmp_path)), Policy(mode="dry-run"))
     try:
         incident = made.incident()
-        agents.fixer(made.ctx, _state(incident, DIAGNOSIS))  # type: ignore[arg-type]
+        fixer.fixer(made.ctx, _state(incident, DIAGNOSIS))  # type: ignore[arg-type]
         saved = made.log.get(incident.id)
         assert saved is not None and saved.remediation["outcome"] == "dry-run"
         assert saved.remediation["proposal"]["how"]["argv"] == [
@@ -129,7 +130,7 @@ def test_a_runbook_bug_escalates_with_its_own_message_and_traceback(
 
     monkeypatch.setattr(runbook, "plan_for", broken)
     incident = squad.incident()
-    out = agents.fixer(squad.ctx, _state(incident, DIAGNOSIS))  # type: ignore[arg-type]
+    out = fixer.fixer(squad.ctx, _state(incident, DIAGNOSIS))  # type: ignore[arg-type]
     assert out == {"plan": {}}
     said = [e.message for e in squad.log.events(0) if e.agent == "fixer"][-1]
     assert said.startswith("the runbook failed on this diagnosis (KeyError: 'action')")
@@ -196,7 +197,7 @@ def test_the_fixer_rolls_back_to_what_the_spans_say(tmp_path: Path) -> None:
         incident = made.incident()
         diagnosis = {**DIAGNOSIS, "service": "pay", "fault_class": "error", "exception": "KeyError"}
         state = _state(incident, diagnosis, window_start_ns=int((now - 6) * 1e9))
-        out = agents.fixer(made.ctx, state)  # type: ignore[arg-type]
+        out = fixer.fixer(made.ctx, state)  # type: ignore[arg-type]
         assert out["plan"]["action"] == "rollback"
         assert out["plan"]["params"] == {"to": "1.4.2", "from": "1.5.0"}
         assert out["applied"]["argv"][-1] == "1.4.2"

@@ -19,7 +19,8 @@ from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.memory.model import KnowledgeEntry
 from sre_space.memory.store import MemoryStore
-from sre_space.squad import agents
+from sre_space.squad import fixer
+from sre_space.squad.context import SquadContext
 from sre_space.squad.policy import Policy
 from sre_space.telemetry.store import TraceStore
 
@@ -29,10 +30,10 @@ REMEMBERED = {"action": "scale_out", "service": "catalog", "params": {"replicas"
 
 
 @pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[agents.SquadContext]:
+def ctx(tmp_path: Path) -> Iterator[SquadContext]:
     settings = Settings(home=tmp_path)
     memory = MemoryStore(settings)
-    yield agents.SquadContext(
+    yield SquadContext(
         settings,
         TraceStore(),
         IncidentLog(tmp_path / "incidents.db"),
@@ -64,11 +65,11 @@ def _hit(memory: MemoryStore, *, imported: bool, trusted: bool) -> dict[str, Any
     return hits[0].to_json()
 
 
-def _fix(ctx: agents.SquadContext, hit: dict[str, Any]) -> dict[str, Any]:
+def _fix(ctx: SquadContext, hit: dict[str, Any]) -> dict[str, Any]:
     incident = Incident(id=ctx.log.new_id(), status="open", detected_at=time.time())
     ctx.log.save(incident)
     state = {"incident_id": incident.id, "diagnosis": DIAGNOSIS, "recall": [hit]}
-    agents.fixer(ctx, state)  # type: ignore[arg-type]
+    fixer.fixer(ctx, state)  # type: ignore[arg-type]
     saved = ctx.log.get(incident.id)
     assert saved is not None
     return saved.remediation
@@ -76,7 +77,7 @@ def _fix(ctx: agents.SquadContext, hit: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("imported", "trusted"), [(False, True), (True, True)])
 def test_a_local_or_trusted_fix_is_planned_from_memory(
-    ctx: agents.SquadContext, imported: bool, trusted: bool
+    ctx: SquadContext, imported: bool, trusted: bool
 ) -> None:
     plan = _fix(ctx, _hit(ctx.memory, imported=imported, trusted=trusted))  # type: ignore[arg-type]
     assert (plan["source"], plan["action"], plan["memory_ref"]) == (
@@ -86,7 +87,7 @@ def test_a_local_or_trusted_fix_is_planned_from_memory(
     )
 
 
-def test_an_imported_fix_not_verified_here_is_not_applied(ctx: agents.SquadContext) -> None:
+def test_an_imported_fix_not_verified_here_is_not_applied(ctx: SquadContext) -> None:
     plan = _fix(ctx, _hit(ctx.memory, imported=True, trusted=False))  # type: ignore[arg-type]
     assert plan["source"] == "runbook" and plan.get("memory_ref") is None
     said = [e.message for e in ctx.log.events(0) if e.agent == "fixer"]

@@ -25,7 +25,8 @@ from sre_space.config import Settings
 from sre_space.incidents import AWAITING_APPROVAL, Incident, IncidentLog
 from sre_space.memory.model import KnowledgeEntry
 from sre_space.memory.store import MemoryStore
-from sre_space.squad import agents
+from sre_space.squad.context import MAX_LOOKS, SquadContext
+from sre_space.squad.fixer import fixer as fixer_node
 from sre_space.squad.graph import build
 from sre_space.squad.policy import MIN_ACT_CONFIDENCE, policy_from
 from sre_space.telemetry.model import Span, SpanKind
@@ -61,7 +62,7 @@ class Squad:
         self.log = IncidentLog(home / "incidents.db")
         self.memory = MemoryStore(self.settings)
         self.store = TraceStore()
-        self.ctx = agents.SquadContext(
+        self.ctx = SquadContext(
             self.settings,
             self.store,
             self.log,
@@ -91,7 +92,7 @@ class Squad:
             "recall": [],
             "signals": [],
             "window_start_ns": window_start_ns,
-            "looks": agents.MAX_LOOKS,  # the Brain has looked as often as it will
+            "looks": MAX_LOOKS,  # the Brain has looked as often as it will
             **extra,
         }
         self.app.update_state(config, state, as_node="brain")
@@ -155,7 +156,7 @@ def test_before_the_last_look_a_low_confidence_asks_the_brain_again(make: Any) -
     incident = Incident(id=squad.log.new_id(), status="diagnosing", detected_at=time.time())
     squad.log.save(incident)
     state = {"incident_id": incident.id, "diagnosis": _diagnosis(0.2), "recall": [], "looks": 0}
-    out = agents.fixer(squad.ctx, state)  # type: ignore[arg-type]
+    out = fixer_node(squad.ctx, state)  # type: ignore[arg-type]
     assert out == {"plan": {}, "relook": True, "looks": 1}
     assert squad.called() == []
 
@@ -280,9 +281,7 @@ def _other_fix(squad: Squad) -> Incident:
 
 
 @pytest.mark.parametrize("case", ["credited", "another-incident", "already-over"])
-def test_a_recovery_is_credited_only_when_nothing_else_explains_it(
-    make: Any, case: str
-) -> None:
+def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, case: str) -> None:
     squad = make(verify_timeout_s=60.0, verify_window_s=1.0)
     with Traffic(squad.store) as traffic:
         window = squad.settings.verify_window_s

@@ -15,7 +15,8 @@ from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.memory.store import MemoryStore
 from sre_space.mind import Mind
-from sre_space.squad import agents
+from sre_space.squad import fixer
+from sre_space.squad.context import SquadContext
 from sre_space.squad.policy import Policy
 from sre_space.telemetry.store import TraceStore
 
@@ -29,7 +30,7 @@ def test_a_plan_actuator_turns_the_fix_into_a_proposal(tmp_path: Path) -> None:
     incident = Incident(id=log.new_id(), status="open", detected_at=0.0)
     log.save(incident)
     memory = MemoryStore(settings)
-    ctx = agents.SquadContext(settings, TraceStore(), log, memory, actuator, Policy())
+    ctx = SquadContext(settings, TraceStore(), log, memory, actuator, Policy())
     diagnosis = {
         "service": "checkout",
         "operation": "POST /checkout",
@@ -39,7 +40,7 @@ def test_a_plan_actuator_turns_the_fix_into_a_proposal(tmp_path: Path) -> None:
         "confidence": 0.9,
     }
     try:
-        out = agents.fixer(ctx, {"incident_id": incident.id, "diagnosis": diagnosis, "recall": []})
+        out = fixer.fixer(ctx, {"incident_id": incident.id, "diagnosis": diagnosis, "recall": []})
     finally:
         memory.close()
     assert out["plan"] == {}  # nothing was applied, so nothing to verify

@@ -177,7 +177,9 @@ class Mind:
         )
         self._guard = threading.Lock()  # the tracker and the detector's reset: Scout and squad
         self._work: queue.Queue[tuple[Tracked, str, float]] = queue.Queue()  # Scout -> squad
-        self._done: list[tuple[Tracked | None, str | None, float]] = []  # squad -> Scout (see _settle)
+        self._done: list[
+            tuple[Tracked | None, str | None, float]
+        ] = []  # squad -> Scout (see _settle)
         self._left: list[Tracked] = []  # a previous mind's changes the squad resumes (_watch_left)
         self._resumed = threading.Event()  # the squad has resumed what a previous mind left
         self._scout: threading.Thread | None = None
@@ -214,7 +216,7 @@ class Mind:
         # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
         from sre_space.localapi import LocalApi
         from sre_space.memory.api import routes as memory_routes
-        from sre_space.squad.agents import SquadContext
+        from sre_space.squad.context import SquadContext
         from sre_space.squad.graph import build
         from sre_space.squad.halfopen import HalfOpen
 
@@ -513,9 +515,7 @@ class Mind:
     def _alert_opened(self, alert: Alert, why: str, now: float) -> str:
         """A firing alert no incident answers for: a new one, for the squad, as Scout's are."""
         tracked = self.tracker.adopt(alert.service, now)
-        incident = Incident(
-            id=self.log.new_id(now), status="open", detected_at=now, source="alert"
-        )
+        incident = Incident(id=self.log.new_id(now), status="open", detected_at=now, source="alert")
         tracked.ref = incident.id
         self.log.save(incident, why=why, by="alerts")
         tracked.busy = True  # the squad's until it settles: its cause opens nothing new
@@ -531,7 +531,8 @@ class Mind:
         done, so their cause, if it shows again, opens a new incident.
         """
         settled = [  # an escalated one that went quiet is still watched for its cause
-            t for t in self.tracker.incidents
+            t
+            for t in self.tracker.incidents
             if t.ref
             and t.settled_at is not None
             and (t.resolved_at is None or t.state == "watching")
@@ -712,9 +713,7 @@ class Mind:
                     continue
                 incident.status = "resolved"
                 incident.resolved_at = now
-                self.log.save(
-                    incident, why=f"no anomaly for {RESOLVE_QUIET_S:.0f} s", by="scout"
-                )
+                self.log.save(incident, why=f"no anomaly for {RESOLVE_QUIET_S:.0f} s", by="scout")
 
     def _resume_decided(self) -> None:
         """Resume incidents a human has answered (the squad's thread)."""

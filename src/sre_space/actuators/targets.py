@@ -13,7 +13,7 @@ glob) or in a ``[targets]`` table of ``config.toml`` (``[targets.checkout]``)::
 The first table naming the service exactly wins, else the first glob that
 matches it, in file order. Without a file, a running embedded lab is the
 target of its own services (actuators/lab.py). A service with no target gets a
-written proposal, never an action (squad/agents.py).
+written proposal, never an action (squad/fixer.py).
 
 ``TargetActuator`` routes each call to the service's target's driver. The
 declared ``Target`` and the ``Driver`` protocol live in actuators/driver.py,

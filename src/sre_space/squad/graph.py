@@ -17,8 +17,8 @@ from langgraph.graph import END, START, StateGraph
 
 from sre_space.incidents import Incident
 from sre_space.memory.store import KnowledgeEntry
-from sre_space.squad import agents
-from sre_space.squad.agents import SquadContext
+from sre_space.squad import brain, fixer, jules, scout, verify
+from sre_space.squad.context import SquadContext
 from sre_space.squad.state import SquadState
 from sre_space.vocabulary import FAILED
 
@@ -73,11 +73,11 @@ def build(ctx: SquadContext, checkpoints: sqlite3.Connection | BaseCheckpointSav
     """The squad's graph, checkpointed on ``checkpoints`` (the caller owns and closes it):
     a SQLite connection, or a saver (state/checkpoints.py: PostgreSQL's, shared by minds)."""
     graph = StateGraph(SquadState)
-    graph.add_node("scout", partial(agents.scout, ctx))
-    graph.add_node("brain", partial(agents.brain, ctx))
-    graph.add_node("fixer", partial(agents.fixer, ctx))
-    graph.add_node("verify", partial(agents.verify, ctx))
-    graph.add_node("jules", partial(agents.jules, ctx, entry_factory=knowledge_entry))
+    graph.add_node("scout", partial(scout.scout, ctx))
+    graph.add_node("brain", partial(brain.brain, ctx))
+    graph.add_node("fixer", partial(fixer.fixer, ctx))
+    graph.add_node("verify", partial(verify.verify, ctx))
+    graph.add_node("jules", partial(jules.jules, ctx, entry_factory=knowledge_entry))
     graph.add_edge(START, "scout")
     graph.add_edge("scout", "brain")
     graph.add_edge("brain", "fixer")
@@ -86,7 +86,9 @@ def build(ctx: SquadContext, checkpoints: sqlite3.Connection | BaseCheckpointSav
     )
     graph.add_edge("verify", "jules")
     graph.add_edge("jules", END)
-    saver = checkpoints if isinstance(checkpoints, BaseCheckpointSaver) else SqliteSaver(checkpoints)
+    saver = (
+        checkpoints if isinstance(checkpoints, BaseCheckpointSaver) else SqliteSaver(checkpoints)
+    )
     return graph.compile(checkpointer=saver)
 
 

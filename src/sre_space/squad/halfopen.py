@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sre_space.incidents import Incident
-from sre_space.squad.agents import SquadContext, slo
+from sre_space.squad.context import SquadContext, slo
 from sre_space.telemetry.model import Span, SpanKind
 
 log = logging.getLogger(__name__)

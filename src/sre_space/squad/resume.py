@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from sre_space.incidents import IncidentLog
-from sre_space.squad.agents import PLAN_KEYS
+from sre_space.squad.context import PLAN_KEYS
 from sre_space.vocabulary import AWAITING_APPROVAL
 
 INTERRUPTED = "mitigating"  # the status an incident has between the Fixer's change and its verdict
@@ -58,7 +58,9 @@ def resume_interrupted(graph: Any, log: IncidentLog) -> list[str]:
         result = dict(applied.get("result") or {})
         result.setdefault("ts", applied.get("ts", time.time()))
         # As if the Fixer had just finished: the graph goes on to verify, then Jules.
-        graph.update_state(config, {"plan": plan, "applied": result, "relook": False}, as_node="fixer")
+        graph.update_state(
+            config, {"plan": plan, "applied": result, "relook": False}, as_node="fixer"
+        )
         graph.invoke(None, config)
         resumed.append(incident.id)
     return resumed

@@ -1,0 +1,134 @@
+"""The Brain: the root cause of the incident, from the recent traces, and what memory recalls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sre_space.rca.candidate import Candidate, confidence_words
+from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
+from sre_space.squad.context import RELOOK_S, SquadContext
+from sre_space.squad.state import SquadState
+from sre_space.telemetry.model import Span, SpanKind
+from sre_space.vocabulary import describe
+
+BRAIN_DETAILED = 3  # candidates kept with their evidence in the incident; the rest in brief
+
+
+def brain(ctx: SquadContext, state: SquadState) -> SquadState:
+    if state.get("relook"):
+        ctx.clock.sleep(RELOOK_S)  # the squad loop waits too: this incident is still open
+    incident = ctx.incident(state)
+    # From a while before the window: the change point inside shows where the
+    # trouble began, and what came before it is the reference for normal.
+    since_ns = state["window_start_ns"] - int(LIVE_LOOKBACK_S * 1e9)
+    traces = ctx.store.traces_since(since_ns)
+    candidates = _own_candidates(ctx, state, traces, incident.first_error_at)
+    if not candidates:
+        ctx.say("brain", state, "no traces in the store for this window yet")
+        return {"diagnosis": {}, "relook": False}
+    top = candidates[0]
+    diagnosis = {**top.to_json(), "exception": top.exception, "signature": top.signature}
+    diagnosis["confidence"] = top.confidence
+    diagnosis["confidence_words"] = confidence_words(top.confidence)
+    diagnosis["description"] = describe(top.fault_class)
+    diagnosis.update(_signature_detail(traces, top.service))
+    query = f"{top.service} {top.operation} {top.fault_class} {top.exception}"
+    hits = ctx.memory.search(query, k=3, signature=top.signature)
+    recall = [h.to_json() for h in hits]
+    incident.signature = top.signature
+    incident.root_cause = {
+        "service": top.service,
+        "operation": top.operation,
+        "fault_class": top.fault_class,
+        "confidence": diagnosis["confidence"],
+        "evidence": top.evidence,
+        # every service that took part, best first: the first few in full
+        "candidates": [c.to_json() for c in candidates[:BRAIN_DETAILED]]
+        + [_ranked(c) for c in candidates[BRAIN_DETAILED:]],
+    }
+    incident.memory_hits = recall
+    ctx.log.save(incident)
+    account = top.exception or (
+        "see evidence" if top.evidence.get("explained_traces") else "no evidence stands out"
+    )
+    ctx.say(
+        "brain",
+        state,
+        f"root cause {top.service} {top.operation} ({top.fault_class}, "
+        f"confidence {top.confidence:.2f}, {confidence_words(top.confidence)}): {account}; "
+        f"{len(recall)} similar past incident(s)",
+        diagnosis=diagnosis,
+    )
+    return {"diagnosis": diagnosis, "recall": recall, "relook": False}
+
+
+def _own_candidates(
+    ctx: SquadContext, state: SquadState, traces: list[list[Span]], first: float | None
+) -> list[Candidate]:
+    """The causes for this incident, best first, from the recent traces.
+
+    Two faults at once: the traces show both, and the stronger may be the
+    cause of another fault showing now (``elsewhere``), not one of this
+    incident's anomalous services. Then the ranking is redone on the traces
+    that pass through this incident's own origins (Scout's deepest anomalous
+    services), without the other faults' causes; its best is taken when the
+    evidence for it stands on its own (the confidence the Fixer acts on).
+    """
+    threshold = ctx.settings.latency_threshold_ms
+    # ``first``: Scout's first bad second (when it arrived, rounded down). The
+    # change is looked for near it, not in an older fault the look-back reaches.
+    onset_ns = int((first - 1.0) * 1e9) if first is not None else None
+    candidates = localize(traces, threshold, onset_ns=onset_ns)
+    elsewhere = set(state.get("elsewhere") or ())
+    own = set(state.get("origins") or ()) - elsewhere
+    mine_anyway = {str(s.get("service")) for s in state.get("signals") or ()}
+    if not candidates or not own:
+        return candidates
+    top = candidates[0].service
+    if top not in elsewhere or top in mine_anyway:
+        return candidates
+    through = [t for t in traces if any(s.service in own for s in t)]
+    mine = [
+        c for c in localize(through, threshold, onset_ns=onset_ns) if c.service not in elsewhere
+    ]
+    if not mine or mine[0].confidence < ctx.policy.min_confidence:
+        return candidates
+    ctx.say(
+        "brain",
+        state,
+        f"{candidates[0].service} is another open incident's cause; "
+        f"ranking the traces through {', '.join(sorted(own))}",
+    )
+    return mine
+
+
+def _ranked(c: Candidate) -> dict[str, Any]:
+    """A lower-ranked candidate, without its evidence."""
+    return {
+        "service": c.service,
+        "operation": c.operation,
+        "fault_class": c.fault_class,
+        "confidence": c.confidence,
+        "score": round(c.score, 4),
+    }
+
+
+def _signature_detail(traces: list[list[Span]], service: str) -> dict[str, Any]:
+    """The HTTP status codes the root cause answered with, and who called it (for memory)."""
+    codes: set[int] = set()
+    callers: dict[str, int] = {}
+    for trace in traces:
+        by_id = {s.span_id: s for s in trace}
+        for span in trace:
+            if span.service != service or span.kind != SpanKind.SERVER:
+                continue
+            if span.error and span.http_status is not None:
+                codes.add(span.http_status)
+            parent = by_id.get(span.parent_id or "")
+            if parent is not None and parent.service != service:
+                callers[parent.service] = callers.get(parent.service, 0) + 1
+    caller = max(callers, key=lambda c: callers[c]) if callers else ""
+    return {
+        "status_codes": sorted(codes),
+        "call_edge": f"{caller} -> {service}" if caller else "",
+    }

@@ -1,0 +1,225 @@
+"""Verify: the SLO after the change, the change undone when it did not help,
+and the doubts that keep a recovery from being credited to it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sre_space.config import Settings
+from sre_space.incidents import Incident, IncidentLog
+from sre_space.squad.context import SquadContext, slo
+from sre_space.squad.state import SquadState
+from sre_space.telemetry.model import Span, SpanKind
+from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
+
+
+def verify(ctx: SquadContext, state: SquadState) -> SquadState:
+    """Wait for fresh telemetry from the diagnosed service; judge it against the SLO."""
+    incident = ctx.incident(state)
+    diagnosis = state["diagnosis"]
+    service, operation = diagnosis["service"], diagnosis["operation"]
+    acted_on = state["plan"].get("service")
+    if acted_on and acted_on != service:
+        # The fix was on another service (a caller's circuit breaker): the root
+        # cause may see no traffic now; the caller's requests say whether it helped.
+        service, operation = acted_on, None
+    settings = ctx.settings
+    since_ns = int((state["applied"]["ts"] + 1.0) * 1e9)
+
+    def measured(s: Span) -> bool:
+        return (
+            s.service == service
+            and (operation is None or s.name == operation)
+            and s.kind == SpanKind.SERVER
+        )
+
+    def fresh() -> list[Span]:
+        return ctx.store.spans_since(since_ns, measured)
+
+    before = slo(
+        [
+            s
+            for s in ctx.store.spans_since(state["window_start_ns"])
+            if measured(s) and s.start_ns < since_ns
+        ],
+        settings.latency_threshold_ms,
+    )
+    deadline = time.time() + settings.verify_timeout_s
+    after = slo([], settings.latency_threshold_ms)
+    recovered = False
+    while time.time() < deadline:
+        spans = fresh()
+        window_ns = int(settings.verify_window_s * 1e9)
+        if spans and max(s.start_ns for s in spans) - since_ns >= window_ns:
+            after = slo(spans, settings.latency_threshold_ms)
+            if after["requests"] >= settings.min_requests:
+                recovered = _within_slo(settings, after)
+                if recovered:
+                    break
+                # Keep only the newest window: recovery may take a moment to show.
+                since_ns = max(s.start_ns for s in spans) - window_ns
+        time.sleep(0.25)
+    verification: dict[str, Any] = {"recovered": recovered, "before": before, "after": after}
+    doubts = _doubts(ctx, state, incident, measured, time.time()) if recovered else []
+    if doubts:  # the SLO is back, but this change is not known to be why
+        verification["credited"] = False
+        verification["unclear"] = doubts
+    incident.audit.append({"ts": time.time(), "step": "verified", **verification})
+    if recovered:
+        incident.status = "mitigated"
+        incident.mitigated_at = time.time()
+        change = (
+            f"{service} error rate {before['error_rate']:.0%} -> {after['error_rate']:.0%}, "
+            f"p95 {before['p95_ms']:.0f} -> {after['p95_ms']:.0f} ms"
+        )
+        if doubts:
+            incident.remediation["outcome"] = UNCLEAR
+            incident.remediation["unclear"] = doubts
+            plan = state["plan"]
+            ctx.say(
+                "fixer",
+                state,
+                f"recovered ({change}), but not credited to {plan['action']} {plan['service']}: "
+                f"{'; '.join(doubts)}; outcome unclear",
+                verification=verification,
+            )
+        else:
+            incident.remediation["outcome"] = RECOVERED
+            ctx.say("fixer", state, f"verified: {change}", verification=verification)
+    else:
+        plan = state["plan"]
+        incident.status = "escalated"
+        try:
+            ctx.actuator.undo(plan["action"], plan["service"], state["applied"])
+        except Exception as exc:  # still escalate, and say the undo did not happen
+            why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            incident.remediation["outcome"] = FAILED
+            incident.audit.append({"ts": time.time(), "step": "undo-failed", "error": why, **plan})
+            ctx.say(
+                "fixer",
+                state,
+                f"not recovered within {settings.verify_timeout_s:.0f} s and the undo failed "
+                f"({why}); escalating: {plan['action']} {plan['service']} is still applied",
+                verification=verification,
+            )
+        else:
+            incident.remediation["outcome"] = UNDONE
+            incident.audit.append({"ts": time.time(), "step": "undone", **plan})
+            ctx.say(
+                "fixer",
+                state,
+                f"not recovered within {settings.verify_timeout_s:.0f} s "
+                f"(error rate {after['error_rate']:.0%}); action undone, escalating",
+                verification=verification,
+            )
+    ctx.log.save(incident)
+    return {"verification": verification, "outcome": incident.remediation["outcome"]}
+
+
+# Audit steps that change a service: ``applied`` until its verdict, the others at once.
+CHANGES = ("applied", "undone", "half-open", "lifted", "reapplied")
+VERDICTS = ("verified", "undone", "undo-failed")
+
+
+def _doubts(
+    ctx: SquadContext,
+    state: SquadState,
+    incident: Incident,
+    measured: Any,
+    verdict_at: float,
+) -> list[str]:
+    """Why a recovery seen after this change may not be its doing; empty when it is credited.
+
+    Credit needs the recovery to follow the change with nothing else to explain
+    it: the mind watched the whole time (no restart while verifying), the
+    trouble the verdict's measure saw in the incident's window had not already
+    gone from it in the last window before the change (judged by the same SLO),
+    and no other incident changed the same service or this incident's cause
+    while the outcome was open.
+    """
+    settings = ctx.settings
+    applied = state["applied"]
+    started = float(applied.get("started", applied["ts"]))
+    doubts: list[str] = []
+    last = max((i for i, a in enumerate(incident.audit) if a.get("step") == "applied"), default=-1)
+    if any(a.get("step") == "resumed" for a in incident.audit[last + 1 :]):
+        doubts.append(
+            "the mind restarted while verifying this change, so what happened meanwhile "
+            "was not watched"
+        )
+    # The verdict's own measure, before the change: out of the SLO in the incident's
+    # window, and back within it already in the last window before the change.
+    start_ns = int(started * 1e9)
+    last_ns = start_ns - int(settings.verify_window_s * 1e9)
+    spans = ctx.store.spans_since(state["window_start_ns"], measured)
+    was = slo([s for s in spans if s.start_ns < last_ns], settings.latency_threshold_ms)
+    pre = slo([s for s in spans if last_ns <= s.start_ns < start_ns], settings.latency_threshold_ms)
+    enough = min(was["requests"], pre["requests"]) >= settings.min_requests
+    if enough and not _within_slo(settings, was) and _within_slo(settings, pre):
+        doubts.append(
+            f"the trouble had already ended before it ({was['error_rate']:.0%} errors, "
+            f"{was['slow_rate']:.0%} slow in the incident's window; {pre['error_rate']:.0%} "
+            f"and {pre['slow_rate']:.0%} over {pre['requests']} requests in the last "
+            f"{settings.verify_window_s:.0f} s before the change)"
+        )
+    plan = state["plan"]
+    services = {
+        str(state["diagnosis"].get("service") or ""),
+        str(plan.get("service") or ""),
+        str((plan.get("params") or {}).get("dependency") or ""),
+    } - {""}
+    for other, step in _other_changes(
+        ctx.log, incident.id, services, started - settings.verify_window_s, verdict_at
+    ):
+        doubts.append(
+            f"{other} also changed {step.get('service')} ({step.get('action') or step['step']}, "
+            f"{step['step']}) while this outcome was open"
+        )
+    return doubts
+
+
+def _within_slo(settings: Settings, measure: dict[str, Any]) -> bool:
+    """The verdict's yardstick: errors and slow requests both at most the error-rate threshold."""
+    return bool(
+        measure["error_rate"] <= settings.error_rate_threshold
+        and measure["slow_rate"] <= settings.error_rate_threshold
+    )
+
+
+def _other_changes(
+    log: IncidentLog, own: str, services: set[str], since: float, until: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """Other incidents' changes to ``services`` that may show between ``since`` and ``until``.
+
+    From the incidents' audit trails: a change made in that span, or an
+    ``applied`` one made earlier whose own verdict had not come by ``since``
+    (its effect may be what shows now).
+    """
+    found: list[tuple[str, dict[str, Any]]] = []
+    for other in log.list(limit=50):
+        if other.id == own:
+            continue
+        for i, step in enumerate(other.audit):
+            name = step.get("step")
+            if name not in CHANGES:
+                continue
+            touched = {
+                str(step.get("service") or ""),
+                str((step.get("params") or {}).get("dependency") or ""),
+            }
+            ts = float(step.get("ts") or 0.0)
+            if not touched & services or ts > until:
+                continue
+            if ts < since and name == "applied":
+                later = other.audit[i + 1 :]
+                verdict = next(
+                    (float(a.get("ts") or 0.0) for a in later if a.get("step") in VERDICTS), None
+                )
+                if verdict is not None and verdict <= since:
+                    continue
+            elif ts < since:
+                continue
+            found.append((other.id, step))
+    return found
