@@ -102,6 +102,25 @@ def _private_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
         os.environ.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def _no_lab_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop a lab a ``lab`` test left running in its temporary directory.
+
+    A drill killed at its deadline (pytest-timeout, or its subprocess timeout)
+    leaves its lab's supervisor behind, in its own session: it would burn CPU
+    under every test after it.
+    """
+    if request.node.get_closest_marker("lab") is None:
+        yield
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    yield
+    from sre_space.lab.launcher import stop_lab
+
+    for state in tmp_path.glob("**/lab/lab.json"):
+        stop_lab(Settings(home=state.parent.parent))
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     """An empty sre-space home (``SRE_SPACE_HOME``) in the test's temporary directory."""
