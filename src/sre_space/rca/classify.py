@@ -280,4 +280,3 @@ def classify_span(span: Span) -> FaultClass | None:
 
 def _own(exc_type: str) -> bool:
     return exc_type.rsplit(".", 1)[-1].rsplit("$", 1)[-1] in _OWN_MISTAKES
-
