@@ -33,8 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data"
+from replay import DEFAULT_DATA, labelled_sets
 
 
 def _free_port() -> int:
@@ -157,17 +156,6 @@ def lab(faults: list[str], runs: int, hold_s: float, quiet: bool) -> dict[str, A
 
 
 # --- replays --------------------------------------------------------------------------
-
-
-def labelled_sets(paths: list[Path]) -> list[Path]:
-    """The folders holding a labels.json: each path itself, or its subfolders."""
-    found: list[Path] = []
-    for path in paths:
-        if (path / "labels.json").exists():
-            found.append(path)
-        elif path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if (p / "labels.json").exists()))
-    return found
 
 
 def replay_case(case_dir: Path) -> dict[str, Any]:

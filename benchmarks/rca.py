@@ -172,7 +172,8 @@ def accuracy(ranks: list[int | None]) -> dict[str, float]:
     return {"AC@1": ac[1], "AC@3": ac[3], "Avg@5": sum(ac.values()) / 5}
 
 
-def _rank(ranked: list[str], truth: str) -> int | None:
+def rank_of(ranked: list[str], truth: str) -> int | None:
+    """Where ``truth`` is in ``ranked``, from 1 (None: not there)."""
     return ranked.index(truth) + 1 if truth in ranked else None
 
 
@@ -237,7 +238,7 @@ def synthetic(per_cell: int, seed: int, quiet: bool) -> dict[str, Any]:
                     ranked = METHODS[name](incident, baseline)
                     seconds[name] += time.perf_counter() - t0
                     cpu[name] += time.process_time() - c0
-                    row[name] = {"rank": _rank(ranked, target), "top": ranked[:3]}
+                    row[name] = {"rank": rank_of(ranked, target), "top": ranked[:3]}
                     if name == SYNTHETIC_METHODS[0]:
                         row["confidence"] = _confidence[0]
                         row["fault_class"] = _fault_class[0]
@@ -348,7 +349,7 @@ def real(data: Path, quiet: bool) -> dict[str, Any] | None:
             ranked = method(incident, baseline)
             seconds[name] += time.perf_counter() - t0
             cpu[name] += time.process_time() - c0
-            rank = _rank(ranked, label["service"])
+            rank = rank_of(ranked, label["service"])
             ranks[name].append(rank)
             row[name] = {"rank": rank, "top": ranked[:3]}
             if method is ours:

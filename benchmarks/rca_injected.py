@@ -37,7 +37,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from comparators import COMPARATORS
-from rca import DEFAULT_DATA, Traces, label_sets, naive, ours
+from rca import DEFAULT_DATA, Traces, accuracy, label_sets, naive, ours, rank_of
 
 from sre_space.rca.traces import group
 from sre_space.telemetry.files import read_spans
@@ -122,15 +122,15 @@ def main() -> int:
                 cells = []
                 for name, method in METHODS.items():
                     ranked = [s for s in method(window, baseline) if s != recorded]
-                    rank = ranked.index(service) + 1 if service in ranked else None
+                    rank = rank_of(ranked, service)
                     ranks[name].append(rank)
                     cells.append(f"{rank or '-':>3}")
                 print(f"  {delay:>5.0f} ms at {service:<32} " + " ".join(cells))
             parts = []
             print(f"  {delay:.0f} ms, {len(services)} services:")
             for name, values in ranks.items():
-                ac1 = sum(1 for r in values if r is not None and r <= 1) / len(values)
-                ac3 = sum(1 for r in values if r is not None and r <= 3) / len(values)
+                acc = accuracy(values)
+                ac1, ac3 = acc["AC@1"], acc["AC@3"]
                 print(f"    {name:<36} AC@1 {ac1:.3f}  AC@3 {ac3:.3f}")
                 parts.append(f"{name.split(' ')[0]} {ac1:.2f}/{ac3:.2f}")
             summary.append(f"{set_dir.name} {delay:.0f} ms: " + ", ".join(parts))

@@ -36,7 +36,7 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from rca import DEFAULT_DATA, Traces, label_sets, naive
+from rca import DEFAULT_DATA, Traces, accuracy, label_sets, naive, rank_of
 
 from sre_space.rca.localize import localize
 from sre_space.rca.traces import group, views
@@ -83,10 +83,6 @@ def shift_ranking(incident: Traces, reference: Traces) -> list[str]:
     return sorted(score, key=lambda s: (-score[s], s))
 
 
-def rank_of(service: str, ranking: list[str]) -> int | None:
-    return ranking.index(service) + 1 if service in ranking else None
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sets", nargs="*", type=Path, default=[DEFAULT_DATA])
@@ -122,7 +118,7 @@ def main() -> int:
             }
             cells = []
             for name, ranking in row.items():
-                r = rank_of(truth, ranking)
+                r = rank_of(ranking, truth)
                 ranks[name].append(r)
                 cells.append(f"{r or '-':>3}")
             print(f"{set_dir.name} {case} {label['fault']:<15} {truth:<30} " + " ".join(cells))
@@ -131,8 +127,8 @@ def main() -> int:
         print(f"{'true service ranked by':<32} {'AC@1':>6} {'AC@3':>6}")
         parts = []
         for name, values in ranks.items():
-            ac1 = sum(1 for r in values if r is not None and r <= 1) / len(values)
-            ac3 = sum(1 for r in values if r is not None and r <= 3) / len(values)
+            acc = accuracy(values)
+            ac1, ac3 = acc["AC@1"], acc["AC@3"]
             print(f"{name:<32} {ac1:6.3f} {ac3:6.3f}")
             parts.append(f"{name} {ac1:.3f}/{ac3:.3f}")
         print()
