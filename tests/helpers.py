@@ -211,3 +211,54 @@ class BlockedStore:
 
     def release(self) -> None:
         self._gate.set()
+
+
+# The shop's call graph as the incident tracker's tests give it: (caller, callee).
+SHOP = [
+    ("gateway", "catalog"),
+    ("gateway", "pricing"),
+    ("gateway", "orders"),
+    ("orders", "payments"),
+    ("catalog", "db"),
+]
+
+
+def sig(service: str, kind: str = "error") -> Any:
+    """A detector's signal at ``service``, for the incident tracker."""
+    from sre_space.detect.window import Signal
+
+    return Signal(service, "op", 100, 50, 0, 10.0, kind=kind, reason=f"{kind} on {service}")
+
+
+class Shop:
+    """Ten requests a second through rca_synth's shop, into a mind's store, with a fault."""
+
+    def __init__(self, mind: Any, seed: int) -> None:
+        import random
+
+        from rca_synth import Fault
+
+        self.mind = mind
+        self.fault = Fault()
+        self._rnd = random.Random(seed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shop", daemon=True)
+
+    def __enter__(self) -> Shop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        from rca_synth import trace
+
+        sent = time.time()
+        while not self._stop.wait(0.1):
+            # Catch up on a starved thread: the shop's rate does not depend on the machine.
+            now = time.time()
+            while sent + 0.1 <= now:
+                sent += 0.1
+                self.mind.store.add(trace(self._rnd, sent * 1000, self.fault))

@@ -18,23 +18,21 @@ incident marked as a recurrence of the first.
 from __future__ import annotations
 
 import contextlib
-import random
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rca_synth import Fault, trace
+from rca_synth import Fault
 from sre_space.config import Settings
 from sre_space.incidents import Incident
 from sre_space.mind import Mind
 from sre_space.rca.localize import LIVE_LOOKBACK_S
 from sre_space.vocabulary import ACTIONS
 
-from helpers import wait_until
+from helpers import Shop, wait_until
 
 GATE = """
 import pathlib, sys, time
@@ -46,34 +44,6 @@ while not (here / "gate").exists() and time.monotonic() < deadline:
 print("{}")
 """
 NOOP = 'print("{}")'
-
-
-class Shop:
-    """Ten requests a second through rca_synth's shop, into the mind's store, with a fault."""
-
-    def __init__(self, mind: Mind) -> None:
-        self.mind = mind
-        self.fault = Fault()
-        self._rnd = random.Random(7)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="shop", daemon=True)
-
-    def __enter__(self) -> Shop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        sent = time.time()
-        while not self._stop.wait(0.1):
-            # Catch up on a starved thread: the shop's rate does not depend on the machine.
-            now = time.time()
-            while sent + 0.1 <= now:
-                sent += 0.1
-                self.mind.store.add(trace(self._rnd, sent * 1000, self.fault))
 
 
 def host(tmp_path: Path, **overrides: object) -> Mind:
@@ -114,9 +84,7 @@ def mind(tmp_path: Path) -> Iterator[Mind]:
 
 def healthy(mind: Mind) -> None:
     """Healthy first: the Brain's reference for normal, the detector's baseline."""
-    wait_until(
-        lambda: len(mind.store.traces_since(0)) >= 100, 120, what="10 s of healthy traffic"
-    )
+    wait_until(lambda: len(mind.store.traces_since(0)) >= 100, 120, what="10 s of healthy traffic")
 
 
 @contextlib.contextmanager
@@ -140,7 +108,7 @@ def cause_of(mind: Mind, service: str) -> Incident | None:
 def test_a_second_fault_opens_its_own_incident_while_the_squad_is_busy(
     mind: Mind, tmp_path: Path
 ) -> None:
-    with Shop(mind) as shop, journal_on_failure(mind):
+    with Shop(mind, seed=7) as shop, journal_on_failure(mind):
         healthy(mind)
         shop.fault = Fault(own_ms={"catalog": 1000.0})
         first = wait_until(lambda: cause_of(mind, "catalog"), 180, what="catalog diagnosed")
@@ -150,9 +118,7 @@ def test_a_second_fault_opens_its_own_incident_while_the_squad_is_busy(
         shop.fault = Fault(own_ms={"catalog": 1000.0}, error="payments")
 
         def opened_meanwhile() -> Incident | None:
-            return next(
-                (i for i in mind.log.since(busy_since) if i.id != first.id), None
-            )
+            return next((i for i in mind.log.since(busy_since) if i.id != first.id), None)
 
         second = wait_until(opened_meanwhile, 120, what="payments' incident opened")
         # Opened while the squad is still inside the first incident's action.
@@ -186,7 +152,7 @@ def test_a_fix_that_holds_is_degraded_then_resolved_and_the_fault_again_recurs(
     # No cooldown: the same fault comes back within a minute of the first restart.
     mind = host(tmp_path, policy_cooldown_s=0.0, verify_timeout_s=60.0, verify_window_s=2.0)
     try:
-        with Shop(mind) as shop, journal_on_failure(mind):
+        with Shop(mind, seed=7) as shop, journal_on_failure(mind):
             healthy(mind)
             start = time.time()
             shop.fault = Fault(own_ms={"catalog": 1000.0})

@@ -10,20 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sre_space.detect.incidents import IncidentTracker
-from sre_space.detect.window import Signal
 from sre_space.incidents import Incident, IncidentLog
 
-SHOP = [
-    ("gateway", "catalog"),
-    ("gateway", "pricing"),
-    ("gateway", "orders"),
-    ("orders", "payments"),
-    ("catalog", "db"),
-]
-
-
-def sig(service: str, kind: str = "error") -> Signal:
-    return Signal(service, "op", 100, 50, 0, 10.0, kind=kind, reason=f"{kind} on {service}")
+from helpers import SHOP, sig
 
 
 def tick(tracker: IncidentTracker, now: float, *services: str) -> list[tuple[str, int]]:

@@ -22,34 +22,19 @@ written into the mind's store as they happen).
 
 from __future__ import annotations
 
-import random
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rca_synth import Fault, trace
+from rca_synth import Fault
 from sre_space.config import Settings
 from sre_space.detect.incidents import IncidentTracker
 from sre_space.detect.window import Signal
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import Mind
 
-from helpers import wait_until
-
-SHOP = [
-    ("gateway", "catalog"),
-    ("gateway", "pricing"),
-    ("gateway", "orders"),
-    ("orders", "payments"),
-    ("catalog", "db"),
-]
-
-
-def sig(service: str, kind: str = "error") -> Signal:
-    return Signal(service, "op", 100, 50, 0, 10.0, kind=kind, reason=f"{kind} on {service}")
+from helpers import SHOP, Shop, sig, wait_until
 
 
 def tick(tracker: IncidentTracker, now: float, *signals: Signal) -> list[tuple[str, int]]:
@@ -180,40 +165,6 @@ def test_the_mind_opens_an_ambiguous_anomaly_only_once_the_cause_is_named(tmp_pa
 # --- a restarted mind ----------------------------------------------------------------
 
 
-class Shop:
-    """Ten requests a second through rca_synth's shop, into the mind's store, with a fault."""
-
-    def __init__(self, mind: Mind) -> None:
-        self.mind = mind
-        self.fault = Fault()
-        self._rnd = random.Random(11)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="shop", daemon=True)
-
-    def __enter__(self) -> Shop:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        sent = time.time()
-        while not self._stop.wait(0.1):
-            now = time.time()  # a starved thread catches up: the rate does not depend on it
-            while sent + 0.1 <= now:
-                sent += 0.1
-                self.mind.store.add(trace(self._rnd, sent * 1000, self.fault))
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Iterator[Path]:
-    home = tmp_path / "home"
-    home.mkdir()
-    yield home
-
-
 def _left(home: Path, status: str) -> str:
     """An incident a killed mind left: catalog slow in its own work, found by the Brain."""
     log = IncidentLog(home / "incidents.db")
@@ -247,10 +198,8 @@ def test_a_restarted_mind_keeps_the_cause_of_what_the_previous_one_left(
     )
     mind = Mind(settings).start()
     try:
-        with Shop(mind) as shop:
-            wait_until(
-                lambda: len(mind.store.traces_since(0)) >= 50, 120, what="healthy traffic"
-            )
+        with Shop(mind, seed=11) as shop:
+            wait_until(lambda: len(mind.store.traces_since(0)) >= 50, 120, what="healthy traffic")
             start = time.time()
             shop.fault = Fault(own_ms={"catalog": 1000.0})  # the fault goes on
 
