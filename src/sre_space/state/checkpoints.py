@@ -24,6 +24,7 @@ from sre_space.state.url import StateUrl
 
 SETUP_LOCK = 0x5E5E_0002
 POOL_SIZE = 4
+SETUP_WAIT_S = 60.0  # another mind's setup takes a second or two; longer, it is stuck
 
 
 @dataclass
@@ -79,7 +80,14 @@ def _postgres(url: StateUrl) -> Checkpoints:
         # Tried, not waited on in a statement: the saver's migrations build indexes
         # CONCURRENTLY, which wait for every open transaction, a waiting lock's included,
         # and the server cannot see that cycle (it passes through this process).
+        deadline = time.monotonic() + SETUP_WAIT_S
         while not _took(lock):
+            if time.monotonic() > deadline:
+                pool.close()
+                raise Unavailable(
+                    f"the checkpoint tables of {url.redacted} stayed locked by another"
+                    f" session for {SETUP_WAIT_S:.0f} s"
+                )
             time.sleep(0.1)
         saver.setup()
     finally:
