@@ -36,6 +36,10 @@ class WindowStats:
     slow: Counter[OpKey] = field(default_factory=Counter)
     edge_calls: Counter[tuple[OpKey, str]] = field(default_factory=Counter)
     edge_slow: Counter[tuple[OpKey, str]] = field(default_factory=Counter)
+    # the self time (gap) of the calls out each callee answered
+    edge_gaps: dict[tuple[OpKey, str], list[float]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     errors: Counter[OpKey] = field(default_factory=Counter)
     above: Counter[OpKey] = field(default_factory=Counter)  # self time above the reference's p90
     self_ms: dict[OpKey, list[float]] = field(default_factory=lambda: defaultdict(list))
@@ -160,6 +164,8 @@ def window_stats(
             if c.callee is not None:
                 stats.edge_calls[(c.key, c.callee)] += 1
                 stats.edge_slow[(c.key, c.callee)] += slow
+                if c.exit:
+                    stats.edge_gaps[(c.key, c.callee)].append(c.self_ms)
             stats.above[c.key] += above
             stats.errors[c.key] += c.error_origin
             if c.error_origin:
@@ -245,19 +251,14 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
     own = own_shifts(visits, ref)
     # A call out's gap, per callee, by rank: a few calls to one callee that
     # all wait longer stand out where a rate test on so few cannot
-    gaps_now: dict[tuple[OpKey, str], list[float]] = defaultdict(list)
-    for v in window:
-        for c in v.calls:
-            if c.exit and c.callee is not None:
-                gaps_now[(c.key, c.callee)].append(c.self_ms)
-    gap_shift = shifts(gaps_now, ref.gap_samples)
+    gap_shift = shifts(stats.edge_gaps, ref.gap_samples)
     # whose the longer gaps are, by the same account as slow calls': every edge
     # of the window counts, with its shift's weight or none
     gap_edges: dict[tuple[str, str], float] = {}
     for (op, answered), found in gap_shift.items():
         pair = (op[0], answered)
         gap_edges[pair] = max(gap_edges.get(pair, 0.0), found.weight)
-    for op, answered in gaps_now:
+    for op, answered in stats.edge_gaps:
         gap_edges.setdefault((op[0], answered), 0.0)
     own_grew: dict[str, float] = {}
     for entry in {k for in_trace in visits for k, _ in in_trace}:
