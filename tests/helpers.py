@@ -233,7 +233,7 @@ def sig(service: str, kind: str = "error") -> Any:
 class Shop:
     """Ten requests a second through rca_synth's shop, into a mind's store, with a fault."""
 
-    def __init__(self, mind: Any, seed: int) -> None:
+    def __init__(self, mind: Any, seed: int = 7) -> None:
         import random
 
         from rca_synth import Fault

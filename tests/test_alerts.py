@@ -125,7 +125,10 @@ def second_alert(doc: dict[str, Any]) -> dict[str, Any]:
 def test_both_shapes_parse_to_alerts_about_a_service() -> None:
     [am] = parse(body(ALERTMANAGER))
     assert (am.source, am.name, am.service, am.status) == (
-        "alertmanager", "HighErrorRate", "checkout", "firing"
+        "alertmanager",
+        "HighErrorRate",
+        "checkout",
+        "firing",
     )
     assert am.fingerprint == "c0ffee0123456789" and am.group_key.startswith("{}:")
     [gf] = parse(body(GRAFANA))
@@ -305,9 +308,7 @@ def test_a_receiver_without_a_mind_says_it_takes_no_alerts() -> None:
 def start_mind(home: Path) -> Any:
     from sre_space.mind import Mind
 
-    return Mind(
-        Settings(home=home, otlp_http_port=0, otlp_grpc_port=-1, policy="auto")
-    ).start()
+    return Mind(Settings(home=home, otlp_http_port=0, otlp_grpc_port=-1, policy="auto")).start()
 
 
 def journal(mind: Any) -> str:
@@ -342,8 +343,10 @@ def test_an_alert_opens_an_incident_the_squad_works_through(tmp_path: Path) -> N
         assert done.status == "escalated", journal(mind)
         # Jules closes the run after the status changes: wait for its line too.
         wait_until(
-            lambda: {"alerts", "brain", "fixer", "jules"}
-            <= {e.agent for e in mind.log.events_of(incident.id)},
+            lambda: (
+                {"alerts", "brain", "fixer", "jules"}
+                <= {e.agent for e in mind.log.events_of(incident.id)}
+            ),
             60,
             what="every agent's line on the alert's incident\n" + journal(mind),
         )
@@ -404,7 +407,9 @@ def test_an_alert_opens_an_incident_the_squad_works_through(tmp_path: Path) -> N
     shown = shown[0] if isinstance(shown, list) else shown
     assert shown["source"] == "alert" and shown["status"]
     assert [a["alert"] for a in shown["audit"] if a["step"] == "alert"] == [
-        "HighErrorRate", "CheckoutSlow", "HighErrorRate"
+        "HighErrorRate",
+        "CheckoutSlow",
+        "HighErrorRate",
     ]
 
 
@@ -422,16 +427,16 @@ def test_an_alert_about_a_service_in_an_open_incident_joins_it(tmp_path: Path) -
             mind.tracker.incidents.append(tracked)
         # checkout is one of its symptoms: the alert joins, no second incident.
         assert post(mind.senses.http.port, body(ALERTMANAGER), token=None)[0] == 202
-        wait_until(
-            lambda: mind.alerts.outcomes()[0]["outcome"], 30, what="the alert taken"
-        )
+        wait_until(lambda: mind.alerts.outcomes()[0]["outcome"], 30, what="the alert taken")
         assert mind.alerts.outcomes()[0]["outcome"] == "joined"
         assert [i.id for i in mind.log.list(limit=50)] == [scout.id]
         joined = mind.log.get(scout.id)
         assert joined is not None and joined.status == "diagnosing" and joined.source == "scout"
         [step] = alert_steps(joined)
-        assert step["reason"] == "alert HighErrorRate firing from alertmanager: " \
+        assert (
+            step["reason"] == "alert HighErrorRate firing from alertmanager: "
             "about checkout, part of this incident"
+        )
     finally:
         mind.stop()
 
@@ -446,7 +451,9 @@ def test_an_alert_before_the_traces_show_it_is_one_incident_through_the_whole_sq
     it through an exec target under the policy, verify judges it, Jules archives.
     """
     from rca_synth import Fault
-    from test_concurrent_incidents import Shop, healthy, host, journal_on_failure
+    from test_concurrent_incidents import healthy, host, journal_on_failure
+
+    from helpers import Shop
 
     (tmp_path / "gate").write_text("")  # the exec target's restart returns at once
     mind = host(tmp_path, verify_timeout_s=60.0, verify_window_s=2.0)
@@ -464,8 +471,9 @@ def test_an_alert_before_the_traces_show_it_is_one_incident_through_the_whole_sq
             wait_until((tmp_path / "started").exists, 180, interval=0.2, what="the restart")
             shop.fault = Fault()  # the restart helped
             done = wait_until(
-                lambda: (i := mind.log.get(first.id)) and i.status in ("mitigated", "resolved")
-                and i,
+                lambda: (
+                    (i := mind.log.get(first.id)) and i.status in ("mitigated", "resolved") and i
+                ),
                 180,
                 what="the change verified",
             )
