@@ -42,12 +42,18 @@ class Candidate:
         }
 
 
-def calibrate(ranked: list[Candidate]) -> None:
+def calibrate(ranked: list[Candidate], dilution: float = 1.0) -> None:
     """Each candidate's confidence: the chance it is the root cause (see docs/rca.md).
 
     The top's lead over the next, the strength of its own evidence and how
     many traces it rests on all count; the rest share what the top leaves, in
     proportion to their scores.
+
+    ``dilution``: how much the traces in trouble counted whole outnumber the
+    same traces counted by their strongest blame (the square root, as in the
+    Ochiai score). Traces whose only evidence is a hair over a bar hardly say
+    anything, but they weaken every score alike: the strength is taken back
+    from them. The ranking keeps its scores.
     """
     if not ranked:
         return
@@ -61,7 +67,7 @@ def calibrate(ranked: list[Candidate]) -> None:
     s1 = ranked[0].score
     s2 = ranked[1].score if len(ranked) > 1 else 0.0
     lead = (s1 - s2) / s1 if s1 > 0 else 0.0
-    strength = min(1.0, s1)
+    strength = min(1.0, s1 * dilution)
     traces = float(ranked[0].evidence.get("explained_traces") or 0)
     enough = traces / (traces + EVIDENCE_TRACES)
     top = (

@@ -182,6 +182,9 @@ def _fault_class(service: str, main: _Finding, j: Judgement) -> str:
 def rank(j: Judgement, n_traces: int, method: str) -> list[Candidate]:
     """Every service that took part, best first (see the module docstring)."""
     suspects: dict[str, _Suspect] = defaultdict(_Suspect)
+    # The traces in trouble, each as much as its strongest blame, for the
+    # confidence (see calibrate's ``dilution``).
+    weighted = 0.0
     for trace_id, blames in j.blamed:
         best: dict[str, float] = {}
         for b in blames:
@@ -200,6 +203,7 @@ def rank(j: Judgement, n_traces: int, method: str) -> list[Candidate]:
         for service, w in best.items():
             suspects[service].score += w
             suspects[service].traces[trace_id] = w
+        weighted += max(best.values(), default=0.0)
     # Ochiai: the weighted traces where the service is at fault, against both the
     # traces in trouble and the traces the service took part in.
     anomalous = len(j.blamed)
@@ -268,7 +272,7 @@ def rank(j: Judgement, n_traces: int, method: str) -> list[Candidate]:
                 evidence=evidence,
             )
         )
-    calibrate(out)
+    calibrate(out, dilution=math.sqrt(anomalous / weighted) if weighted > 0 else 1.0)
     return out
 
 
