@@ -144,10 +144,18 @@ def ours_one_window(incident: Traces, baseline: Traces) -> list[str]:
     return [c.service for c in localize(window, top=5)]
 
 
+def ours_at_onset(incident: Traces, baseline: Traces) -> list[str]:
+    """The live Brain's path: one window, with the detector's onset (here the injection)."""
+    window = shifted_before(baseline, incident) + incident
+    onset = min(s.start_ns for t in incident for s in t)
+    return [c.service for c in localize(window, top=5, onset_ns=onset)]
+
+
 OURS = "localize (baseline file)"
 METHODS: dict[str, Callable[[Traces, Traces], list[str]]] = {
     OURS: ours,
     "localize (one window, change point)": ours_one_window,
+    "localize (one window, onset)": ours_at_onset,
     "naive op p90 self-time growth": naive_p90,
     "naive self-time growth": naive,
     **COMPARATORS,
@@ -157,6 +165,7 @@ COMPARED = tuple(n for n in METHODS if not n.startswith("localize"))
 SHORT = {
     OURS: "ours",
     "localize (one window, change point)": "ours 1-win",
+    "localize (one window, onset)": "ours onset",
     "naive op p90 self-time growth": "naive p90",
     "naive self-time growth": "naive",
     **{n: n.split(" ")[0].rstrip(":") for n in COMPARATORS},

@@ -21,6 +21,7 @@ from sre_space.rca.stats import excess_weight, mad_sigma, median
 from sre_space.rca.traces import views
 from sre_space.safe_text import message_template
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
+from sre_space.telemetry.store import TraceStore
 
 _ids = itertools.count(1)
 MS = 1_000_000
@@ -509,3 +510,29 @@ def test_a_few_failures_name_the_class_of_the_waits_around_them(
         baseline=[_products(i, trouble=False) for i in range(90)],
     )
     assert (found[0].service, found[0].fault_class) == ("catalog", fault_class)
+
+
+def _store_of(starts_s: list[float]) -> TraceStore:
+    """A real trace store holding one one-span trace started at each of ``starts_s``."""
+    store = TraceStore()
+    store.add(
+        [span(f"{i:032x}", "api", "GET /", s * 1e3, s * 1e3 + 20) for i, s in enumerate(starts_s)]
+    )
+    return store
+
+
+def test_the_live_brain_reaches_further_back_on_a_quiet_system() -> None:
+    from sre_space.rca.localize import LIVE_LOOKBACK_S, LIVE_REFERENCE_TRACES, live_window
+
+    window_start = 1000.0
+    # A request every 5 s for the ten minutes before the window: 12 in the last minute.
+    quiet = _store_of([window_start - 600 + 5 * i for i in range(130)])
+    got = live_window(quiet.traces_since, int(window_start * 1e9))
+    before = [t for t in got if t[0].start_ns < window_start * 1e9]
+    assert len(before) == LIVE_REFERENCE_TRACES
+    assert min(t[0].start_ns for t in got) < (window_start - LIVE_LOOKBACK_S) * 1e9
+    # A busy one (ten a second): the minute before the window is enough, and only it is read.
+    busy = _store_of([window_start - 300 + 0.1 * i for i in range(3100)])
+    got = live_window(busy.traces_since, int(window_start * 1e9))
+    assert min(t[0].start_ns for t in got) >= (window_start - LIVE_LOOKBACK_S) * 1e9
+    assert len(got) == len(busy.traces_since(int((window_start - LIVE_LOOKBACK_S) * 1e9)))

@@ -50,7 +50,7 @@ point.
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from sre_space.config import LATENCY_MS
@@ -67,6 +67,11 @@ MIN_REFERENCE_TRACES = 20
 # normal traffic before the onset to learn from, little enough that an older
 # incident is not in it.
 LIVE_LOOKBACK_S = 60.0
+# A quiet system (a request every few seconds) has a handful of traces in that
+# minute, too few to learn normal from: the look-back reaches further, at most
+# LIVE_LOOKBACK_MAX_S, until this many traces started before the window.
+LIVE_REFERENCE_TRACES = 100
+LIVE_LOOKBACK_MAX_S = 600.0
 MAX_REFERENCE_TRACES = 4000  # the most recent; more costs time and says little more
 # The change point is looked for no earlier than this before the detector's
 # onset (see localize): a slowly building fault can take the detector a window
@@ -89,8 +94,12 @@ def _around_onset(window: list[TraceView], onset_ns: int) -> list[Candidate]:
     recent = [v for v in window if end(v) >= onset_ns - ONSET_SLACK_S * 1e9]
     split = change_point(recent) if recent else None
     if split is not None:
+        # Normal is learnt from everything before the change, not only from
+        # the slack's half minute (a handful of traces on a quiet system).
+        older = [v for v in window if end(v) < onset_ns - ONSET_SLACK_S * 1e9]
+        normal = (older + recent[:split])[-MAX_REFERENCE_TRACES:]
         ranked = rank(
-            judge(recent[split:], Reference.learn(recent[:split])),
+            judge(recent[split:], Reference.learn(normal)),
             len(recent) - split,
             "change point",
         )
@@ -101,6 +110,28 @@ def _around_onset(window: list[TraceView], onset_ns: int) -> list[Candidate]:
             return []
         ranked = rank(judge(after, Reference.learn(before)), len(after), "onset")
     return ranked if ranked and ranked[0].evidence.get("explained_traces") else []
+
+
+def live_window(
+    traces_since: Callable[[int], list[list[Span]]], window_start_ns: int
+) -> list[list[Span]]:
+    """The traces the live Brain judges: its detection window and the normal before it.
+
+    ``LIVE_LOOKBACK_S`` before the window, or further back (at most
+    ``LIVE_LOOKBACK_MAX_S``) until ``LIVE_REFERENCE_TRACES`` traces started
+    before the window, whichever holds more. ``traces_since(ns)``: the
+    store's traces whose root started at or after ``ns``.
+    """
+    traces = traces_since(window_start_ns - int(LIVE_LOOKBACK_S * 1e9))
+    starts = [min(s.start_ns for s in t) for t in traces if t]
+    if sum(1 for st in starts if st < window_start_ns) >= LIVE_REFERENCE_TRACES:
+        return traces
+    wider = [t for t in traces_since(window_start_ns - int(LIVE_LOOKBACK_MAX_S * 1e9)) if t]
+    before = sorted(st for t in wider if (st := min(s.start_ns for s in t)) < window_start_ns)
+    if len(before) <= len([st for st in starts if st < window_start_ns]):
+        return traces  # nothing more to learn from further back
+    cutoff = before[-LIVE_REFERENCE_TRACES] if len(before) >= LIVE_REFERENCE_TRACES else before[0]
+    return [t for t in wider if min(s.start_ns for s in t) >= cutoff]
 
 
 def localize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sre_space.rca.candidate import Candidate, confidence_words
-from sre_space.rca.localize import LIVE_LOOKBACK_S, localize
+from sre_space.rca.localize import live_window, localize
 from sre_space.squad.context import RELOOK_S, SquadContext
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
@@ -20,8 +20,7 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     incident = ctx.incident(state)
     # From a while before the window: the change point inside shows where the
     # trouble began, and what came before it is the reference for normal.
-    since_ns = state["window_start_ns"] - int(LIVE_LOOKBACK_S * 1e9)
-    traces = ctx.store.traces_since(since_ns)
+    traces = live_window(ctx.store.traces_since, state["window_start_ns"])
     candidates = _own_candidates(ctx, state, traces, incident.first_error_at)
     if not candidates:
         ctx.say("brain", state, "no traces in the store for this window yet")
