@@ -18,8 +18,8 @@ hands them here:
   the squad works on them asynchronously, and what a stopped mind left in
   the box is taken by the next one.
 
-What an alert does (the mind's half is ``Mind._alert_owner`` /
-``Mind._alert_opened``):
+What an alert does (the mind's half is ``Lifecycle._alert_owner`` /
+``Lifecycle._alert_opened`` in ``squad/lifecycle.py``):
 
 - **firing**, about a service (the first of :data:`SERVICE_LABELS` among its
   labels): it joins the incident that already answers for that service
