@@ -7,7 +7,11 @@
    them in batches into an embedded store under a temporary home.
 2. Times ``MemoryStore.search`` (embedding the query, the Chroma query, the
    re-ranking) over free-text queries and over the Brain's signature queries:
-   p50 / p95.
+   p50 / p95. Each query is searched ``--rounds`` times, as the Brain repeats
+   a signature while an incident stays open; the store keeps what a search
+   read (``memory.reads``) until its next write, so the p50 is mostly that of
+   a repeated search, and ``first pass p50`` is that of a query not seen
+   before (embedding and Chroma's index every time).
 3. Runs the labelled queries in ``tests/fixtures/memory/queries.jsonl``
    (paraphrases a tired SRE would type) and counts recall@1 / recall@3: a
    query is recalled at k when one of its top k hits comes from an incident

@@ -6,7 +6,9 @@ back from Chroma. Both are kept here: query vectors by text (one model per
 store), entries by id, with Chroma's own order of them (``get`` answers in
 that order, and it decides ties in the ranking) and each signature's first
 entries, so a repeated search reads nothing twice and ranks exactly as one
-that read everything afresh.
+that read everything afresh. An entry is kept parsed (its JSON decoded once,
+not once per search that reads it), and a repeated query keeps the ids its
+nearest-neighbour scan picked, so it does not ask Chroma's index again.
 
 Entries are dropped on every write through the store (``writing``). With a
 Chroma server other minds may write too, so there only query vectors are
@@ -18,27 +20,41 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-QUERY_VECTORS = 256  # query texts whose vectors are kept (the Brain asks the same again)
+from sre_space.memory.model import KnowledgeEntry, remediation_key
+
+QUERY_VECTORS = 256  # query texts whose vectors (and nearest-neighbour picks) are kept
 CACHED_ROWS = 20_000  # entries whose metadata and vector are kept for re-ranking
 _INCLUDE = ["metadatas", "embeddings"]
 
 Vector = npt.NDArray[np.float32]
-Row = tuple[str, Any, Vector]  # id, metadata, unit vector
+
+
+class Row(NamedTuple):
+    """One entry as a search ranks it. Shared between searches: never mutated."""
+
+    id: str
+    entry: KnowledgeEntry
+    unit: Vector  # the entry's unit vector
+    lesson: tuple[str, str, str]  # signature, remediation, outcome: hits alike collapse
 
 
 def unit_rows(got: Any) -> list[Row]:
-    """A Chroma ``get`` answer as rows with unit vectors."""
+    """A Chroma ``get`` answer as parsed rows with unit vectors."""
     out = []
     for id_, meta, emb in zip(got["ids"], got["metadatas"], got["embeddings"], strict=True):
         e = np.asarray(emb, dtype=np.float32)
-        out.append((id_, meta, e / (float(np.linalg.norm(e)) or 1.0)))
+        unit = e / (float(np.linalg.norm(e)) or 1.0)
+        unit.flags.writeable = False
+        entry = KnowledgeEntry.from_metadata(id_, dict(meta))
+        rem = remediation_key({"service": entry.service, **entry.remediation})
+        out.append(Row(id_, entry, unit, (entry.signature, rem, entry.outcome)))
     return out
 
 
@@ -47,7 +63,8 @@ class Reads:
         self.rows_kept = rows
         self._lock = threading.Lock()
         self._vectors: OrderedDict[str, Vector] = OrderedDict()
-        self._rows: dict[str, tuple[Any, Vector]] = {}
+        self._near: OrderedDict[Hashable, list[str]] = OrderedDict()
+        self._rows: dict[str, Row] = {}
         self._order: dict[str, int] | None = None  # id -> place in Chroma's order
         self._same: dict[tuple[str, str | None], list[str]] = {}
         self._generation = 0  # bumped by every write, as it starts and as it ends
@@ -70,6 +87,7 @@ class Reads:
 
     def _drop(self) -> None:
         self._rows, self._order, self._same = {}, None, {}
+        self._near = OrderedDict()
 
     def _fresh(self, generation: int) -> bool:
         return generation == self._generation and not self._writing
@@ -91,6 +109,24 @@ class Reads:
                 self._vectors.popitem(last=False)
         return vector
 
+    def nearest(self, key: Hashable, scan: Callable[[], list[str]]) -> list[str]:
+        """The ids ``scan`` picks from Chroma's index for ``key`` (the query), kept until a write."""
+        if not self.rows_kept:
+            return scan()
+        with self._lock:
+            generation = self._generation
+            cached = self._near.get(key)
+            if cached is not None:
+                self._near.move_to_end(key)
+                return list(cached)
+        ids = scan()
+        with self._lock:
+            if self._fresh(generation):
+                self._near[key] = list(ids)
+                while len(self._near) > QUERY_VECTORS:
+                    self._near.popitem(last=False)
+        return ids
+
     # --- entries -----------------------------------------------------------------------
 
     def _keep(self, generation: int, rows: list[Row]) -> None:
@@ -98,11 +134,11 @@ class Reads:
             return
         if len(self._rows) + len(rows) > CACHED_ROWS:
             self._rows = {}
-        for id_, meta, e in rows:
-            self._rows[id_] = (meta, e)
+        for row in rows:
+            self._rows[row.id] = row
 
     def by_ids(self, collection: Any, ids: list[str]) -> list[Row]:
-        """Metadata and unit vectors of ``ids``, in Chroma's order (as ``get`` gives them)."""
+        """The rows of ``ids``, in Chroma's order (as ``get`` gives them)."""
         if not self.rows_kept:
             return unit_rows(collection.get(ids=ids, include=_INCLUDE))
         with self._lock:
@@ -112,7 +148,7 @@ class Reads:
         missing = [i for i in ids if i not in found]
         if missing:
             fetched = unit_rows(collection.get(ids=missing, include=_INCLUDE))
-            found.update((i, (meta, e)) for i, meta, e in fetched)
+            found.update((row.id, row) for row in fetched)
             with self._lock:
                 self._keep(generation, fetched)
         if order is None:
@@ -121,7 +157,17 @@ class Reads:
                 if self._fresh(generation):
                     self._order = order
         last = len(order)
-        return [(i, *found[i]) for i in sorted(found, key=lambda i: order.get(i, last))]
+        return [found[i] for i in sorted(found, key=lambda i: order.get(i, last))]
+
+    def kept_same_signature(self, signature: str, service: str | None) -> list[Row] | None:
+        """What ``same_signature`` would answer without reading Chroma, or None."""
+        if not self.rows_kept:
+            return None
+        with self._lock:
+            ids = self._same.get((signature, service))
+            if ids is not None and all(i in self._rows for i in ids):
+                return [self._rows[i] for i in ids]
+        return None
 
     def same_signature(
         self, collection: Any, signature: str, service: str | None, limit: int
@@ -137,10 +183,10 @@ class Reads:
             generation = self._generation
             ids = self._same.get(key)
             if ids is not None and all(i in self._rows for i in ids):
-                return [(i, *self._rows[i]) for i in ids]
+                return [self._rows[i] for i in ids]
         rows = unit_rows(collection.get(where=where, limit=limit, include=_INCLUDE))
         with self._lock:
             self._keep(generation, rows)
             if self._fresh(generation):
-                self._same[key] = [i for i, _, _ in rows]
+                self._same[key] = [row.id for row in rows]
         return rows

@@ -48,10 +48,13 @@ exception type).
 from __future__ import annotations
 
 import builtins
+import copy
 import re
+import threading
 import urllib.parse
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import TracebackType
 from typing import Any
@@ -64,7 +67,7 @@ from sre_space.errors import Unavailable, UsageError
 from sre_space.memory.jargon import expand
 from sre_space.memory.lock import DirLock
 from sre_space.memory.model import KnowledgeEntry, MemoryHit, remediation_key
-from sre_space.memory.reads import Reads
+from sre_space.memory.reads import Reads, Row
 from sre_space.paths import Paths
 from sre_space.vocabulary import RECOVERED, UNCLEAR
 
@@ -184,6 +187,8 @@ class MemoryStore:
         self._function = function
         self._lock: DirLock | None = None
         self._collection: Any = None
+        self._reader: ThreadPoolExecutor | None = None  # reads that overlap the query's embedding
+        self._reader_lock = threading.Lock()
         # Query vectors and entries kept between searches (see memory.reads).
         self._reads = Reads(rows=not self.server)
         name = _collection_name(function, isinstance(function, MiniLMEmbedding))
@@ -224,6 +229,10 @@ class MemoryStore:
 
     def close(self) -> None:
         """Release the directory lock; the store is not used afterwards."""
+        with self._reader_lock:
+            if self._reader is not None:
+                self._reader.shutdown(wait=True)
+                self._reader = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -435,17 +444,49 @@ class MemoryStore:
 
     # --- search -----------------------------------------------------------------------
 
-    def _embed_query(self, query: str) -> npt.NDArray[np.float32]:
+    def _embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """The unit vector of ``text`` (the query with its shorthand spelled out)."""
+
         def embed(text: str) -> npt.NDArray[np.float32]:
             vector = np.asarray(self._function([text])[0], dtype=np.float32)
             unit: npt.NDArray[np.float32] = vector / (float(np.linalg.norm(vector)) or 1.0)
             return unit
 
-        return self._reads.vector(expand(query), embed)
+        return self._reads.vector(text, embed)
+
+    def _same_signature(
+        self, signature: str, service: str | None
+    ) -> Callable[[], builtins.list[Row]]:
+        """The entries of the query's own signature, as a call that answers them.
+
+        Their read does not need the query's vector: embedded, it starts at
+        once on the store's reader thread and runs while the query is embedded
+        (Chroma and onnxruntime both release the GIL).
+        """
+        collection = self._collection
+        kept = self._reads.kept_same_signature(signature, service)
+        if kept is not None:
+            return lambda: kept
+        if self.server:
+            return lambda: self._reads.same_signature(
+                collection, signature, service, SAME_SIGNATURE
+            )
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(1, thread_name_prefix="memory-read")
+            future = self._reader.submit(
+                self._reads.same_signature, collection, signature, service, SAME_SIGNATURE
+            )
+        return future.result
 
     def _candidates(
-        self, vector: npt.NDArray[np.float32], service: str | None, signature: str | None
-    ) -> builtins.list[tuple[KnowledgeEntry, npt.NDArray[np.float32]]]:
+        self,
+        text: str,
+        vector: npt.NDArray[np.float32],
+        service: str | None,
+        signature: str | None,
+        same: Callable[[], builtins.list[Row]] | None,
+    ) -> builtins.list[Row]:
         """Entries worth ranking, with their vectors.
 
         Recurrences of one incident embed identically, so the nearest
@@ -454,139 +495,172 @@ class MemoryStore:
         the metadata of the few left.
         """
         collection = self._collection
-        found = collection.query(
-            query_embeddings=[vector],
-            n_results=SCAN,
-            where={"service": service} if service else None,
-            include=["distances"],
-        )
         # Free text needs a wide pool to diversify; a signature mostly needs its own.
         wanted = CANDIDATES // 2 if signature else CANDIDATES
-        picked: builtins.list[str] = []
-        copies: Counter[float] = Counter()
-        for id_, dist in zip(found["ids"][0], found["distances"][0], strict=True):
-            key = round(float(dist), 6)
-            if copies[key] < PER_VECTOR:
-                copies[key] += 1
-                picked.append(id_)
-                if len(picked) >= wanted:
-                    break
-        rows: builtins.list[tuple[str, Any, Any]] = []
+
+        def scan() -> builtins.list[str]:
+            found = collection.query(
+                query_embeddings=[vector],
+                n_results=SCAN,
+                where={"service": service} if service else None,
+                include=["distances"],
+            )
+            picked: builtins.list[str] = []
+            copies: Counter[float] = Counter()
+            for id_, dist in zip(found["ids"][0], found["distances"][0], strict=True):
+                key = round(float(dist), 6)
+                if copies[key] < PER_VECTOR:
+                    copies[key] += 1
+                    picked.append(id_)
+                    if len(picked) >= wanted:
+                        break
+            return picked
+
+        picked = self._reads.nearest((text, service, wanted), scan)
+        rows: builtins.list[Row] = []
         if picked:
             rows += self._reads.by_ids(collection, picked)
-        if signature:
+        if same is not None:
             # Entries with the very same signature compete even when their text is far.
-            rows += self._reads.same_signature(collection, signature, service, SAME_SIGNATURE)
-        out: dict[str, tuple[KnowledgeEntry, npt.NDArray[np.float32]]] = {}
-        for id_, meta, unit in rows:
-            if id_ not in out:
-                out[id_] = (KnowledgeEntry.from_metadata(id_, dict(meta)), unit)
+            rows += same()
+        out: dict[str, Row] = {}
+        for row in rows:
+            if row.id not in out:
+                out[row.id] = row
         return builtins.list(out.values())
 
     def search(
         self, query: str, *, k: int = 3, service: str | None = None, signature: str | None = None
     ) -> builtins.list[MemoryHit]:
-        """The ``k`` best hits, best first; see the module docstring for the ranking."""
+        """The ``k`` best hits, best first; see the module docstring for the ranking.
+
+        Every candidate is scored; a ``MemoryHit`` (with its reasons) is built
+        only for the ``k`` shown.
+        """
         if self._collection is None or k <= 0:
             return []
-        vector = self._embed_query(query)
+        same = self._same_signature(signature, service) if signature else None
+        text = expand(query)
+        vector = self._embed_query(text)
         scored = [
-            (self._hit(entry, float(emb @ vector), query, signature), emb)
-            for entry, emb in self._candidates(vector, service, signature)
+            _score(row, float(row.unit @ vector), query, signature)
+            for row in self._candidates(text, vector, service, signature, same)
         ]
         # One hit per lesson: same signature, same fix, same outcome.
-        best: dict[tuple[str, str, str], tuple[MemoryHit, npt.NDArray[np.float32]]] = {}
-        for hit, emb in scored:
-            rem = remediation_key({"service": hit.service, **hit.remediation})
-            key = (hit.signature, rem, hit.outcome)
-            if key not in best or _rank(hit) > _rank(best[key][0]):
-                best[key] = (hit, emb)
-        ranked = sorted(best.values(), key=lambda he: _rank(he[0]), reverse=True)
+        best: dict[tuple[str, str, str], _Scored] = {}
+        for s in scored:
+            key = s.row.lesson
+            if key not in best or s.rank > best[key].rank:
+                best[key] = s
+        ranked = sorted(best.values(), key=lambda s: s.rank, reverse=True)
         if signature:
-            return [h for h, _ in ranked[:k]]
-        return _diversify(ranked, k)
+            return [_hit(s, signature) for s in ranked[:k]]
+        return [_hit(s, signature) for s in _diversify(ranked, k)]
 
-    def _hit(
-        self, entry: KnowledgeEntry, semantic: float, query: str, signature: str | None
-    ) -> MemoryHit:
-        semantic = max(0.0, min(1.0, semantic))
-        why: builtins.list[str] = []
-        if signature:
-            match = signature_match(entry.signature, signature)
-            score = SEMANTIC_WEIGHT * semantic + SIGNATURE_WEIGHT * match
-            if match == 1.0:
-                why.append(f"same signature (x{SIGNATURE_WEIGHT})")
-                confidence = score
-            else:
-                agree = _matching_fields(entry.signature, signature)
-                why.append(
-                    f"signature {match:.2f}: same {', '.join(agree)}"
-                    if agree
-                    else "other signature"
-                )
-                confidence = min(score, PARTIAL_CONFIDENCE_CAP)
-            why.append(f"text similarity {semantic:.2f} (x{SEMANTIC_WEIGHT})")
+
+class _Scored:
+    """A candidate's score, and what its hit will say; the hit itself is built only if shown."""
+
+    __slots__ = ("confidence", "match", "mention", "rank", "ranked_up", "row", "score", "semantic")
+
+    def __init__(
+        self,
+        row: Row,
+        semantic: float,
+        score: float,
+        match: float,
+        confidence: float,
+        mention: bool,
+    ) -> None:
+        self.row = row
+        self.semantic = semantic
+        self.score = round(score, 4)
+        self.match = match
+        self.confidence = confidence
+        self.mention = mention
+        self.ranked_up = False
+        # Best first: score, then a fix that worked, then the most recent.
+        self.rank = (self.score, row.entry.outcome == RECOVERED, row.entry.created_at or 0.0)
+
+
+def _score(row: Row, semantic: float, query: str, signature: str | None) -> _Scored:
+    entry = row.entry
+    semantic = max(0.0, min(1.0, semantic))
+    if signature:
+        match = signature_match(entry.signature, signature)
+        score = SEMANTIC_WEIGHT * semantic + SIGNATURE_WEIGHT * match
+        confidence = score if match == 1.0 else min(score, PARTIAL_CONFIDENCE_CAP)
+        return _Scored(row, semantic, score, match, confidence, False)
+    mention = _mentions(query, entry.service)
+    score = (1 - MENTION_WEIGHT) * semantic + (MENTION_WEIGHT if mention else 0.0)
+    return _Scored(row, semantic, score, 0.0, score, mention)
+
+
+def _hit(s: _Scored, signature: str | None) -> MemoryHit:
+    entry = s.row.entry
+    why: builtins.list[str] = []
+    if signature:
+        if s.match == 1.0:
+            why.append(f"same signature (x{SIGNATURE_WEIGHT})")
         else:
-            match = 0.0
-            mention = _mentions(query, entry.service)
-            score = (1 - MENTION_WEIGHT) * semantic + (MENTION_WEIGHT if mention else 0.0)
-            why.append(f"text similarity {semantic:.2f}")
-            if mention:
-                why.append(f"names {entry.service} (+{MENTION_WEIGHT})")
-            confidence = score
-        if entry.recurrences:
-            why.append(f"signature seen {entry.recurrences + 1} times")
-        if not entry.recovered:
-            why.append(f"this fix {entry.outcome}: never repeat it for this signature")
-        if entry.unverified_import:
-            why.append("imported, not verified here: never applied automatically")
-        return MemoryHit(
-            id=entry.id,
-            score=round(score, 4),
-            summary=entry.summary,
-            service=entry.service,
-            remediation=entry.remediation,
-            outcome=entry.outcome,
-            signature=entry.signature,
-            semantic=round(semantic, 4),
-            signature_match=match,
-            why="; ".join(why),
-            confidence=round(confidence, 4),
-            operation=entry.operation,
-            fault_class=entry.fault_class,
-            recurrences=entry.recurrences,
-            last_seen=entry.last_seen,
-            created_at=entry.created_at,
-            imported=entry.imported,
-            trusted=entry.trusted,
-        )
+            agree = _matching_fields(entry.signature, signature)
+            why.append(
+                f"signature {s.match:.2f}: same {', '.join(agree)}" if agree else "other signature"
+            )
+        why.append(f"text similarity {s.semantic:.2f} (x{SEMANTIC_WEIGHT})")
+    else:
+        why.append(f"text similarity {s.semantic:.2f}")
+        if s.mention:
+            why.append(f"names {entry.service} (+{MENTION_WEIGHT})")
+    if entry.recurrences:
+        why.append(f"signature seen {entry.recurrences + 1} times")
+    if not entry.recovered:
+        why.append(f"this fix {entry.outcome}: never repeat it for this signature")
+    if entry.unverified_import:
+        why.append("imported, not verified here: never applied automatically")
+    if s.ranked_up:
+        why.append("ranked up for variety: unlike the hits above")
+    return MemoryHit(
+        id=entry.id,
+        score=s.score,
+        summary=entry.summary,
+        service=entry.service,
+        # The entry is kept for later searches: the caller gets its own copy.
+        remediation=copy.deepcopy(entry.remediation),
+        outcome=entry.outcome,
+        signature=entry.signature,
+        semantic=round(s.semantic, 4),
+        signature_match=s.match,
+        why="; ".join(why),
+        confidence=round(s.confidence, 4),
+        operation=entry.operation,
+        fault_class=entry.fault_class,
+        recurrences=entry.recurrences,
+        last_seen=entry.last_seen,
+        created_at=entry.created_at,
+        imported=entry.imported,
+        trusted=entry.trusted,
+    )
 
 
-def _diversify(
-    ranked: builtins.list[tuple[MemoryHit, npt.NDArray[np.float32]]], k: int
-) -> builtins.list[MemoryHit]:
+def _diversify(ranked: builtins.list[_Scored], k: int) -> builtins.list[_Scored]:
     """Maximal marginal relevance: each next hit is relevant and unlike the ones above it.
 
     A person's words are often ambiguous ("inventory crashed": a crash, an
     out-of-memory kill, a hang); the top hits then show different
     explanations rather than the same one three times.
     """
-    chosen: builtins.list[tuple[MemoryHit, npt.NDArray[np.float32]]] = []
+    chosen: builtins.list[_Scored] = []
     left = builtins.list(ranked)
     while left and len(chosen) < k:
 
-        def marginal(he: tuple[MemoryHit, npt.NDArray[np.float32]]) -> float:
-            overlap = max((float(he[1] @ c[1]) for c in chosen), default=0.0)
-            return DIVERSITY_LAMBDA * he[0].score - (1 - DIVERSITY_LAMBDA) * overlap
+        def marginal(s: _Scored) -> float:
+            overlap = max((float(s.row.unit @ c.row.unit) for c in chosen), default=0.0)
+            return DIVERSITY_LAMBDA * s.score - (1 - DIVERSITY_LAMBDA) * overlap
 
         pick = max(left, key=marginal)
         left.remove(pick)
-        if left and pick[0].score < max(h.score for h, _ in left):
-            pick[0].why += "; ranked up for variety: unlike the hits above"
+        if left and pick.score < max(s.score for s in left):
+            pick.ranked_up = True
         chosen.append(pick)
-    return [h for h, _ in chosen]
-
-
-def _rank(hit: MemoryHit) -> tuple[float, bool, float]:
-    """Best first: score, then a fix that worked, then the most recent."""
-    return (hit.score, hit.outcome == RECOVERED, hit.created_at or 0.0)
+    return chosen
