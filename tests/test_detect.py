@@ -358,3 +358,24 @@ def test_a_forgotten_incident_is_not_watched_any_more() -> None:
     tracker.forget(opened.incident)
     [again] = tracker.update([sig("api")], [], now=6)
     assert again.what == "opened" and again.incident.id != opened.incident.id
+
+
+def test_a_quiet_operation_is_judged_over_a_longer_lane_and_only_on_a_change() -> None:
+    """A request every 3 s never fills a window: its slowdown is seen over the last minute."""
+    sim = Sim()
+
+    def quiet(seconds: int, ms: float) -> list[Signal]:
+        found: list[Signal] = []
+        for _ in range(seconds):
+            sim.clock.now += 1
+            if int(sim.clock.now) % 3 == 0:
+                sim.detector.observe(requests("search", 1, ms))
+            found = sim.anomalous()
+            if found:
+                return found
+        return found
+
+    assert quiet(300, 40) == []  # five minutes of normal: never an incident
+    slowed = quiet(120, 400)
+    assert [(s.service, s.kind) for s in slowed] == [("search", "latency")]
+    assert "a quiet operation" in slowed[0].reason and slowed[0].count >= 10

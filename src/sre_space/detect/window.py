@@ -27,7 +27,10 @@ in which the operation was anomalous are never learned as normal (unless it
 has been so since it was first seen: then that is how it always is, and the
 static rules speak for it only until its baseline is learned; a share of
 slow requests already there when the detector starts is learned before it is
-judged). An
+judged). An operation with too few requests in the window to judge (a quiet
+system: a request every few seconds) has its error, slow and latency rates
+judged on up to ``QUIET_LANE_S`` seconds instead, with the same bars (and
+its seconds are learned only once they leave that lane). An
 operation stays anomalous until it is clearly back (hysteresis: looser bars
 to stay than to enter), so a signal at the edge of a threshold does not flap.
 """
@@ -39,7 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sre_space.detect.rules import Rules
 from sre_space.telemetry.batch import SpanBatch, row_of
@@ -77,6 +80,11 @@ BASELINE_MIN_REQUESTS = 50
 BASELINE_SAMPLES = 2048  # latencies kept per operation for its baseline quantiles
 WINDOW_SAMPLES = 512  # latencies kept per operation per second of the window
 NEW_EDGE_MIN_SEEN = 3  # followed traces in which a new call must show to be a change
+# A quiet operation (fewer requests in the window than the fewest judged) is
+# judged on up to this many seconds instead: a request every few seconds never
+# fills a window, and a fault there would never be seen. Its rates and latency
+# only; traffic keeps the window (see the module docstring).
+QUIET_LANE_S = 60.0
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,6 +186,8 @@ class _Op:
     baseline: _Baseline = field(default_factory=_Baseline)
     history: deque[tuple[int, int, int, int]] = field(default_factory=deque)  # (s, n, err, slow)
     ever_normal: bool = False  # judged normal at least once since it was first seen
+    # Seconds that left the window, kept while the operation is quiet (QUIET_LANE_S).
+    past: deque[_Bucket] = field(default_factory=deque)
     low_since: float | None = None  # when its traffic first fell low (see TRAFFIC_HOLD)
 
 
@@ -327,6 +337,7 @@ class WindowDetector:
         with self._lock:
             for op in self._ops.values():
                 op.window.clear()
+                op.past.clear()
             self._active.clear()
             self._window_from = self._clock()
 
@@ -340,7 +351,12 @@ class WindowDetector:
         cutoff = now - self.window_s
         base = op.baseline
         while op.window and op.window[0].second <= cutoff:
-            b = op.window.popleft()
+            op.past.append(op.window.popleft())
+        # A quiet operation's seconds are learned only once they leave its
+        # lane: judged there first, a slowdown is not normal before it is seen.
+        busy = sum(b.count for b in op.window) >= self.min_requests
+        while op.past and (busy or op.past[0].second <= now - QUIET_LANE_S):
+            b = op.past.popleft()
             if not b.tainted:
                 base.learn(b)
                 op.history.append((b.second, b.count, b.errors, b.slow))
@@ -403,6 +419,10 @@ class WindowDetector:
             baseline_error_rate=round(base.error_rate, 4) if ready else None,
         )
         kind, reason, expected = self._verdict(key, op, signal, now, *limits)
+        if not kind and count < limits[1] and op.past:
+            signal, kind, reason = self._quiet_lane(key, op, signal, limits)
+            if kind:
+                buckets = deque([*op.past, *buckets])
         for k in ("error", "slow", "latency", "traffic", "structure"):
             if k != kind:
                 self._active.discard((key, k))
@@ -410,6 +430,7 @@ class WindowDetector:
             op.ever_normal = True
         else:
             self._active.add((key, kind))
+            count, errors, slow, p95 = signal.count, signal.errors, signal.slow, signal.p95_ms
             if op.ever_normal:
                 # A change from what it was: not to be learned as normal. (An
                 # operation anomalous since first seen is how it always is, as
@@ -435,6 +456,33 @@ class WindowDetector:
             )
         return signal
 
+    def _quiet_lane(
+        self, key: tuple[str, str], op: _Op, short: Signal, limits: tuple[float, int]
+    ) -> tuple[Signal, str, str]:
+        """A quiet operation judged on its last ``QUIET_LANE_S`` seconds: (signal, kind, reason).
+
+        Only its rates and latency: the traffic it gets is the window's to judge.
+        """
+        lane = [*op.past, *op.window]
+        count = sum(b.count for b in lane)
+        if count < limits[1]:
+            return short, "", ""
+        latencies = [x for b in lane for x in b.latencies]
+        bad = [b.second for b in lane if b.errors or b.slow]
+        long = replace(
+            short,
+            count=count,
+            errors=sum(b.errors for b in lane),
+            slow=sum(b.slow for b in lane),
+            p95_ms=percentile(latencies, 0.95),
+            first_bad_at=float(bad[0]) if bad else None,
+        )
+        kind, reason = self._rates(key, op, long, deque(lane), *limits)
+        if not kind:
+            return short, "", ""
+        span = lane[-1].second - lane[0].second + 1
+        return long, kind, f"{reason} over the last {span} s (a quiet operation)"
+
     def _verdict(
         self,
         key: tuple[str, str],
@@ -445,6 +493,21 @@ class WindowDetector:
         min_requests: int,
     ) -> tuple[str, str, float | None]:
         """(kind, reason, expected count) of the strongest anomaly, or ("", "", None)."""
+        kind, reason = self._rates(key, op, s, op.window, thr, min_requests)
+        if kind:
+            return kind, reason, None
+        return self._traffic_or_structure(key, op, s, now, min_requests)
+
+    def _rates(
+        self,
+        key: tuple[str, str],
+        op: _Op,
+        s: Signal,
+        buckets: deque[_Bucket],
+        thr: float,
+        min_requests: int,
+    ) -> tuple[str, str]:
+        """(kind, reason) of errors, slow requests or latency beyond normal, or ("", "")."""
 
         def bar(kind: str, enter: float) -> float:
             return enter * EXIT_FACTOR if (key, kind) in self._active else enter
@@ -455,7 +518,7 @@ class WindowDetector:
             if s.error_rate - base_err > bar("error", thr) and beyond_chance(
                 s.errors, s.count, base_err, (key, "error") in self._active
             ):
-                return "error", f"{s.error_rate:.0%} errors (normal {base_err:.0%})", None
+                return "error", f"{s.error_rate:.0%} errors (normal {base_err:.0%})"
             base_slow = base.slow_rate if base.ready else 0.0
             judged = not self._settling(op)
             if (
@@ -464,11 +527,7 @@ class WindowDetector:
                 and beyond_chance(s.slow, s.count, base_slow, (key, "slow") in self._active)
             ):
                 limit = self.rules.latency_for(key[0])
-                return (
-                    "slow",
-                    f"{s.slow_rate:.0%} over {limit:.0f} ms (normal {base_slow:.0%})",
-                    None,
-                )
+                return "slow", f"{s.slow_rate:.0%} over {limit:.0f} ms (normal {base_slow:.0%})"
             if base.ready and base.p95_ms > 0:
                 ratio = s.p95_ms / base.p95_ms
                 active = (key, "latency") in self._active
@@ -477,14 +536,20 @@ class WindowDetector:
                     ratio >= enough
                     and s.p95_ms - base.p95_ms >= LATENCY_MIN_DELTA_MS
                     and _many_over(
-                        op.window, base.p95_ms, LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE
+                        buckets, base.p95_ms, LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE
                     )
                 ):
                     return (
                         "latency",
                         f"p95 {s.p95_ms:.0f} ms, {ratio:.1f}x its normal {base.p95_ms:.0f} ms",
-                        None,
                     )
+        return "", ""
+
+    def _traffic_or_structure(
+        self, key: tuple[str, str], op: _Op, s: Signal, now: float, min_requests: int
+    ) -> tuple[str, str, float | None]:
+        """(kind, reason, expected count) of traffic that fell or of a new operation."""
+        base = op.baseline
         if base.ready and base.seconds >= self.window_s:
             elapsed = min(self.window_s, now - self._window_from)
             rate, seen = self._recent_rate(op, now)
@@ -532,7 +597,9 @@ class WindowDetector:
         known = op.baseline.seconds
         if known <= 0:
             return 0.0, 0
-        return min((n / min(span, known), n) for span, n in zip(TRAFFIC_RECENT_S, counts, strict=True))
+        return min(
+            (n / min(span, known), n) for span, n in zip(TRAFFIC_RECENT_S, counts, strict=True)
+        )
 
     def _settling(self, op: _Op) -> bool:
         """Whether an operation's latency is still being learned, not judged.
