@@ -2,7 +2,8 @@
 
 Protobuf is parsed by upb; each span then costs a dozen field reads, and its
 attributes, events and status message stay on the wire message until someone
-asks for them (see :mod:`sre_space.telemetry.model`).
+asks for them (see :mod:`sre_space.telemetry.model`); the readers that fetch
+them live in :mod:`sre_space.telemetry.otlp_lazy` and are re-exported here.
 
 OTLP/JSON differs from the proto3 JSON mapping in two ways the spec calls out:
 trace and span ids are hex strings (not base64), and enum values are integers.
@@ -17,22 +18,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import math
 import sys
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1 import trace_pb2
 
 from sre_space.telemetry.batch import SpanBatch
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
+from sre_space.telemetry.otlp_lazy import _PARSED as _PARSED
+from sre_space.telemetry.otlp_lazy import (
+    ParsedScope,
+    WireRequest,
+    WireScope,
+    _ScopeReader,
+    proto_kv,
+)
+from sre_space.telemetry.otlp_lazy import _any_value as _any_value
+from sre_space.telemetry.otlp_lazy import _Parsed as _Parsed
+from sre_space.telemetry.otlp_lazy import proto_attributes as proto_attributes
+from sre_space.telemetry.otlp_lazy import proto_events as proto_events
 from sre_space.telemetry.wire import LiteRequest, status_code
 
 _ZERO_TRACE = "0" * 32
@@ -43,8 +50,6 @@ _KINDS = tuple(SpanKind)
 _STATUS_ERROR = 2
 MAX_REASONS = 5
 
-_EMPTY_SPAN = trace_pb2.Span()
-log = logging.getLogger(__name__)
 
 _json_loads: Callable[[bytes | str], Any]
 try:  # orjson comes with chromadb; the stdlib is the fallback
@@ -103,133 +108,6 @@ class Decoded:
 # --- protobuf ---------------------------------------------------------------
 
 
-def _any_value(v: AnyValue) -> Any:
-    which = v.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "string_value":
-        return v.string_value
-    if which == "int_value":
-        return v.int_value
-    if which == "array_value":
-        return [_any_value(x) for x in v.array_value.values]
-    if which == "kvlist_value":
-        return proto_kv(v.kvlist_value.values)
-    if which == "bytes_value":
-        return v.bytes_value.hex()
-    return getattr(v, which)
-
-
-def proto_kv(items: Iterable[KeyValue]) -> dict[str, Any]:
-    return {kv.key: _any_value(kv.value) for kv in items}
-
-
-def proto_attributes(raw: Any) -> dict[str, Any]:
-    """A wire span's attributes as a dict."""
-    return proto_kv(raw.attributes)
-
-
-def proto_events(raw: Any) -> list[SpanEvent]:
-    """A wire span's events."""
-    return [SpanEvent(e.name, e.time_unix_nano, proto_kv(e.attributes)) for e in raw.events]
-
-
-class _ScopeReader:
-    """Reads a lazy span's fields for :class:`Span` (the model's ``WireSpans``)."""
-
-    __slots__ = ()
-
-    def __getitem__(self, idx: int) -> Any:
-        raise NotImplementedError
-
-    def attributes(self, idx: int) -> dict[str, Any]:
-        return proto_attributes(self[idx])
-
-    def events(self, idx: int) -> list[SpanEvent]:
-        return proto_events(self[idx])
-
-
-class ParsedScope(_ScopeReader):
-    """A scope's spans kept as the parsed message (when the request's bytes are not kept)."""
-
-    __slots__ = ("spans",)
-
-    def __init__(self, spans: Any) -> None:
-        self.spans = spans
-
-    def __getitem__(self, idx: int) -> Any:
-        return self.spans[idx]
-
-
-class _Parsed:
-    """Recently re-parsed requests (up to ``max_wire_bytes`` of their wire size),
-    so reading many spans of one batch parses it once."""
-
-    def __init__(self, max_wire_bytes: int = 8 << 20) -> None:
-        self.max_wire_bytes = max_wire_bytes
-        self._lock = threading.Lock()
-        self._items: OrderedDict[WireRequest, ExportTraceServiceRequest] = OrderedDict()
-        self._bytes = 0
-
-    def get(self, wire: WireRequest) -> ExportTraceServiceRequest:
-        with self._lock:
-            msg = self._items.get(wire)
-            if msg is not None:
-                self._items.move_to_end(wire)
-                return msg
-        msg = ExportTraceServiceRequest()
-        try:
-            msg.ParseFromString(wire.body)
-        except (DecodeError, RuntimeError):
-            # The reduced schema skipped fields the full one cannot read (a
-            # corrupt attribute): those spans read as having none.
-            log.warning("otlp: a request's attributes cannot be read; its spans show none")
-            msg = ExportTraceServiceRequest()
-        with self._lock:
-            if wire not in self._items:
-                self._items[wire] = msg
-                self._bytes += len(wire.body)
-            while self._bytes > self.max_wire_bytes and len(self._items) > 1:
-                old, _ = self._items.popitem(last=False)
-                self._bytes -= len(old.body)
-        return msg
-
-
-_PARSED = _Parsed()
-
-
-class WireRequest:
-    """The bytes of one export request, kept instead of its parsed message.
-
-    A parsed upb message costs about four times its wire size; the spans keep
-    only these bytes and where they sit in them, and a reader who asks for an
-    attribute re-parses the request (cached for the next few reads).
-    """
-
-    __slots__ = ("body",)
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    def message(self) -> ExportTraceServiceRequest:
-        return _PARSED.get(self)
-
-
-class WireScope(_ScopeReader):
-    """Where a span's message sits: request, resource index, scope index."""
-
-    __slots__ = ("rs", "ss", "wire")
-
-    def __init__(self, wire: WireRequest, rs: int, ss: int) -> None:
-        self.wire, self.rs, self.ss = wire, rs, ss
-
-    def __getitem__(self, idx: int) -> Any:
-        try:
-            return self.wire.message().resource_spans[self.rs].scope_spans[self.ss].spans[idx]
-        except IndexError:  # the full parse failed (see _Parsed.get)
-            return _EMPTY_SPAN
-
-
 _NAMES: dict[bytes, str] = {}  # span names seen, as their UTF-8 bytes
 _MAX_NAMES = 65_536
 
@@ -239,7 +117,9 @@ def _name(raw: bytes) -> str:
     try:
         name = sys.intern(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise DecodeFailure(f"invalid OTLP protobuf: span name is not UTF-8 ({exc.reason})") from None
+        raise DecodeFailure(
+            f"invalid OTLP protobuf: span name is not UTF-8 ({exc.reason})"
+        ) from None
     if len(_NAMES) >= _MAX_NAMES:  # unbounded names (ids in them): start over
         _NAMES.clear()
     _NAMES[raw] = name
