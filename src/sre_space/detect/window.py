@@ -33,6 +33,13 @@ judged on up to ``QUIET_LANE_S`` seconds instead, with the same bars (and
 its seconds are learned only once they leave that lane). An
 operation stays anomalous until it is clearly back (hysteresis: looser bars
 to stay than to enter), so a signal at the edge of a threshold does not flap.
+
+Held elsewhere in the package: the per-operation state and ``Signal``
+(``detect.operation``), the odds (``detect.stats``) and the call edges
+(``detect.edges``).
+
+Over 300 lines on purpose: ``WindowDetector`` judges one operation (``_judge`` to
+``_settling``) on state it holds under its lock, and that judgement reads best whole.
 """
 
 from __future__ import annotations
@@ -42,11 +49,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from sre_space.detect.edges import CallEdges
+from sre_space.detect.operation import Signal, _Bucket, _many_over, _Op
 from sre_space.detect.rules import Rules
+from sre_space.detect.stats import LATENCY_CHANCE, LATENCY_CHANCE_EXIT, beyond_chance, percentile
 from sre_space.telemetry.batch import SpanBatch, row_of
 from sre_space.telemetry.model import Span, SpanKind
+
+__all__ = ["REQUEST_KINDS", "Signal", "WindowDetector", "beyond_chance", "percentile"]
 
 REQUEST_KINDS = {SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.UNSPECIFIED}
 _REQUEST_KIND_VALUES = (int(SpanKind.SERVER), int(SpanKind.CONSUMER), int(SpanKind.UNSPECIFIED))
@@ -56,11 +68,7 @@ LATENCY_RATIO = 2.0  # window p95 at least this many times the baseline p95 ...
 LATENCY_MIN_DELTA_MS = 5.0  # ... and this much slower in absolute terms
 LATENCY_RATIO_EXIT = 1.5  # an anomalous operation stays so until below this ratio
 # ... and more of the window's requests over the baseline p95 than its normal 5%
-# could be by chance (a Poisson tail below this): the p95 of a few dozen
-# requests moves with two unlucky ones (a GC pause), a real slowdown moves many.
-LATENCY_CHANCE = 1e-6
-UNSEEN_RATE = 0.005  # the error (or slow) rate assumed of history that saw none
-LATENCY_CHANCE_EXIT = 1e-2
+# could be by chance (LATENCY_CHANCE, in detect.stats with the other odds).
 EXIT_FACTOR = 0.5  # rate thresholds to stay anomalous: this share of the entry threshold
 TRAFFIC_DROP = 0.5  # fewer requests than this share of the expected count ...
 TRAFFIC_Z = 4.0  # ... and fewer by this many Poisson sigmas
@@ -76,145 +84,12 @@ TRAFFIC_RECENT_S = (30.0, 60.0)  # shortest first
 # exporters send spans in batches (the SDK's default is every 5 s), so a window
 # can catch one batch fewer, or a stalled exporter catch up, without any fault.
 TRAFFIC_HOLD = 0.5
-BASELINE_MIN_REQUESTS = 50
-BASELINE_SAMPLES = 2048  # latencies kept per operation for its baseline quantiles
 WINDOW_SAMPLES = 512  # latencies kept per operation per second of the window
-NEW_EDGE_MIN_SEEN = 3  # followed traces in which a new call must show to be a change
 # A quiet operation (fewer requests in the window than the fewest judged) is
 # judged on up to this many seconds instead: a request every few seconds never
 # fills a window, and a fault there would never be seen. Its rates and latency
 # only; traffic keeps the window (see the module docstring).
 QUIET_LANE_S = 60.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
-    return ordered[idx]
-
-
-def _many_over(window: deque[_Bucket], limit_ms: float, chance: float) -> bool:
-    """More of the window's sampled requests over ``limit_ms`` (a p95) than chance explains.
-
-    The count over a p95 is about Poisson with mean 5% of the requests; more
-    than that with a probability below ``chance`` is a change, not bad luck.
-    """
-    n = over = 0
-    for b in window:
-        n += len(b.latencies)
-        over += sum(x > limit_ms for x in b.latencies)
-    return n > 0 and over > 0.05 * n and _poisson_tail(0.05 * n, over) < chance
-
-
-def beyond_chance(bad: int, count: int, normal_rate: float, active: bool) -> bool:
-    """More failed (or slow) requests than the normal rate explains by chance.
-
-    One error in twenty requests is 5%, and bad luck; a rate never seen
-    before is taken as at most ``UNSEEN_RATE``, as a short history cannot say 0.
-    """
-    mean = max(normal_rate, UNSEEN_RATE) * count
-    return _poisson_tail(mean, bad) < (LATENCY_CHANCE_EXIT if active else LATENCY_CHANCE)
-
-
-def _poisson_tail(mean: float, k: int) -> float:
-    """P(X >= k) for X ~ Poisson(mean); a normal approximation for large means."""
-    if mean > 50:
-        z = (k - 0.5 - mean) / math.sqrt(mean)
-        return 0.5 * math.erfc(z / math.sqrt(2))
-    term = total = math.exp(-mean)
-    for i in range(1, k):
-        term *= mean / i
-        total += term
-    return max(0.0, 1.0 - total)
-
-
-@dataclass(slots=True)
-class _Bucket:
-    second: int
-    count: int = 0
-    errors: int = 0
-    slow: int = 0
-    latencies: list[float] = field(default_factory=list)
-    tainted: bool = False  # seen while anomalous: never learned as normal
-
-
-@dataclass(slots=True)
-class _Baseline:
-    """What one operation's history says is normal."""
-
-    requests: int = 0
-    errors: int = 0
-    slow: int = 0
-    seconds: float = 0.0  # the time the history covers
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_SAMPLES))
-    p95_ms: float = 0.0
-    dirty: bool = True
-
-    @property
-    def ready(self) -> bool:
-        return self.requests >= BASELINE_MIN_REQUESTS
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    @property
-    def slow_rate(self) -> float:
-        return self.slow / self.requests if self.requests else 0.0
-
-    def learn(self, bucket: _Bucket) -> None:
-        self.requests += bucket.count
-        self.errors += bucket.errors
-        self.slow += bucket.slow
-        self.latencies.extend(bucket.latencies)
-        self.dirty = True
-
-    def quantiles(self) -> None:
-        if self.dirty:
-            self.p95_ms = percentile(list(self.latencies), 0.95)
-            self.dirty = False
-
-
-@dataclass
-class _Op:
-    first_second: int
-    latency_limit_ms: float
-    count_errors: bool
-    window: deque[_Bucket] = field(default_factory=deque)
-    baseline: _Baseline = field(default_factory=_Baseline)
-    history: deque[tuple[int, int, int, int]] = field(default_factory=deque)  # (s, n, err, slow)
-    ever_normal: bool = False  # judged normal at least once since it was first seen
-    # Seconds that left the window, kept while the operation is quiet (QUIET_LANE_S).
-    past: deque[_Bucket] = field(default_factory=deque)
-    low_since: float | None = None  # when its traffic first fell low (see TRAFFIC_HOLD)
-
-
-@dataclass(frozen=True)
-class Signal:
-    """One (service, operation) over the window, as Scout sees it."""
-
-    service: str
-    operation: str
-    count: int
-    errors: int
-    slow: int
-    p95_ms: float
-    first_bad_at: float | None = None  # wall time of the first bucket with errors or slow calls
-    kind: str = ""  # why it is anomalous: error | slow | latency | traffic | structure
-    reason: str = ""
-    baseline_p95_ms: float | None = None
-    baseline_error_rate: float | None = None
-    expected: float | None = None  # requests the baseline rate predicts for the window
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.count if self.count else 0.0
-
-    @property
-    def slow_rate(self) -> float:
-        return self.slow / self.count if self.count else 0.0
 
 
 class WindowDetector:
@@ -245,14 +120,8 @@ class WindowDetector:
         self._started = clock()
         self._window_from = self._started  # the window never reaches before a reset
         # Call edges and entry operations, learned from a sample of whole traces.
-        self._entries: set[tuple[str, str]] = set()
-        # (caller, callee) -> (first seen, last seen, times seen in followed traces)
-        self._edges: dict[tuple[str, str], tuple[float, float, int]] = {}
-        self._recent: dict[str, str] = {}  # span id -> service, this second and the last
-        self._older: dict[str, str] = {}
-        self._pending: dict[str, list[tuple[str, str]]] = {}  # parent id -> child keys
-        self._older_pending: dict[str, list[tuple[str, str]]] = {}
-        self._generation = 0
+        self._calls = CallEdges()
+        self._entries = self._calls.entries  # the same set, read on the hot path
 
     # --- intake (the store's listener: the hot path) ------------------------------
 
@@ -265,12 +134,10 @@ class WindowDetector:
         rules = self.rules
         ops = self._ops
         entries = self._entries
+        calls = self._calls
         request_kinds = _REQUEST_KIND_VALUES
         with self._lock:
-            if second != self._generation:
-                self._older, self._recent = self._recent, {}
-                self._older_pending, self._pending = self._pending, {}
-                self._generation = second
+            calls.roll(second)
             # The operation ``op`` and its bucket ``b`` are of: spans of one
             # operation often come together, so most spans skip the lookup.
             op_service: str | None = None
@@ -279,7 +146,7 @@ class WindowDetector:
             b = _Bucket(second)
             for tid, sid, parent, service, name, start, end, kind, error, _, _, _, _ in rows:
                 if tid[-1] == "0":  # one trace in 16 is followed span by span
-                    self._track(sid, parent, (service, name), now)
+                    calls.track(sid, parent, (service, name), now)
                 if kind not in request_kinds and not (
                     kind == _INTERNAL and (not parent or (service, name) in entries)
                 ):
@@ -306,26 +173,6 @@ class WindowDetector:
                 if len(b.latencies) < WINDOW_SAMPLES:
                     b.latencies.append(duration)
 
-    def _track(self, span_id: str, parent: str | None, key: tuple[str, str], now: float) -> None:
-        """Learn call edges and entry operations from a span of a followed trace."""
-        service = key[0]
-        if parent:
-            caller = self._recent.get(parent) or self._older.get(parent)
-            if caller is None:
-                self._pending.setdefault(parent, []).append(key)
-            elif caller != service:
-                self._edge(caller, service, key, now)
-        self._recent[span_id] = service
-        waiting = self._pending.pop(span_id, None) or self._older_pending.pop(span_id, None)
-        for child in waiting or ():
-            if child[0] != service:
-                self._edge(service, child[0], child, now)
-
-    def _edge(self, caller: str, callee: str, entry: tuple[str, str], now: float) -> None:
-        self._entries.add(entry)
-        first, _, seen = self._edges.get((caller, callee), (now, now, 0))
-        self._edges[(caller, callee)] = (first, now, seen + 1)
-
     # --- state ------------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -344,7 +191,7 @@ class WindowDetector:
     def edges(self) -> set[tuple[str, str]]:
         """Calls from one service to another seen so far, as (caller, callee)."""
         with self._lock:
-            return set(self._edges)
+            return set(self._calls.edges)
 
     def _age(self, op: _Op, now: float) -> None:
         """Move seconds that left the window into the operation's baseline."""
@@ -390,7 +237,7 @@ class WindowDetector:
             for key, op in self._ops.items():
                 self._age(op, now)
                 out.append(self._judge(key, op, now, limits))
-            out.extend(self._new_edges(now))
+            out.extend(self._calls.new_edges(now, self._started, self.warmup_s, self.window_s))
         return out
 
     def _judge(
@@ -612,29 +459,6 @@ class WindowDetector:
         later is judged at once too (nothing says its slowness is usual).
         """
         return not op.baseline.ready and op.first_second < self._started + self.warmup_s
-
-    def _new_edges(self, now: float) -> list[Signal]:
-        if now - self._started < self.warmup_s:
-            return []
-        out = []
-        for (caller, callee), (first, last, seen) in self._edges.items():
-            fresh = first >= now - self.window_s and first > self._started + self.warmup_s
-            # A path taken once is an odd request; taken again and again, a new behaviour.
-            if fresh and last >= now - self.window_s and seen >= NEW_EDGE_MIN_SEEN:
-                out.append(
-                    Signal(
-                        callee,
-                        f"called by {caller}",
-                        0,
-                        0,
-                        0,
-                        0.0,
-                        first,
-                        "structure",
-                        f"{caller} started calling {callee}",
-                    )
-                )
-        return out
 
     def anomalous(self, error_rate: float, min_requests: int) -> list[Signal]:
         """Signals over the static rules or the learned baselines (see the module docstring)."""
