@@ -35,35 +35,31 @@ is inflated with the same limit. Connections are kept alive. A bad request
 never stops the receiver; at most ``max_connections`` are served at once, and
 any more are answered 503 and closed.
 
-This module holds the server, its lifecycle and the bind rule; how one request
-is read and answered (the handler, ``bearer_ok``, ``BadBody``, the paths and
-content types) is in :mod:`sre_space.telemetry.http_handler`, re-exported here.
+This module holds :class:`OtlpHttpReceiver` (start, stop, endpoint) and the
+bind rule (:func:`check_bind`); the HTTP server it runs (the connection cap,
+the request handler, ``bearer_ok``, ``BadBody``, ``AlertReceiver``, the paths
+and content types) is in :mod:`sre_space.telemetry.http_server`, re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import logging
-import socket
 import threading
-from http.server import ThreadingHTTPServer
-from typing import Any, Protocol
 
 from sre_space.errors import UsageError
 from sre_space.metrics import Metrics
-from sre_space.telemetry.http_handler import ALERTS_PATH as ALERTS_PATH
-from sre_space.telemetry.http_handler import IDLE_TIMEOUT_S as IDLE_TIMEOUT_S
-from sre_space.telemetry.http_handler import JSON as JSON
-from sre_space.telemetry.http_handler import METRICS_PATH as METRICS_PATH
-from sre_space.telemetry.http_handler import PROTOBUF as PROTOBUF
-from sre_space.telemetry.http_handler import SOURCE, TRACES_PATH, _Handler
-from sre_space.telemetry.http_handler import BadBody as BadBody
-from sre_space.telemetry.http_handler import bearer_ok as bearer_ok
+from sre_space.telemetry.http_server import ALERTS_PATH as ALERTS_PATH
+from sre_space.telemetry.http_server import IDLE_TIMEOUT_S as IDLE_TIMEOUT_S
+from sre_space.telemetry.http_server import JSON as JSON
+from sre_space.telemetry.http_server import METRICS_PATH as METRICS_PATH
+from sre_space.telemetry.http_server import PROTOBUF as PROTOBUF
+from sre_space.telemetry.http_server import SOURCE as SOURCE
+from sre_space.telemetry.http_server import TRACES_PATH, _Server
+from sre_space.telemetry.http_server import AlertReceiver as AlertReceiver
+from sre_space.telemetry.http_server import BadBody as BadBody
+from sre_space.telemetry.http_server import bearer_ok as bearer_ok
 from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.store import TraceStore
-
-log = logging.getLogger(__name__)
 
 
 def is_loopback(host: str) -> bool:
@@ -82,67 +78,6 @@ def check_bind(host: str, token: str | None) -> None:
             f"an OTLP receiver on {host} (not loopback) needs a bearer token: "
             "set otlp_token (SRE_SPACE_OTLP_TOKEN)"
         )
-
-
-class AlertReceiver(Protocol):
-    """What ``POST /api/alerts`` hands its body to: the mind's ``alerts.AlertBox``.
-
-    A protocol, not an import: alerts sit on the incident log, which telemetry
-    (below it) never imports.
-    """
-
-    def receive(self, body: bytes) -> tuple[int, dict[str, Any]]: ...
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    block_on_close = False
-    request_queue_size = 128
-    intake: Intake
-    max_body_bytes: int
-    max_connections: int
-    token: str | None
-    metrics: Metrics
-    alerts: AlertReceiver | None
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        super().__init__(address, _Handler)
-        self.active: set[socket.socket] = set()
-        self.active_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self.active_lock:
-            full = len(self.active) >= self.max_connections
-            if not full:
-                self.active.add(request)
-        if full:
-            self.intake.refuse(SOURCE)
-            with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: "
-                    + str(self.intake.retry_after_s).encode()
-                    + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A peer that vanished mid-request is not worth a traceback on stderr.
-        log.debug("otlp-http: connection from %s failed", client_address, exc_info=True)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self.active_lock:
-            self.active.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self.active_lock:
-            conns = list(self.active)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
 
 
 class OtlpHttpReceiver:

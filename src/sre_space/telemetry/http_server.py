@@ -1,12 +1,15 @@
-"""How the OTLP/HTTP receiver answers one request: its handler and wire constants.
+"""The OTLP/HTTP receiver's server: connections, the request handler, wire constants.
 
-:class:`_Handler` serves ``POST /v1/traces``, ``POST /api/alerts`` and
-``GET /metrics`` for :class:`~sre_space.telemetry.receiver.OtlpHttpReceiver`
-(whose docstring lists every answer): it checks the bearer token
+:class:`_Server` hands each connection to a :class:`_Handler` thread (at most
+``max_connections`` at once; any more are answered 503). :class:`_Handler`
+serves ``POST /v1/traces``, ``POST /api/alerts`` and ``GET /metrics`` for
+:class:`~sre_space.telemetry.receiver.OtlpHttpReceiver` (whose docstring
+lists every answer): it checks the bearer token
 (:func:`bearer_ok`), reads the body (``Content-Length`` or chunked, gzip
 inflated, :class:`BadBody` past the limit), decodes it and offers it to the
 intake. Moved out of :mod:`~sre_space.telemetry.receiver`, which re-exports
-these names; the server and its lifecycle stay there.
+these names; the receiver's start, stop and bind rule stay there.
+``AlertReceiver`` is the Protocol ``POST /api/alerts`` hands bodies to.
 """
 
 from __future__ import annotations
@@ -17,19 +20,19 @@ import hmac
 import json
 import logging
 import socket
+import threading
 import time
 import zlib
-from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 
 from google.protobuf import any_pb2, json_format
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from sre_space.metrics import Metrics
+from sre_space.telemetry.intake import Intake
 from sre_space.telemetry.otlp import Decoded, DecodeFailure, decode_json, decode_protobuf
-
-if TYPE_CHECKING:
-    from sre_space.telemetry.receiver import _Server
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,67 @@ class BadBody(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class AlertReceiver(Protocol):
+    """What ``POST /api/alerts`` hands its body to: the mind's ``alerts.AlertBox``.
+
+    A protocol, not an import: alerts sit on the incident log, which telemetry
+    (below it) never imports.
+    """
+
+    def receive(self, body: bytes) -> tuple[int, dict[str, Any]]: ...
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    block_on_close = False
+    request_queue_size = 128
+    intake: Intake
+    max_body_bytes: int
+    max_connections: int
+    token: str | None
+    metrics: Metrics
+    alerts: AlertReceiver | None
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.active: set[socket.socket] = set()
+        self.active_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.active_lock:
+            full = len(self.active) >= self.max_connections
+            if not full:
+                self.active.add(request)
+        if full:
+            self.intake.refuse(SOURCE)
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: "
+                    + str(self.intake.retry_after_s).encode()
+                    + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A peer that vanished mid-request is not worth a traceback on stderr.
+        log.debug("otlp-http: connection from %s failed", client_address, exc_info=True)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.active_lock:
+            self.active.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self.active_lock:
+            conns = list(self.active)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
