@@ -6,6 +6,11 @@ incident reads the stored one and writes it back in one ``BEGIN IMMEDIATE``
 transaction, so neither loses the other's: the audit trail only grows, and
 a person's answers (``acknowledged_*``, ``resolved_by``, ``resolution_note``,
 a resolve) are kept when the mind saves a copy it read before them.
+
+This module holds :class:`IncidentLog` (the tables, the writes, the reads and
+people's answers); the records it stores, :class:`Incident` and
+:class:`Event`, and :func:`keep_people` are in :mod:`sre_space.incident_record`,
+re-exported here.
 """
 
 from __future__ import annotations
@@ -17,21 +22,24 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sre_space.errors import UsageError
+from sre_space.incident_record import PEOPLE_FIELDS as PEOPLE_FIELDS
+from sre_space.incident_record import Event as Event
+from sre_space.incident_record import Incident as Incident
+from sre_space.incident_record import keep_people as keep_people
 from sre_space.notify import outbox as notify_outbox
-from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, printable
+from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT
 from sre_space.state.db import open_db
 from sre_space.state.url import StateUrl
 
 # Re-exported for scripts and tests that read them here; the words are the vocabulary's.
 from sre_space.vocabulary import ACTIVE as ACTIVE
 from sre_space.vocabulary import AWAITING_APPROVAL as AWAITING_APPROVAL
-from sre_space.vocabulary import RESOLVED, IncidentStatus
+from sre_space.vocabulary import RESOLVED
 from sre_space.vocabulary import STATUSES as STATUSES
 
 if TYPE_CHECKING:
@@ -63,74 +71,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 );
 """
 
-# What people set (ack, resolve): a save of a copy read before them never unsets it.
-PEOPLE_FIELDS = ("acknowledged_by", "acknowledged_at", "resolved_by", "resolution_note")
 PERSON = "human"  # the agent of a person's events in the timeline (the name is in the message)
-
-
-@dataclass
-class Incident:
-    id: str
-    status: IncidentStatus  # a vocabulary word: mypy checks every status written or compared
-    detected_at: float
-    signature: str = ""
-    root_cause: dict[str, Any] = field(default_factory=dict)
-    remediation: dict[str, Any] = field(default_factory=dict)
-    memory_hits: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
-    hardening: list[dict[str, Any]] = field(default_factory=list)
-    mitigated_at: float | None = None
-    resolved_at: float | None = None
-    first_error_at: float | None = None
-    recurs: str | None = None  # an earlier incident of the same signature
-    residual: list[dict[str, Any]] = field(default_factory=list)  # what still shows, degraded
-    acknowledged_by: str | None = None  # the first person who acknowledged it
-    acknowledged_at: float | None = None
-    resolved_by: str | None = None  # the person who resolved it (None: Scout, after a quiet spell)
-    resolution_note: str | None = None  # what they said when they resolved it
-    source: str = "scout"  # what opened it: scout (the traces) or alert (alerts.py)
-
-    @property
-    def ttd_s(self) -> float | None:
-        if self.first_error_at is None:
-            return None
-        return round(max(0.0, self.detected_at - self.first_error_at), 2)
-
-    @property
-    def ttm_s(self) -> float | None:
-        if self.mitigated_at is None:
-            return None
-        return round(self.mitigated_at - self.detected_at, 2)
-
-    def to_json(self) -> dict[str, Any]:
-        doc = asdict(self)
-        doc["ttd_s"] = self.ttd_s
-        doc["ttm_s"] = self.ttm_s
-        return doc
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Incident:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in doc.items() if k in known})
-
-
-@dataclass(frozen=True)
-class Event:
-    seq: int
-    incident_id: str | None
-    ts: float
-    agent: str
-    kind: str
-    message: str
-    data: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def line(self) -> str:
-        when = datetime.fromtimestamp(self.ts, UTC).strftime("%H:%M:%S")
-        prefix = f"[{self.incident_id}] " if self.incident_id else ""
-        return f"{when} {self.agent:<6} {prefix}{printable(self.message)}"
 
 
 class IncidentLog:
@@ -278,14 +219,16 @@ class IncidentLog:
             incident.resolved_by = by
             incident.resolution_note = note or None
             step: dict[str, Any] = {
-                "ts": now, "step": "status", "from": before, "to": RESOLVED, "by": by,
+                "ts": now,
+                "step": "status",
+                "from": before,
+                "to": RESOLVED,
+                "by": by,
             }
             incident.audit.append({**step, "why": note} if note else step)
             return f"status {before} -> resolved by {by}" + (f": {note}" if note else "")
 
-        return self._answer(
-            incident_id, by, close, kind="status", data={"to": RESOLVED, "by": by}
-        )
+        return self._answer(incident_id, by, close, kind="status", data={"to": RESOLVED, "by": by})
 
     def _answer(
         self,
@@ -309,9 +252,7 @@ class IncidentLog:
         self.emit(PERSON, message, incident_id=incident_id, kind=kind, data=extra)
         return incident
 
-    def annotate(
-        self, incident_id: str, entry: dict[str, Any], key: str = ""
-    ) -> Incident | None:
+    def annotate(self, incident_id: str, entry: dict[str, Any], key: str = "") -> Incident | None:
         """Add ``entry`` to an incident's audit trail, in one transaction, nothing else changed.
 
         For steps from outside the squad (an alert): the status and fields
@@ -452,32 +393,6 @@ class IncidentLog:
                 (after, limit),
             ).fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in rows]
-
-
-def keep_people(incident: Incident, stored: Incident) -> None:
-    """Merge into ``incident`` (about to be saved) what is in ``stored`` and not in it.
-
-    The mind holds an incident for a while (the squad's verification takes up
-    to a minute) while people answer from other processes. The audit trail
-    only grows, so entries stored meanwhile are kept (in time order); people's
-    fields are never unset by a save; and a person's resolve is final: a
-    stale copy's status does not replace it.
-    """
-    for name in PEOPLE_FIELDS:
-        if getattr(incident, name) is None and getattr(stored, name) is not None:
-            setattr(incident, name, getattr(stored, name))
-    if stored.status == RESOLVED and stored.resolved_by and incident.status != RESOLVED:
-        incident.status = RESOLVED
-        incident.resolved_at = stored.resolved_at
-    have = {_key(a) for a in incident.audit}
-    missing = [a for a in stored.audit if _key(a) not in have]
-    if missing:
-        incident.audit = sorted([*incident.audit, *missing], key=lambda a: float(a.get("ts") or 0))
-
-
-def _key(entry: dict[str, Any]) -> str:
-    """An audit entry's identity: its time and step (an entry changed in place is still it)."""
-    return f"{entry.get('ts')!r}|{entry.get('step')}"
 
 
 def person_from_env() -> str:
