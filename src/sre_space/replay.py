@@ -17,15 +17,17 @@ recording plays. Unpaced, a replay runs as fast as the mind keeps up;
 Nothing acts: the Fixer plans under ``dry-run`` (or asks under ``approve``,
 and nobody answers a replay) through an actuator that reads no configuration
 and refuses to act. Memory is the home's, read only.
+
+The clock is in :mod:`sre_space.replay_clock` (re-exported here, with
+``SOURCE`` and ``TAIL_S``); this module loads the files, hosts the mind,
+reports what it did and judges it against expectations.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import dataclasses
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,16 +38,13 @@ from typing import Any
 from sre_space.config import Settings
 from sre_space.errors import TimedOut, Unavailable, UsageError
 from sre_space.incidents import Event, Incident
-from sre_space.mind import CONFIRM_S, Mind
-from sre_space.telemetry.intake import Intake
+from sre_space.mind import Mind
+from sre_space.replay_clock import SOURCE as SOURCE
+from sre_space.replay_clock import TAIL_S as TAIL_S
+from sre_space.replay_clock import ReplayClock
 from sre_space.telemetry.model import Span
-from sre_space.telemetry.otlp import Decoded
 from sre_space.vocabulary import AWAITING_APPROVAL
 
-SOURCE = "replay"  # the intake counts the replayed spans under this source
-# Played on after the last span, so a fault at the very end can be confirmed,
-# and not so long that the recording's end reads as traffic that vanished.
-TAIL_S = CONFIRM_S + 1.0
 POLICIES = ("dry-run", "approve")  # never auto (see check_policy)
 EXPECTATIONS = ("root_cause", "fault_class", "action", "status", "max_ttd_s", "max_incidents")
 
@@ -114,107 +113,6 @@ def load(files: Sequence[str], start: float) -> tuple[list[Segment], list[Span]]
     # Exporters send a span when it ends: that is when it reaches the mind.
     played.sort(key=lambda s: s.end_ns)
     return segments, played
-
-
-class ReplayClock:
-    """The mind's clock in a replay: waiting plays the recording on (see the module docstring).
-
-    Two threads use it. Scout's loop plays the recording on (``wait``); the
-    squad only ever waits for played time (the Brain's second look, ``sleep``).
-    While the squad works on an incident Scout handed it (``hold`` .. ``release``),
-    Scout's ``wait`` blocks: the squad judges the recording as it stood when the
-    incident opened, at any speed, so a replay gives the same incidents every
-    time. While the squad sleeps, Scout plays on (and keeps judging) until the
-    squad's time has come, then stands still again. With nothing handed over
-    (one thread, as in a test), ``sleep`` plays on by itself.
-    """
-
-    def __init__(self, spans: list[Span], start: float, speed: float | None = None) -> None:
-        self._spans = spans
-        self._next = 0
-        self._now = start
-        self._start = start
-        self._end = (spans[-1].end_ns / 1e9 if spans else start) + TAIL_S
-        self.speed = speed
-        self._wall0 = time.monotonic()
-        self._intake: Intake | None = None
-        self.played = 0
-        # (wall time, played time) after each step: what the mind's time was when it spoke
-        self._marks: list[tuple[float, float]] = [(time.time(), start)]
-        self.done = threading.Event()  # the whole recording and its tail were played
-        self._turn = threading.Condition()  # who may play on: see the class docstring
-        self._held = 0  # incidents handed to the squad and not finished yet
-        self._until: float | None = None  # the squad sleeps until this played time
-        self._over = False  # Scout's loop stopped waiting: nobody plays on any more
-
-    def attach(self, intake: Intake) -> None:
-        self._intake = intake
-
-    def time(self) -> float:
-        return self._now
-
-    def hold(self) -> None:
-        with self._turn:
-            self._held += 1
-
-    def release(self) -> None:
-        with self._turn:
-            self._held = max(0, self._held - 1)
-            self._turn.notify_all()
-
-    def wait(self, stop: threading.Event, seconds: float) -> bool:
-        with self._turn:
-            while self._held and self._until is None and not self._finished(stop):
-                self._turn.wait(0.2)  # the squad works on the recording as it stands
-            if self._finished(stop):
-                self._over = True  # played out (or stopped): the mind's loop ends
-                self._turn.notify_all()
-                return True
-        self._advance(seconds)
-        return stop.is_set()
-
-    def _finished(self, stop: threading.Event) -> bool:
-        return stop.is_set() or self.done.is_set()
-
-    def sleep(self, seconds: float) -> None:
-        with self._turn:
-            if self._held:
-                self._until = self._now + seconds
-                self._turn.notify_all()
-                while self._until is not None and not (self.done.is_set() or self._over):
-                    self._turn.wait(0.2)
-                self._until = None
-                return
-        self._advance(seconds)
-
-    def _advance(self, seconds: float) -> None:
-        target = self._now + seconds
-        if self.speed:
-            due = self._wall0 + (target - self._start) / self.speed - time.monotonic()
-            if due > 0:
-                time.sleep(due)
-        limit = int(target * 1e9)
-        first = self._next
-        while self._next < len(self._spans) and self._spans[self._next].end_ns <= limit:
-            self._next += 1
-        self._now = target
-        batch = self._spans[first : self._next]
-        if batch and self._intake is not None:
-            self._intake.put(Decoded(spans=batch), SOURCE)
-            self._intake.flush(timeout=60.0)  # judged only once Scout has seen them
-            self.played += len(batch)
-        self._marks.append((time.time(), target))
-        with self._turn:
-            if self._next >= len(self._spans) and target >= self._end:
-                self.done.set()
-            if self._until is not None and (target >= self._until or self.done.is_set()):
-                self._until = None  # the squad's time has come: it goes on, Scout waits
-            self._turn.notify_all()
-
-    def played_at(self, wall: float) -> float:
-        """The mind's time at wall-clock ``wall`` (when an event was written, say)."""
-        i = bisect.bisect_right(self._marks, (wall, float("inf"))) - 1
-        return self._marks[max(0, i)][1]
 
 
 class ReplayActuator:
