@@ -5,6 +5,10 @@ balancer in front of the replicated services, restarts a child that dies
 (unless chaos crashed it: that one stays down until someone restarts it),
 carries out the Fixer's actions, holds the chaos state (``chaos.py``), and
 serves the token-protected control API. SIGTERM or POST /shutdown stops everything.
+
+How the Fixer's actions are carried out (``act``, ``patch``, ``deploy``) is
+in :mod:`sre_space.lab.actions`, a mixin of :class:`Supervisor`;
+``ACTIONS`` and ``RELEASE_KEYS`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,19 +27,18 @@ from typing import Any
 
 from sre_space.config import Settings
 from sre_space.lab import runtime
+from sre_space.lab.actions import ACTIONS as ACTIONS
+from sre_space.lab.actions import RELEASE_KEYS, LabActions
 from sre_space.lab.balancer import Balancer, listen
 from sre_space.lab.chaos import Chaos
 from sre_space.lab.children import Child
-from sre_space.lab.service import DEFAULTS
 from sre_space.localapi import write_secret
 from sre_space.paths import Paths
-from sre_space.vocabulary import ACTIONS as VOCABULARY_ACTIONS
-from sre_space.vocabulary import ENV_PREFIX, SCALE_IN
+from sre_space.vocabulary import ENV_PREFIX
 
 SERVICES = ("db", "payments", "inventory", "checkout", "frontend")
 REPLICAS = {"payments": 2, "inventory": 2}  # behind a balancer; the rest run one process
 MAX_REPLICAS = 6
-RELEASE_KEYS = ("release", "previous_release")  # changed by a deploy (a restart), not a patch
 DEFAULT_RATE = 50.0
 HEALTH_TIMEOUT_S = 3.0  # the control API's /health waits this long on each service
 MONITOR_INTERVAL_S = 0.5  # at least this long between two passes of the monitor
@@ -47,11 +50,7 @@ def backoff_s(restarts: int) -> float:
     return min(BACKOFF_CAP_S, 0.5 * (restarts + 1))
 
 
-# What the control API carries out: the Fixer's actions and the undo of scale_out.
-ACTIONS = (*VOCABULARY_ACTIONS, SCALE_IN)
-
-
-class Supervisor:
+class Supervisor(LabActions):
     def __init__(self, settings: Settings, rate: float = DEFAULT_RATE) -> None:
         self.settings = settings
         self.rate = rate
@@ -369,91 +368,6 @@ class Supervisor:
         # Not in lab.json, which would change on every pass: how far the monitor has got.
         doc["monitor_passes"] = self.monitor_passes
         return doc
-
-    # --- actions ------------------------------------------------------------------------
-
-    def _patch_child(self, child: Child, params: dict[str, Any]) -> dict[str, Any]:
-        code, doc = runtime.call(child.port, "POST", "/_admin/config", params, token=self.token)
-        if code != 200:
-            raise ValueError(str(doc.get("error", f"{child.name} refused the change")))
-        return dict(doc)
-
-    def deploy(self, child: Child, change: dict[str, str]) -> None:
-        """Start the process again at another release: its resource says which, for life."""
-        with self.lock:
-            self.overrides.setdefault(child.name, {}).update(change)
-            for key, value in change.items():
-                child.env[f"{ENV_PREFIX}{key.upper()}"] = value
-            if child.alive():
-                self.restart_child(child)
-
-    def _deploy_service(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
-        """A release change, replica by replica (rolling), then any other keys as a patch."""
-        before = self.config_of(service)
-        unknown = set(params) - set(DEFAULTS[service])
-        if unknown:
-            raise ValueError(f"unknown config key(s) for {service}: {', '.join(sorted(unknown))}")
-        change = {
-            "release": str(params["release"]),
-            "previous_release": str(params.get("previous_release", before.get("release", ""))),
-        }
-        for child in list(self.instances[service]):
-            self.deploy(child, change)
-        rest = {k: v for k, v in params.items() if k not in RELEASE_KEYS}
-        if rest:
-            self.patch(service, rest)
-        return {
-            "previous": {k: before[k] for k in params if k in before},
-            "current": self.config_of(service),
-        }
-
-    def patch(self, service: str, params: dict[str, Any]) -> dict[str, Any]:
-        """The same change on every replica; kept, so a restarted replica gets it back."""
-        self.check_service(service)
-        if "release" in params:
-            return self._deploy_service(service, params)
-        result: dict[str, Any] = {}
-        for child in self.instances[service]:
-            try:
-                doc = self._patch_child(child, params)
-            except OSError:
-                if not result and child is self.instances[service][-1]:
-                    raise
-                doc = {}  # a replica that is down gets the change when it starts
-            if child.port:
-                self.overrides.setdefault(child.name, {}).update(params)
-            if doc and not result:
-                result = {"previous": doc.get("previous", {}), "current": doc.get("current", {})}
-        return result or {"previous": {}, "current": {}}
-
-    def act(self, doc: dict[str, Any]) -> dict[str, Any]:
-        action, service = doc.get("action"), str(doc.get("service", ""))
-        params = dict(doc.get("params") or {})
-        self.check_service(service)
-        if action == "patch_config":
-            return {"ok": True, **self.patch(service, params)}
-        if action == "restart":
-            return self.restart(service, params)
-        if action == "rollback":
-            config = self.config_of(service)
-            previous = str(config.get("previous_release") or "")
-            if not previous:
-                raise ValueError(f"{service} has no previous release to roll back to")
-            change = {"release": previous, "previous_release": str(config["release"])}
-            return {"ok": True, **self.patch(service, change)}
-        if action == "open_circuit":
-            key = f"circuit_{params.get('dependency', '')}"
-            if key not in DEFAULTS.get(service, {}):
-                raise ValueError(f"{service} has no circuit breaker {key!r}")
-            return {"ok": True, **self.patch(service, {key: "open"})}
-        if action == "shed_load":
-            share = float(params.get("share", 0.5))
-            return {"ok": True, **self.patch(service, {"shed_share": share})}
-        if action == "scale_out":
-            return self.scale(service, int(params.get("count", 1)))
-        if action == "scale_in":
-            return self.scale(service, -int(params.get("count", 1)))
-        raise ValueError(f"unknown action {action!r}; actions: {', '.join(ACTIONS)}")
 
 
 class ControlHandler(runtime.JsonHandler):
