@@ -8,7 +8,7 @@ however fast the recording is played.
 
 Scout and the squad run on two threads. ``hold``/``release`` bracket work
 Scout hands to the squad: live they do nothing; a replay's clock stands still
-while the squad works on what it was handed (see :class:`sre_space.replay.ReplayClock`).
+while the squad works on what it was handed (see :class:`sre_space.replay_clock.ReplayClock`).
 """
 
 from __future__ import annotations

@@ -100,9 +100,7 @@ class Change:
     incident: Tracked
 
 
-def origins(
-    signals: Iterable[Signal], edges: Iterable[tuple[str, str]]
-) -> dict[str, list[Signal]]:
+def origins(signals: Iterable[Signal], edges: Iterable[tuple[str, str]]) -> dict[str, list[Signal]]:
     """Anomalous signals by origin: the deepest anomalous services each one leads to.
 
     A service with no anomalous callee is its own origin. A cycle of anomalous
@@ -296,7 +294,12 @@ class IncidentTracker:
             self.incidents.remove(incident)
 
     def _match(
-        self, origin: str, sigs: list[Signal], live: list[Tracked], edges: set[tuple[str, str]], now: float
+        self,
+        origin: str,
+        sigs: list[Signal],
+        live: list[Tracked],
+        edges: set[tuple[str, str]],
+        now: float,
     ) -> Tracked | None:
         by_age = sorted(live, key=lambda i: i.first_seen)
         shows = families(sigs, origin)

@@ -9,6 +9,10 @@ serves the token-protected control API. SIGTERM or POST /shutdown stops everythi
 How the Fixer's actions are carried out (``act``, ``patch``, ``deploy``) is
 in :mod:`sre_space.lab.actions`, a mixin of :class:`Supervisor`;
 ``ACTIONS`` and ``RELEASE_KEYS`` are re-exported here.
+
+:class:`Supervisor` is a little over 300 lines on purpose: it is one process
+owner (sockets, children, restarts, the control API's handlers) whose parts
+share its lock and child table; split further, each part would take them all.
 """
 
 from __future__ import annotations
