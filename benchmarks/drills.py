@@ -5,7 +5,13 @@ loopback ports (the drill starts and stops its own embedded lab), so one
 drill's memory cannot help the next. Prints one line per fault, as the
 README's catalogue table shows them.
 
-Usage: ``python benchmarks/drills.py [FAULT ...] [--json]``
+With ``--state-url URL`` (a PostgreSQL server; its own database is not
+touched) each fault runs twice, one after the other: on the home's SQLite,
+then with the incident log and checkpoints in a database created for that
+drill and dropped after it. The last line compares the medians of TTD and
+TTM, PostgreSQL against SQLite in the same run (issue 25: within 10%).
+
+Usage: ``python benchmarks/drills.py [FAULT ...] [--state-url URL] [--json]``
 """
 
 from __future__ import annotations
@@ -14,13 +20,17 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
+from sre_space.errors import UsageError
 from sre_space.lab.faults import FAULTS
+from sre_space.state.url import StateUrl
 
 
 def _free_port() -> int:
@@ -29,7 +39,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def drill(fault: str) -> dict[str, Any]:
+def drill(fault: str, state_url: str | None = None) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix=f"sre-space-drill-{fault}-")) / "home"
     env = {
         **os.environ,
@@ -37,6 +47,9 @@ def drill(fault: str) -> dict[str, Any]:
         "SRE_SPACE_OTLP_HTTP_PORT": str(_free_port()),
         "SRE_SPACE_OTLP_GRPC_PORT": str(_free_port()),
     }
+    env.pop("SRE_SPACE_STATE_URL", None)
+    if state_url is not None:
+        env["SRE_SPACE_STATE_URL"] = state_url
     proc = subprocess.run(
         [sys.executable, "-m", "sre_space", "drill", fault, "--json"],
         env=env,
@@ -47,10 +60,16 @@ def drill(fault: str) -> dict[str, Any]:
     try:
         doc = json.loads(proc.stdout)
     except ValueError:
-        return {"fault": fault, "exit": proc.returncode, "error": proc.stderr.strip()[-300:]}
+        return {
+            "fault": fault,
+            "state": "postgresql" if state_url else "sqlite",
+            "exit": proc.returncode,
+            "error": proc.stderr.strip()[-300:],
+        }
     incident = doc.get("incident") or {}
     return {
         "fault": fault,
+        "state": "postgresql" if state_url else "sqlite",
         "exit": proc.returncode,
         "status": doc.get("status"),
         "root_cause": (incident.get("root_cause") or {}).get("service"),
@@ -63,21 +82,61 @@ def drill(fault: str) -> dict[str, Any]:
     }
 
 
+def on_postgres(server: StateUrl, fault: str) -> dict[str, Any]:
+    """``drill(fault)`` with its state in a database of its own, dropped afterwards."""
+    import psycopg
+
+    name = f"sre_drill_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server.url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            return drill(fault, server.with_database(name).url)
+        finally:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def compare(rows: list[dict[str, Any]]) -> str:
+    """The medians of TTD and TTM on each state, and PostgreSQL's against SQLite's."""
+    parts = []
+    for key in ("ttd_s", "ttm_s"):
+        medians = {}
+        for state in ("sqlite", "postgresql"):
+            values = [r[key] for r in rows if r.get("state") == state and r.get(key) is not None]
+            medians[state] = statistics.median(values) if values else None
+        sq, pg = medians["sqlite"], medians["postgresql"]
+        ratio = f"{pg / sq:.2f}x" if sq and pg is not None else "n/a"
+        parts.append(f"{key[:3].upper()} median sqlite {sq} s, postgresql {pg} s ({ratio})")
+    return "state: " + "; ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("faults", nargs="*", default=list(FAULTS))
+    parser.add_argument(
+        "--state-url",
+        help="a PostgreSQL server: each drill also runs with its state there (see above)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     args = parser.parse_args()
+    server = None
+    if args.state_url:
+        try:
+            server = StateUrl.parse(args.state_url)
+        except UsageError as exc:
+            sys.exit(f"drills: {exc}")
     rows = []
     for fault in args.faults:
-        row = drill(fault)
-        rows.append(row)
-        if not args.json:
+        runs = [drill(fault)]
+        if server is not None:
+            runs.append(on_postgres(server, fault))
+        rows.extend(runs)
+        for row in runs if not args.json else ():
+            state = f"{row['state']:<10} " if server is not None else ""
             if "error" in row:
-                print(f"{fault:<16} exit {row['exit']}: {row['error']}", flush=True)
+                print(f"{fault:<16} {state}exit {row['exit']}: {row['error']}", flush=True)
                 continue
             print(
-                f"{fault:<16} {row['status']:<10} exit {row['exit']}  "
+                f"{fault:<16} {state}{row['status']:<10} exit {row['exit']}  "
                 f"root cause {row['root_cause']!s:<10} {row['fault_class']!s:<11} "
                 f"{row['action'] or '-':<13} "
                 f"TTD {row['ttd_s']} s  TTL {row['ttl_s']} s  TTM {row['ttm_s']} s  "
@@ -86,6 +145,8 @@ def main() -> None:
             )
     if args.json:
         print(json.dumps(rows, indent=2))
+    elif server is not None:
+        print(compare(rows))
     sys.exit(0 if all(r["exit"] == 0 for r in rows) else 1)
 
 
