@@ -9,6 +9,10 @@ guards what Scout and the squad both touch: the tracker and the detector's reset
 
 The mind (mind.py) runs the threads and wires this to its log, store, detector,
 alert box and clock.
+
+:class:`Lifecycle` is over 300 lines on purpose: each of its steps reads and
+changes the tracker under the one guard, and their order within a look is the
+lifecycle; split, every part would take the tracker and the lock with it.
 """
 
 from __future__ import annotations
