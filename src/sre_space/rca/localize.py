@@ -94,10 +94,14 @@ def _around_onset(window: list[TraceView], onset_ns: int) -> list[Candidate]:
     recent = [v for v in window if end(v) >= onset_ns - ONSET_SLACK_S * 1e9]
     split = change_point(recent) if recent else None
     if split is not None:
-        # Normal is learnt from everything before the change, not only from
-        # the slack's half minute (a handful of traces on a quiet system).
-        older = [v for v in window if end(v) < onset_ns - ONSET_SLACK_S * 1e9]
-        normal = (older + recent[:split])[-MAX_REFERENCE_TRACES:]
+        normal = recent[:split]
+        if len(normal) < LIVE_REFERENCE_TRACES:
+            # A quiet system has a handful of traces in the slack's half minute:
+            # normal is learnt from older ones too, the newest, up to as many as
+            # the look-back wants. (A busy one keeps to the half minute: older
+            # traces may hold an earlier fault or its repair, or a cold start.)
+            older = [v for v in window if end(v) < onset_ns - ONSET_SLACK_S * 1e9]
+            normal = (older + normal)[-LIVE_REFERENCE_TRACES:]
         ranked = rank(
             judge(recent[split:], Reference.learn(normal)),
             len(recent) - split,
