@@ -127,15 +127,16 @@ def live_window(
     store's traces whose root started at or after ``ns``.
     """
     traces = traces_since(window_start_ns - int(LIVE_LOOKBACK_S * 1e9))
-    starts = [min(s.start_ns for s in t) for t in traces if t]
-    if sum(1 for st in starts if st < window_start_ns) >= LIVE_REFERENCE_TRACES:
+    known = sum(1 for t in traces if t and min(s.start_ns for s in t) < window_start_ns)
+    if known >= LIVE_REFERENCE_TRACES:
         return traces
-    wider = [t for t in traces_since(window_start_ns - int(LIVE_LOOKBACK_MAX_S * 1e9)) if t]
-    before = sorted(st for t in wider if (st := min(s.start_ns for s in t)) < window_start_ns)
-    if len(before) <= len([st for st in starts if st < window_start_ns]):
+    wider = [(min(s.start_ns for s in t), t) for t in
+             traces_since(window_start_ns - int(LIVE_LOOKBACK_MAX_S * 1e9)) if t]  # fmt: skip
+    before = sorted(start for start, _ in wider if start < window_start_ns)
+    if len(before) <= known:
         return traces  # nothing more to learn from further back
-    cutoff = before[-LIVE_REFERENCE_TRACES] if len(before) >= LIVE_REFERENCE_TRACES else before[0]
-    return [t for t in wider if min(s.start_ns for s in t) >= cutoff]
+    cutoff = before[-min(LIVE_REFERENCE_TRACES, len(before))]
+    return [t for start, t in wider if start >= cutoff]
 
 
 def localize(
