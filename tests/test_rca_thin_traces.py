@@ -244,3 +244,33 @@ def test_a_wait_on_one_of_several_callees_behind_one_span_name_is_the_callees() 
     found = localize(inc, baseline=base)
     assert found[0].service == "users"
     assert found[0].fault_class == "latency"
+
+
+def _caller_of_users(
+    t0: float, rnd: random.Random, caller: str, slow_users_ms: float
+) -> list[Span]:
+    """``caller`` -> users, one call: the users service's answer waits ``slow_users_ms``."""
+    t = Trace(t0)
+    work = rnd.uniform(3, 6)
+    total = work + 8 + slow_users_ms
+    root = t.add(caller, f"/{caller}", 0, total)
+    ctrl = t.add(caller, f"{caller.title()}Controller.handle", 0.5, total - 0.5, root)
+    out = t.add(caller, "HTTP GET", 1.0, 1.0 + work + 2 + slow_users_ms, ctrl)
+    t.add("users", "/users", 2.0, 2.0 + work, out)
+    return t.spans
+
+
+def test_callers_the_baseline_barely_knows_do_not_clear_the_callee_they_wait_on() -> None:
+    """The users service's network is slow, and so every caller's wait on it. One caller
+    is well known to the baseline; one was seen there twice, one never: the reference
+    cannot say whether their waits grew, which is no opinion, not evidence that
+    users is fine for them (and so that the known caller is to blame)."""
+    rnd = random.Random(11)
+    base = [_fan_out(i * 500.0, rnd, 0.0, True) for i in range(40)]
+    base += [_caller_of_users(20_000.0 + i * 500.0, rnd, "returns", 0.0) for i in range(2)]
+    inc = [_fan_out(LATER + i * 500.0, rnd, 150.0, True) for i in range(12)]
+    inc += [_caller_of_users(LATER + 100.0 + i * 500.0, rnd, "returns", 150.0) for i in range(10)]
+    inc += [_caller_of_users(LATER + 200.0 + i * 500.0, rnd, "billing", 150.0) for i in range(10)]
+    found = localize(inc, baseline=base)
+    assert found[0].service == "users"
+    assert found[0].fault_class == "latency"

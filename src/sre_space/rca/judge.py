@@ -22,7 +22,7 @@ from sre_space.rca.blame import (
     callee_of,
 )
 from sre_space.rca.classify import classify_span
-from sre_space.rca.own_time import OwnShift, own_shifts, shifts
+from sre_space.rca.own_time import OwnShift, can_shift, own_shifts, shifts
 from sre_space.rca.reference import MIN_SAMPLES, TRACE_SHARE, Reference
 from sre_space.rca.stats import excess_weight, median_low
 from sre_space.rca.traces import END, START, OpKey, Step, TraceView, own_times
@@ -74,19 +74,29 @@ def callee_shares(
     or its pauses would slow that too, a callee's network or queue would not,
     so a caller with a single callee is not an equal suspect for its waits
     when nothing of its own slowed.
+
+    Only edges the reference can judge take part (their operation known well
+    enough to call a call slow): an edge it cannot judge never shows a slow
+    call, and counting it as one that did not slow would clear the caller of
+    a callee that only a newcomer or a rarely seen caller also waits on.
     """
     edge_hits: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     own_hits: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    judged: set[tuple[str, str] | str] = set()  # edges (and callers' own work) it can judge
     by_edge: dict[OpKey, list[tuple[str, int]]] = defaultdict(list)
     if edge_hits_of is not None and edge_ref_counts is not None:
         for (key, answered), n in stats.edge_calls.items():
             by_edge[key].append((answered, n))
     for key, n in stats.calls.items():
+        st = ref.ops.get(key)
+        knows = st is not None and st.n >= MIN_SAMPLES
         if by_edge.get(key) and edge_hits_of is not None and edge_ref_counts is not None:
             # the callees that answered it here, each its own edge (the
             # operation's calls that none answered are left to the structure rule)
             for answered, m in by_edge[key]:
                 acc = edge_hits[(key[0], answered)]
+                if knows:
+                    judged.add((key[0], answered))
                 acc[0] += edge_hits_of[(key, answered)]
                 acc[1] += m
                 ref_slow, ref_calls = edge_ref_counts(key, answered)
@@ -96,6 +106,8 @@ def callee_shares(
         answer = ref.answered_by(key)
         callee = answer[0] if answer else stats.callee.get(key)
         acc = edge_hits[(key[0], callee)] if callee is not None else own_hits[key[0]]
+        if knows:
+            judged.add((key[0], callee) if callee is not None else key[0])
         acc[0] += hits_of[key]
         acc[1] += n
         ref_slow, ref_calls = ref_counts(key)
@@ -107,12 +119,8 @@ def callee_shares(
         ref_rate = ref_hits / ref_n if ref_n else 0.0
         return max(0.0, rate - ref_rate)
 
-    excess = {edge: growth(*counts) for edge, counts in edge_hits.items()}
-    own = {
-        caller: growth(*counts)
-        for caller, counts in own_hits.items()
-        if counts[3]  # its own work, where the reference knows it
-    }
+    excess = {edge: growth(*counts) for edge, counts in edge_hits.items() if edge in judged}
+    own = {caller: growth(*counts) for caller, counts in own_hits.items() if caller in judged}
     return split_edges(excess, own)
 
 
@@ -258,10 +266,18 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
     for (op, answered), found in gap_shift.items():
         pair = (op[0], answered)
         gap_edges[pair] = max(gap_edges.get(pair, 0.0), found.weight)
-    for op, answered in stats.edge_gaps:
-        gap_edges.setdefault((op[0], answered), 0.0)
+    # (an edge or an entry the reference has too few samples of says nothing:
+    # it is left out, not counted as one that did not grow)
+    for (op, answered), gaps in stats.edge_gaps.items():
+        before = ref.gap_samples((op, answered))
+        if before is not None and can_shift(len(gaps), len(before)):
+            gap_edges.setdefault((op[0], answered), 0.0)
     own_grew: dict[str, float] = {}
-    for entry in {k for in_trace in visits for k, _ in in_trace}:
+    visits_of = Counter(k for in_trace in visits for k, _ in in_trace)
+    for entry, n in visits_of.items():
+        before = ref.own.get(entry)
+        if entry not in own and not can_shift(n, len(before) if before else 0):
+            continue
         grew = own[entry].weight if entry in own else 0.0
         own_grew[entry[0]] = max(own_grew.get(entry[0], 0.0), grew)
     gap_shares = split_edges(gap_edges, own_grew)

@@ -28,6 +28,19 @@ OWN_MIN_VISITS = 3
 OWN_MIN_RATIO = 1.5
 
 
+def can_shift(now: int, before: int) -> bool:
+    """Whether samples this many, now and before, could show a shift at all.
+
+    The rank test's z is at most sqrt(3nm / (n + m + 1)), reached when every
+    sample now lies above every one before; with three samples before and
+    nine now that is under ``OWN_SHIFT_Z``. Below it, no shift found is no
+    opinion, not a sign that nothing grew.
+    """
+    if min(now, before) < OWN_MIN_VISITS:
+        return False
+    return 3 * now * before / (now + before + 1) >= OWN_SHIFT_Z**2
+
+
 class OwnShift(NamedTuple):
     """An entry operation whose visits' own time rose (see :func:`own_shifts`)."""
 
