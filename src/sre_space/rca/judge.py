@@ -22,7 +22,7 @@ from sre_space.rca.blame import (
     callee_of,
 )
 from sre_space.rca.classify import classify_span
-from sre_space.rca.own_time import OwnShift, can_shift, common_drift, own_shifts, shifts
+from sre_space.rca.own_time import OwnShift, can_shift, own_shifts, shifts
 from sre_space.rca.reference import MIN_SAMPLES, TRACE_SHARE, Reference
 from sre_space.rca.stats import excess_weight, median_low
 from sre_space.rca.traces import END, START, OpKey, Step, TraceView, own_times
@@ -205,17 +205,9 @@ class Judgement:
     # per service: its operations the reference knows, and those whose own time grew
     known: dict[str, int] = field(default_factory=dict)
     shifted: dict[str, set[str]] = field(default_factory=dict)
-    # every service's own work slower together by this factor (own_time.common_drift):
-    # the reference's durations were scaled by it, and the evidence's "was" with them
-    drift: float = 1.0
 
 
 def judge(window: list[TraceView], ref: Reference) -> Judgement:
-    visits = [own_times(v, ref.calls_out) for v in window]
-    # every service slower together (a busy host) is nobody's fault: normal is
-    # scaled by it, and each service judged by what it did beyond it
-    drift = common_drift(visits, ref)
-    ref = ref.scaled(drift)
     stats, slow_flags = window_stats(window, ref)
     w_slow = {
         k: excess_weight(hits, stats.calls[k], *ref.slow.get(k, (0, 0)))
@@ -263,6 +255,7 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
         stats.above,
         lambda k: (ref.ops[k].above, ref.ops[k].n) if k in ref.ops else (0, 0),
     )
+    visits = [own_times(v, ref.calls_out) for v in window]
     own = own_shifts(visits, ref)
     # A call out's gap, per callee, by rank: a few calls to one callee that
     # all wait longer stand out where a rate test on so few cannot
@@ -356,7 +349,7 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
             shifted[key[0]].add(key[1])
     for key in own:
         shifted[key[0]].add(key[1])
-    return Judgement(blamed, stats, ref, own, w_step, dict(known), dict(shifted), drift)
+    return Judgement(blamed, stats, ref, own, w_step, dict(known), dict(shifted))
 
 
 def judge_static(window: list[TraceView], threshold_ms: float) -> Judgement:

@@ -26,9 +26,6 @@ OWN_MIN_VISITS = 3
 # ... and when its median grew by at least this factor: the load of another hour
 # moves every service's time a little; a fault in one moves its own a lot.
 OWN_MIN_RATIO = 1.5
-# Every service's own work slowing together is judged on at least this many
-# services (common_drift): fewer cannot tell a busy host from a fault in one.
-DRIFT_MIN_SERVICES = 3
 
 
 def can_shift(now: int, before: int) -> bool:
@@ -54,37 +51,6 @@ class OwnShift(NamedTuple):
     p50_ms: float
     baseline_visits: int
     baseline_p50_ms: float
-
-
-def common_drift(visits: list[list[tuple[OpKey, float]]], ref: Reference) -> float:
-    """How much every service's own work slowed together, as a factor (1: it did not).
-
-    A busy host, a noisy neighbour or a burst of traffic slows every service's
-    own work at once, roughly in proportion to it: judged against a reference
-    from a quieter moment, the service with the most work of its own then
-    looks slowest, and its busiest operations shift by rank on their many
-    calls alone. A fault in one service slows its own work, not the others'.
-    The factor is the median over services (at least ``DRIFT_MIN_SERVICES``) of
-    each one's median ratio of its entry operations' own time p50, now to
-    before; what the reference says is normal is scaled by it
-    (:meth:`Reference.scaled`), so a service is judged by what it did beyond
-    everyone's slowdown.
-    """
-    now: dict[OpKey, list[float]] = defaultdict(list)
-    for in_trace in visits:
-        for key, own_ms in in_trace:
-            now[key].append(own_ms)
-    ratios: dict[str, list[float]] = defaultdict(list)
-    for key, samples in now.items():
-        before = ref.own.get(key)
-        if before and min(len(before), len(samples)) >= OWN_MIN_VISITS:
-            was = median(before)
-            if was > 0:
-                ratios[key[0]].append(median(samples) / was)
-    per_service = [median(r) for r in ratios.values()]
-    if len(per_service) < DRIFT_MIN_SERVICES:
-        return 1.0
-    return max(1.0, median(per_service))
 
 
 def own_shifts(visits: list[list[tuple[OpKey, float]]], ref: Reference) -> dict[OpKey, OwnShift]:

@@ -252,8 +252,6 @@ def rank(j: Judgement, n_traces: int, method: str) -> list[Candidate]:
                 for (kind, op), f in findings[:EXEMPLARS]
             ],
         }
-        if j.drift > 1.0:  # the "was" of its signals is normal scaled by it
-            evidence["common_drift"] = round(j.drift, 3)
         messages = Counter[str]()
         originals: dict[str, str] = {}
         for (kind, _), f in findings:

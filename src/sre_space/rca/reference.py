@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import pairwise
 
 from sre_space.rca.stats import mad_sigma, median, proportion_z, quantile
@@ -195,34 +195,6 @@ class Reference:
                 [(steps[s][key_step], step_from[s][(key, step[0])]) for s in range(n_slices)]
             )
         return ref
-
-    def scaled(self, factor: float) -> Reference:
-        """This reference with every duration ``factor`` times longer (counts unchanged).
-
-        What normal looks like on a host that slows every service alike
-        (:func:`~sre_space.rca.own_time.common_drift`).
-        """
-        if factor == 1.0:
-            return self
-
-        def longer(values: list[float]) -> list[float]:
-            return [x * factor for x in values]
-
-        return replace(
-            self,
-            ops={
-                k: replace(
-                    st,
-                    median_ms=st.median_ms * factor,
-                    sigma_ms=st.sigma_ms * factor,
-                    high_ms=st.high_ms * factor,
-                )
-                for k, st in self.ops.items()
-            },
-            gaps={k: longer(v) for k, v in self.gaps.items()},
-            self_ms={k: longer(v) for k, v in self.self_ms.items()},
-            own={k: longer(v) for k, v in self.own.items()},
-        )
 
     def gap_samples(self, edge: tuple[OpKey, str]) -> list[float] | None:
         """A call out's self times to this callee, or (too few) to any, sorted."""
