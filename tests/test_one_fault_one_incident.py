@@ -23,14 +23,13 @@ written into the mind's store as they happen).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rca_synth import Fault
 from sre_space.config import Settings
-from sre_space.detect.incidents import IncidentTracker, Tracked
+from sre_space.detect.incidents import IncidentTracker
 from sre_space.detect.window import Signal
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import Mind
@@ -139,66 +138,63 @@ def test_an_ambiguous_opening_awaits_the_brains_answer() -> None:
     assert tracker.awaits_brain(beside, SHOP) is None  # the squad is done with it
 
 
-@pytest.fixture
-def busy_mind(tmp_path: Path) -> Iterator[tuple[Mind, Tracked]]:
-    """A mind whose tracker opened an incident at catalog (the gateway in trouble with it)
-    and handed it to the squad: the squad's, its Brain not done."""
+def test_the_mind_opens_an_ambiguous_anomaly_only_once_the_cause_is_named(tmp_path: Path) -> None:
+    """Scout's side: the opening waits (confirmed again later), then is decided."""
     mind = Mind(
         Settings(home=tmp_path / "home", otlp_http_port=0, otlp_grpc_port=-1, detect_window_s=5.0)
     )
     try:
-        tick(mind.tracker, 0, sig("gateway"), sig("catalog"))
-        assert [w for w, _ in tick(mind.tracker, 1, sig("gateway"), sig("catalog"))] == ["opened"]
-        working = mind.tracker.active()[0]
-        working.busy, working.ref = True, "INC-WORKING"
-        yield mind, working
+        tracker, edges = mind.tracker, set(SHOP)
+        tick(tracker, 0, sig("gateway"), sig("catalog"))
+        assert [w for w, _ in tick(tracker, 1, sig("gateway"), sig("catalog"))] == ["opened"]
+        working = tracker.active()[0]
+        working.busy, working.ref = True, "INC-WORKING"  # the squad's; the Brain not done
+        tick(tracker, 2, sig("gateway"), sig("catalog"), sig("db", "latency"))
+        [change] = tracker.update([sig("gateway"), sig("catalog"), sig("db", "latency")], SHOP, 3)
+        assert change.what == "opened"
+        mind._opened(change.incident, 3, edges)
+        assert change.incident.opened_at is None and mind.log.list() == []  # it waits
+        tracker.attribute(working, "db", 4)  # the Brain: db is the cause of that incident
+        assert tracker.incidents == [working]  # the waiting anomaly was that cause: never opens
+        assert mind.log.list() == []
     finally:
         mind.log.close()
         mind.alerts.close()
 
 
-def _db_slow_beside(mind: Mind) -> Tracked:
-    """db turns slow beside that incident, and is confirmed: given to Scout's look."""
-    tick(mind.tracker, 2, sig("gateway"), sig("catalog"), sig("db", "latency"))
-    signals = [sig("gateway"), sig("catalog"), sig("db", "latency")]
-    [change] = mind.tracker.update(signals, SHOP, 3)
-    assert change.what == "opened"
-    mind._opened(change.incident, 3, set(SHOP))
-    return change.incident
-
-
-def test_the_mind_opens_an_ambiguous_anomaly_only_once_the_cause_is_named(
-    busy_mind: tuple[Mind, Tracked],
-) -> None:
-    """Scout's side: the opening waits (confirmed again later), then is decided."""
-    mind, working = busy_mind
-    beside = _db_slow_beside(mind)
-    assert beside.opened_at is None and mind.log.list() == []  # it waits
-    mind.tracker.attribute(working, "db", 4)  # the Brain: db is the cause of that incident
-    assert mind.tracker.incidents == [working]  # the waiting anomaly was that cause
-    assert mind.log.list() == []
-
-
 def test_a_guess_the_brain_will_look_at_again_is_not_the_incidents_cause_yet(
-    busy_mind: tuple[Mind, Tracked],
+    tmp_path: Path,
 ) -> None:
     """The Brain's first look names db at confidence 0.2 (below the action threshold)
     and will look again: an ambiguous anomaly beside it still waits for the answer
     rather than being told apart from a guess, and db does not join the incident's
     causes for good. The firm answer (catalog, 0.8) is taken."""
-    mind, working = busy_mind
-    incident = Incident(id=mind.log.new_id(), status="open", detected_at=time.time())
-    incident.root_cause = {"service": "db", "fault_class": "latency", "confidence": 0.2}
-    mind.log.save(incident)
-    working.ref = incident.id
-    mind.lifecycle._causes_so_far(1.5)
-    assert working.cause == "" and "db" not in working.origins  # a guess: not taken
-    assert _db_slow_beside(mind).opened_at is None  # it waits for the Brain's answer
-    assert [i.id for i in mind.log.list()] == [incident.id]
-    incident.root_cause = {"service": "catalog", "fault_class": "latency", "confidence": 0.8}
-    mind.log.save(incident)
-    mind.lifecycle._causes_so_far(4)
-    assert working.cause == "catalog" and "db" not in working.origins
+    mind = Mind(
+        Settings(home=tmp_path / "home", otlp_http_port=0, otlp_grpc_port=-1, detect_window_s=5.0)
+    )
+    try:
+        tracker, edges = mind.tracker, set(SHOP)
+        tick(tracker, 0, sig("gateway"), sig("catalog"))
+        assert [w for w, _ in tick(tracker, 1, sig("gateway"), sig("catalog"))] == ["opened"]
+        working = tracker.active()[0]
+        incident = Incident(id=mind.log.new_id(), status="open", detected_at=time.time())
+        incident.root_cause = {"service": "db", "fault_class": "latency", "confidence": 0.2}
+        mind.log.save(incident)
+        working.busy, working.ref = True, incident.id
+        mind.lifecycle._causes_so_far(1.5)
+        assert working.cause == "" and "db" not in working.origins  # a guess: not taken
+        tick(tracker, 2, sig("gateway"), sig("catalog"), sig("db", "latency"))
+        [change] = tracker.update([sig("gateway"), sig("catalog"), sig("db", "latency")], SHOP, 3)
+        mind._opened(change.incident, 3, edges)
+        assert change.incident.opened_at is None  # it waits for the Brain's answer
+        assert [i.id for i in mind.log.list()] == [incident.id]
+        incident.root_cause = {"service": "catalog", "fault_class": "latency", "confidence": 0.8}
+        mind.log.save(incident)
+        mind.lifecycle._causes_so_far(4)
+        assert working.cause == "catalog" and "db" not in working.origins
+    finally:
+        mind.log.close()
+        mind.alerts.close()
 
 
 # --- a restarted mind ----------------------------------------------------------------
