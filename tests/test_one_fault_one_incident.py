@@ -162,41 +162,6 @@ def test_the_mind_opens_an_ambiguous_anomaly_only_once_the_cause_is_named(tmp_pa
         mind.alerts.close()
 
 
-def test_a_guess_the_brain_will_look_at_again_is_not_the_incidents_cause_yet(
-    tmp_path: Path,
-) -> None:
-    """The Brain's first look names db at confidence 0.2 (below the action threshold)
-    and will look again: an ambiguous anomaly beside it still waits for the answer
-    rather than being told apart from a guess, and db does not join the incident's
-    causes for good. The firm answer (catalog, 0.8) is taken."""
-    mind = Mind(
-        Settings(home=tmp_path / "home", otlp_http_port=0, otlp_grpc_port=-1, detect_window_s=5.0)
-    )
-    try:
-        tracker, edges = mind.tracker, set(SHOP)
-        tick(tracker, 0, sig("gateway"), sig("catalog"))
-        assert [w for w, _ in tick(tracker, 1, sig("gateway"), sig("catalog"))] == ["opened"]
-        working = tracker.active()[0]
-        incident = Incident(id=mind.log.new_id(), status="open", detected_at=time.time())
-        incident.root_cause = {"service": "db", "fault_class": "latency", "confidence": 0.2}
-        mind.log.save(incident)
-        working.busy, working.ref = True, incident.id
-        mind.lifecycle._causes_so_far(1.5)
-        assert working.cause == "" and "db" not in working.origins  # a guess: not taken
-        tick(tracker, 2, sig("gateway"), sig("catalog"), sig("db", "latency"))
-        [change] = tracker.update([sig("gateway"), sig("catalog"), sig("db", "latency")], SHOP, 3)
-        mind._opened(change.incident, 3, edges)
-        assert change.incident.opened_at is None  # it waits for the Brain's answer
-        assert [i.id for i in mind.log.list()] == [incident.id]
-        incident.root_cause = {"service": "catalog", "fault_class": "latency", "confidence": 0.8}
-        mind.log.save(incident)
-        mind.lifecycle._causes_so_far(4)
-        assert working.cause == "catalog" and "db" not in working.origins
-    finally:
-        mind.log.close()
-        mind.alerts.close()
-
-
 # --- a restarted mind ----------------------------------------------------------------
 
 

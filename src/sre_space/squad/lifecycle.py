@@ -194,24 +194,12 @@ class Lifecycle:
         at the cause (callers refused while it restarts) is this incident's,
         not a new one: the tracker learns the cause as soon as the Brain names
         it, not when the squad is done.
-
-        A cause named below the confidence an action needs is a guess the Brain
-        will look at again: the tracker does not take it (its cause joins the
-        incident's for good), unless a change is being made on it (a person
-        approved it). Until a firm answer, an anomaly that may be this
-        incident's waits for it (``awaits_brain``) rather than being told apart
-        from a guess; the squad's final answer is taken when it is done.
         """
         for tracked in self.tracker.active():
             if not tracked.ref or tracked.settled_at is not None:
                 continue
             incident = self.log.get(tracked.ref)
-            if incident is None:
-                continue
-            cause = str(incident.root_cause.get("service") or "")
-            sure = float(incident.root_cause.get("confidence") or 0.0)
-            if sure < self.settings.policy_min_confidence and incident.status != MITIGATING:
-                continue  # a guess, and no change is being made on it
+            cause = str(incident.root_cause.get("service") or "") if incident else ""
             if cause and cause != tracked.cause:
                 self.tracker.attribute(tracked, cause, now)
 
