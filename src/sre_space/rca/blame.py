@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from sre_space.rca.classify import CALLEE_CLASSES, classify_span
-from sre_space.rca.reference import MIN_SAMPLES, Reference
+from sre_space.rca.reference import Reference
 from sre_space.rca.traces import ERROR_DISPATCH, START, Call, OpKey, Step, peer_of
 from sre_space.telemetry.model import Span
 
@@ -67,8 +67,8 @@ def _no_answer(call: Call, ref: Reference | None) -> str:
     Refused or reset connections fail at once; a callee that took the call and
     went quiet keeps its caller waiting, longer than its slowest tenth of calls.
     """
-    st = ref.ops.get(call.key) if ref is not None else None
-    if st is not None and st.n >= MIN_SAMPLES and call.self_ms > st.high_ms:
+    st = ref.known(call.key) if ref is not None else None
+    if st is not None and call.self_ms > st.high_ms:
         return "timeout"
     return "unreachable"
 

@@ -88,8 +88,7 @@ def callee_shares(
         for (key, answered), n in stats.edge_calls.items():
             by_edge[key].append((answered, n))
     for key, n in stats.calls.items():
-        st = ref.ops.get(key)
-        knows = st is not None and st.n >= MIN_SAMPLES
+        knows = ref.known(key) is not None
         if by_edge.get(key) and edge_hits_of is not None and edge_ref_counts is not None:
             # the callees that answered it here, each its own edge (the
             # operation's calls that none answered are left to the structure rule)
@@ -157,15 +156,14 @@ def window_stats(
     stats = WindowStats()
     slow_flags: list[list[int]] = []
     sequences: dict[tuple[OpKey, tuple[OpKey, ...]], int] = {}
-    ops = ref.ops if ref is not None else {}
     for v in window:
         flags = []
         for service in {c.key[0] for c in v.calls}:
             stats.involved[service].add(v.trace_id)
         for c in v.calls:
             slow = ref.is_slow(c, v.root_ms) if ref is not None else False
-            st = ops.get(c.key)
-            above = st is not None and st.n >= MIN_SAMPLES and c.self_ms > st.high_ms
+            st = ref.known(c.key) if ref is not None else None
+            above = st is not None and c.self_ms > st.high_ms
             flags.append(SLOW if slow else ABOVE if above else 0)
             stats.calls[c.key] += 1
             stats.slow[c.key] += slow
@@ -341,8 +339,7 @@ def judge(window: list[TraceView], ref: Reference) -> Judgement:
     known: Counter[str] = Counter()
     shifted: dict[str, set[str]] = defaultdict(set)
     for key in stats.calls:
-        known_op = ref.ops.get(key)
-        if known_op is None or known_op.n < MIN_SAMPLES:
+        if ref.known(key) is None:
             continue
         known[key[0]] += 1
         if w_slow.get(key, 0.0) > 0 or w_shift.get(key, 0.0) > 0:

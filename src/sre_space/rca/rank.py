@@ -16,7 +16,7 @@ from typing import Any
 
 from sre_space.rca.candidate import Candidate, calibrate
 from sre_space.rca.judge import Judgement
-from sre_space.rca.reference import HIGH_QUANTILE, MIN_SAMPLES
+from sre_space.rca.reference import HIGH_QUANTILE
 from sre_space.rca.stats import median, quantile
 from sre_space.rca.traces import END, START, OpKey, Step
 from sre_space.safe_text import message_template
@@ -131,11 +131,10 @@ def _growth(j: Judgement) -> dict[str, tuple[float, str]]:
     self time itself (the place where the most time is spent).
     """
     out: dict[str, tuple[float, str]] = {}
-    ops = j.ref.ops if j.ref is not None else {}
     for key, samples in j.stats.self_ms.items():
         if j.ref is not None:
-            st = ops.get(key)
-            if st is None or st.n < MIN_SAMPLES:
+            st = j.ref.known(key)
+            if st is None:
                 continue
             g = quantile(samples, HIGH_QUANTILE) - st.high_ms
         else:

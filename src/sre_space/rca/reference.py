@@ -212,10 +212,15 @@ class Reference:
                 return edge
         return self.slow.get(key, (0, 0))
 
+    def known(self, key: OpKey) -> OpStats | None:
+        """The operation's normal, where the reference saw enough of it to have one."""
+        st = self.ops.get(key)
+        return st if st is not None and st.n >= MIN_SAMPLES else None
+
     def is_slow(self, call: Call, root_ms: float) -> bool:
         """Self time well above this operation's normal, by enough to matter to the trace."""
-        st = self.ops.get(call.key)
-        if st is None or st.n < MIN_SAMPLES:
+        st = self.known(call.key)
+        if st is None:
             return False
         return call.self_ms - st.median_ms > max(SIGMAS * st.sigma_ms, TRACE_SHARE * root_ms)
 
