@@ -177,6 +177,49 @@ def test_a_circuit_is_opened_only_where_the_caller_has_one() -> None:
     assert db["escalate"] is True and "no circuit breaker to db" in db["reason"]
 
 
+@pytest.mark.lab
+def test_drill_with_a_wrong_expectation_exits_1(tmp_path: Path) -> None:
+    # Here, not beside a module's lab: two labs at once starve a 2-core machine,
+    # and the drill's own fault then went undetected for three minutes.
+    lab = {"home": tmp_path / "home", "otlp_http_port": free_port(), "otlp_grpc_port": free_port()}
+    spec = tmp_path / "wrong.json"
+    spec.write_text(json.dumps({"fault": "db-timeout", "expect": {"root_cause": "payments"}}))
+    journal = tmp_path / "journal.json"
+    junit = tmp_path / "junit.xml"
+    env = {
+        **os.environ,
+        "SRE_SPACE_HOME": str(lab["home"]),
+        "SRE_SPACE_OTLP_HTTP_PORT": str(lab["otlp_http_port"]),
+        "SRE_SPACE_OTLP_GRPC_PORT": str(lab["otlp_grpc_port"]),
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sre_space",
+            "drill",
+            str(spec),
+            "--journal",
+            str(journal),
+            "--junit",
+            str(junit),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(journal.read_text())
+    assert doc["deviated"] is True and doc["status"] == "deviated"
+    # A lab that cannot hold its steady state first deviates before any fault: say so.
+    localise = next((s for s in doc["run"] if s["step"] == "localise"), None)
+    assert localise is not None, doc["run"]
+    assert localise == {**localise, "ok": False, "root_cause": "checkout", "expected": ["payments"]}
+    assert doc["ttd_s"] is not None and doc["ttm_s"] is not None  # it was mitigated all the same
+    assert 'failures="1"' in junit.read_text()
+
+
 def test_policy_never_restarts_more_than_a_share_of_replicas_at_once() -> None:
     from sre_space.squad.policy import Policy
 
