@@ -262,6 +262,22 @@ def test_a_bad_drill_file_is_refused_before_anything_starts(
     assert not (home / "lab").exists()  # no lab was started for a drill that cannot run
 
 
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc/stat")
+def test_the_journal_says_how_busy_the_host_was() -> None:
+    from sre_space.drill import DrillSpec, Journal, _cpu_times
+
+    journal = Journal(DrillSpec.load("crash"))
+    before = _cpu_times()
+    assert before is not None
+    # Spin until the machine's own counters have moved: a reading, not a guess.
+    while (now := _cpu_times()) is not None and now[0] - before[0] < 20:
+        pass
+    host = journal.finish()["host"]
+    assert host["cpus"] == os.cpu_count()
+    # This process was busy the whole time, so at least its share of the CPUs was.
+    assert 1.0 / (os.cpu_count() or 1) - 0.2 <= host["cpu_busy"] <= 1.0
+
+
 def test_junit_is_valid_xml_whatever_the_steps_say() -> None:
     import xml.dom.minidom
 

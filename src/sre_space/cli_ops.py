@@ -109,4 +109,10 @@ def drill(
         )
         say(f"{doc['title']}: {doc['status']}  {times}  ({doc['duration']} s)")
     if doc["deviated"]:
-        raise CheckFailed(f"drill {spec.fault} deviated")
+        busy = doc["host"].get("cpu_busy")
+        why = (
+            f" (the host's CPUs were {busy:.0%} busy over it: its timings are the queue's)"
+            if busy is not None and busy >= dr.SATURATED
+            else ""
+        )
+        raise CheckFailed(f"drill {spec.fault} deviated{why}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,21 @@ from sre_space.lab.faults import FAULTS
 from sre_space.vocabulary import ESCALATED, MITIGATED, RESOLVED, UNCLEAR
 
 TERMINAL = (MITIGATED, RESOLVED, ESCALATED)
+# Busier than this over a drill, the host had no CPU to spare: the lab alone
+# takes about half of two cores, so its timings were set by the queue for a CPU.
+SATURATED = 0.9
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """All CPUs' jiffies since boot: (total, idle or waiting on I/O); None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    if len(values) < 5:
+        return None
+    return sum(values[:8]), values[3] + values[4]  # guest time is in user already
 
 
 @dataclass
@@ -113,6 +129,7 @@ class Journal:
             "ttm_s": None,
             "start": time.time(),
         }
+        self._cpu = _cpu_times()
 
     def step(self, name: str, ok: bool, **detail: Any) -> None:
         self.doc["run"].append({"step": name, "ok": ok, "ts": time.time(), **detail})
@@ -123,6 +140,13 @@ class Journal:
         self.doc["end"] = time.time()
         self.doc["duration"] = round(self.doc["end"] - self.doc["start"], 2)
         self.doc["status"] = "deviated" if self.doc["deviated"] else "completed"
+        # How busy the host was: a drill on a saturated host measures the queue for a CPU.
+        host: dict[str, Any] = {"cpus": os.cpu_count()}
+        end = _cpu_times()
+        if self._cpu is not None and end is not None and end[0] > self._cpu[0]:
+            total, idle = end[0] - self._cpu[0], end[1] - self._cpu[1]
+            host["cpu_busy"] = round(1.0 - idle / total, 3)
+        self.doc["host"] = host
         return self.doc
 
 
