@@ -237,7 +237,8 @@ def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault
     """
     reverted = client.revert(fault)
     journal.doc["rollbacks"].append({"revert": reverted, "ts": time.time()})
-    after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=90)
+    # Generous: a lifted workaround and a drained backlog take a starved host minutes.
+    after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=180)
     journal.doc["steady_states"]["after"] = after
     journal.step("steady-state-after", after["ok"])
 
