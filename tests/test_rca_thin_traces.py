@@ -16,7 +16,7 @@ from sre_space.rca.candidate import Candidate
 from sre_space.rca.localize import localize
 from sre_space.rca.stats import rank_shift
 from sre_space.rca.traces import ERROR_DISPATCH, failed, views
-from sre_space.telemetry.model import Span, SpanEvent, SpanKind
+from sre_space.telemetry.model import Span, SpanKind
 
 _ids = itertools.count(1)
 MS = 1_000_000
@@ -274,51 +274,3 @@ def test_callers_the_baseline_barely_knows_do_not_clear_the_callee_they_wait_on(
     found = localize(inc, baseline=base)
     assert found[0].service == "users"
     assert found[0].fault_class == "latency"
-
-
-def _busy_shop(t0: float, rnd: random.Random, busy_ms: float, hung: bool) -> list[Span]:
-    """shop -> stock, then pay, as HTTP instrumentations record them (server and
-    client spans). ``busy_ms``: the shop is starved of CPU, so its own work and
-    every wait on an answer take that much longer. ``hung``: the pay replica it
-    reached took the call and never answered; the client gave up after 2 s."""
-    t = Trace(t0)
-    stock, pay = rnd.uniform(2, 4), rnd.uniform(3, 6)
-    own = rnd.uniform(1, 2) + busy_ms
-    pay_ms = 2000.0 if hung else pay + 1 + busy_ms
-    total = own + stock + 1 + busy_ms + pay_ms
-    root = t.add("shop", "POST /order", 0, total)
-    root.kind = SpanKind.SERVER
-    out = t.add("shop", "GET", own, own + stock + 1 + busy_ms, root)
-    out.kind = SpanKind.CLIENT
-    answer = t.add("stock", "GET /stock", own + 0.5, own + 0.5 + stock, out)
-    answer.kind = SpanKind.SERVER
-    at = own + stock + 1 + busy_ms
-    out = t.add("shop", "POST", at, at + pay_ms, root)
-    out.kind = SpanKind.CLIENT
-    if hung:
-        out.error = True
-        out.events.append(
-            SpanEvent(
-                "exception",
-                out.end_ns,
-                {"exception.type": "httpx.ReadTimeout", "exception.message": "timed out"},
-            )
-        )
-        root.error = True
-    else:
-        answer = t.add("pay", "POST /pay", at + 0.5, at + 0.5 + pay, out)
-        answer.kind = SpanKind.SERVER
-    return t.spans
-
-
-def test_a_wait_for_an_answer_that_never_came_is_the_callees_however_busy_the_caller() -> None:
-    """One pay replica hangs (a third of the calls) while the shop's host is saturated:
-    the shop's every answered call and its own work are slower, a caller's pattern,
-    but the calls that failed without an answer waited on pay alone. (Their wait
-    split like the answered calls' named the shop, cpu, first.)"""
-    rnd = random.Random(3)
-    base = [_busy_shop(i * 100.0, rnd, 0.0, False) for i in range(80)]
-    inc = [_busy_shop(LATER + i * 100.0, rnd, 5.0, i % 3 == 0) for i in range(42)]
-    found = localize(inc, baseline=base)
-    assert found[0].service == "pay", [(c.service, c.fault_class, c.score) for c in found]
-    assert found[0].fault_class == "timeout"

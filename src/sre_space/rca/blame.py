@@ -2,11 +2,10 @@
 
 A call's error, its slowness or an unusual step in its sequence of calls is
 evidence; these functions say against whom (see ``docs/rca.md`` §3). A failed
-call out that its callee never answered blames the callee, for its failure and
-for its wait. The gap of a slow call out is split between caller and callee by
-which explanation the other edges support (:func:`callee_shares`). A caller
-that changed course right after a call out shares the blame with the callee
-whose answer it had read.
+call out that its callee never answered blames the callee. The gap of a slow
+call out is split between caller and callee by which explanation the other
+edges support (:func:`callee_shares`). A caller that changed course right
+after a call out shares the blame with the callee whose answer it had read.
 """
 
 from __future__ import annotations
@@ -105,20 +104,11 @@ def blame_error(call: Call, ref: Reference | None, weight: float) -> Blame:
 def blame_latency(
     call: Call, ref: Reference | None, weight: float, callee_share: float
 ) -> list[Blame]:
-    """A slow call's wait: its own service's, or split with the callee of a call out.
-
-    A call out that failed with no answer from a callee that answers when it
-    can (traced before) waited on that callee alone: the split, measured on the
-    calls that were answered, says nothing about a wait for an answer that
-    never came. A caller starved of CPU still gets its answers, only late.
-    """
     if not call.exit:
         return [Blame(call.service, call.entry_op, "latency", "latency", weight, call.key)]
     callee = callee_of(call, ref)
     if callee is None:
         return [Blame(call.service, call.entry_op, "latency", "latency", weight, call.key)]
-    if call.callee is None and call.error_origin and _traced(call, ref):
-        callee_share = 1.0
     return [
         Blame(
             call.service, call.entry_op, "latency", "latency", weight * (1 - callee_share), call.key
