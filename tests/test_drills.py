@@ -181,16 +181,15 @@ def test_a_circuit_is_opened_only_where_the_caller_has_one() -> None:
 def test_drill_with_a_wrong_expectation_exits_1(tmp_path: Path) -> None:
     # Here, not beside a module's lab: two labs at once starve a 2-core machine,
     # and the drill's own fault then went undetected for three minutes.
-    lab = {"home": tmp_path / "home", "otlp_http_port": free_port(), "otlp_grpc_port": free_port()}
     spec = tmp_path / "wrong.json"
     spec.write_text(json.dumps({"fault": "db-timeout", "expect": {"root_cause": "payments"}}))
     journal = tmp_path / "journal.json"
     junit = tmp_path / "junit.xml"
     env = {
         **os.environ,
-        "SRE_SPACE_HOME": str(lab["home"]),
-        "SRE_SPACE_OTLP_HTTP_PORT": str(lab["otlp_http_port"]),
-        "SRE_SPACE_OTLP_GRPC_PORT": str(lab["otlp_grpc_port"]),
+        "SRE_SPACE_HOME": str(tmp_path / "home"),
+        "SRE_SPACE_OTLP_HTTP_PORT": str(free_port()),
+        "SRE_SPACE_OTLP_GRPC_PORT": str(free_port()),
     }
     proc = subprocess.run(
         [
