@@ -206,8 +206,9 @@ class Traffic:
 
     TICK_NS = 20_000_000
 
-    def __init__(self, store: TraceStore) -> None:
+    def __init__(self, store: TraceStore, bad_after_heal_every: int = 0) -> None:
         self.store = store
+        self.bad_after_heal_every = bad_after_heal_every  # every so many fail even then
         self.healed_at_ns: int | None = None
         self.start_ns = time.time_ns()
         self._sent_ns = self.start_ns
@@ -243,11 +244,13 @@ class Traffic:
             while self._sent_ns + self.TICK_NS <= now:
                 self._sent_ns += self.TICK_NS
                 healed = self.healed_at_ns
-                batch.append(self._span(self._sent_ns, healed is None or self._sent_ns < healed))
+                failing = healed is None or self._sent_ns < healed
+                n = next(self._ids)
+                every = self.bad_after_heal_every
+                batch.append(self._span(n, self._sent_ns, failing or (every and n % every == 0)))
             self.store.add(batch)
 
-    def _span(self, start: int, error: bool) -> Span:
-        n = next(self._ids)
+    def _span(self, n: int, start: int, error: bool) -> Span:
         return Span(
             trace_id=f"{n:032x}",
             span_id=f"{n:016x}",
@@ -322,6 +325,39 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
     assert any("not credited to restart catalog" in m and "outcome unclear" in m for m in fixer)
     assert entries == []  # memory learnt nothing
     assert any("not archived" in m and "nothing learnt" in m for m in jules), jules
+
+
+# --- (d): a verdict as soon as the fresh requests make it clear -------------------------------
+
+
+@pytest.mark.parametrize("bad_every", [0, 10])
+def test_a_clear_recovery_is_called_before_the_window_fills(make: Any, bad_every: int) -> None:
+    """The window (an hour) never fills: only the sequential test can call the recovery.
+
+    Healthy traffic after the fix is called recovered; traffic that still fails
+    one request in ten (twice the SLO's 5%) never is, and the fix is undone.
+    """
+    squad = make(verify_timeout_s=60.0 if not bad_every else 8.0, verify_window_s=3600.0)
+    with Traffic(squad.store, bad_after_heal_every=bad_every) as traffic:
+
+        def heal() -> None:
+            wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
+            traffic.heal()
+
+        healer = threading.Thread(target=heal, name="heal", daemon=True)
+        healer.start()
+        done = squad.run(_diagnosis(0.9), traffic.start_ns)
+        healer.join(10)
+
+    verified = next(a for a in done.audit if a["step"] == "verified")
+    if not bad_every:
+        assert verified["recovered"] is True and done.status == "mitigated"
+        assert verified["after"]["requests"] >= squad.settings.min_requests
+        assert verified["after"]["error_rate"] <= squad.settings.error_rate_threshold
+        assert squad.called() == ["restart"]
+    else:
+        assert verified["recovered"] is False and done.status == "escalated"
+        assert squad.called() == ["restart", "undo-restart"]
 
 
 def test_an_unclear_entry_is_not_read_as_a_failure(make: Any) -> None:

@@ -10,13 +10,19 @@ from typing import Any
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.squad.context import SquadContext, slo
+from sre_space.squad.sequential import recovered_clearly
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
 
 
 def verify(ctx: SquadContext, state: SquadState) -> SquadState:
-    """Wait for fresh telemetry from the diagnosed service; judge it against the SLO."""
+    """Wait for fresh telemetry from the diagnosed service; judge it against the SLO.
+
+    Recovered as soon as a sequential test over the fresh requests says so
+    clearly (``squad/sequential.py``), or when a window of ``verify_window_s``
+    holding at least ``min_requests`` is within the SLO, whichever comes first.
+    """
     incident = ctx.incident(state)
     diagnosis = state["diagnosis"]
     service, operation = diagnosis["service"], diagnosis["operation"]
@@ -52,6 +58,14 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     while time.time() < deadline:
         spans = fresh()
         window_ns = int(settings.verify_window_s * 1e9)
+        judged = _settled(spans, settings.latency_threshold_ms)
+        if len(judged) >= settings.min_requests and recovered_clearly(
+            (s.error or s.duration_ms > settings.latency_threshold_ms for s in judged),
+            settings.error_rate_threshold,
+        ):
+            after = slo(judged, settings.latency_threshold_ms)
+            recovered = True
+            break
         if spans and max(s.start_ns for s in spans) - since_ns >= window_ns:
             after = slo(spans, settings.latency_threshold_ms)
             if after["requests"] >= settings.min_requests:
@@ -178,6 +192,20 @@ def _doubts(
             f"{step['step']}) while this outcome was open"
         )
     return doubts
+
+
+def _settled(spans: list[Span], threshold_ms: float) -> list[Span]:
+    """Fresh requests in the order they started, up to where the slow ones are in too.
+
+    Spans arrive when they end, so the first to arrive after a change are the
+    fast ones. A request that started more than the latency bar before the
+    newest end seen is either here or slow (and, its exporter willing, here
+    soon); later ones are left for the next look.
+    """
+    if not spans:
+        return []
+    horizon = max(s.end_ns for s in spans) - int(threshold_ms * 1e6)
+    return sorted((s for s in spans if s.start_ns <= horizon), key=lambda s: s.start_ns)
 
 
 def _within_slo(settings: Settings, measure: dict[str, Any]) -> bool:
