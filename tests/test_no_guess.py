@@ -29,6 +29,7 @@ from sre_space.squad.context import MAX_LOOKS, SquadContext
 from sre_space.squad.fixer import fixer as fixer_node
 from sre_space.squad.graph import build
 from sre_space.squad.policy import MIN_ACT_CONFIDENCE, policy_from
+from sre_space.squad.verify import LATE_WINDOWS
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.telemetry.store import TraceStore
 
@@ -283,7 +284,7 @@ def _other_fix(squad: Squad) -> Incident:
     return other
 
 
-@pytest.mark.parametrize("case", ["credited", "another-incident", "already-over"])
+@pytest.mark.parametrize("case", ["credited", "another-incident", "already-over", "late"])
 def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, case: str) -> None:
     squad = make(verify_timeout_s=60.0, verify_window_s=1.0)
     with Traffic(squad.store) as traffic:
@@ -295,9 +296,14 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
         other = _other_fix(squad) if case == "another-incident" else None
 
         # Otherwise the trouble ends once the Fixer's program has run (and, in the
-        # second case, while another incident's change to catalog is still judged).
+        # second case, while another incident's change to catalog is still judged;
+        # in the last, only several windows of failing traffic after it).
         def heal() -> None:
             wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
+            if case == "late":
+                acted = traffic.covered_s()
+                later = acted + (LATE_WINDOWS + 2) * window
+                wait_until(lambda: traffic.covered_s() >= later, 120, what="a while later")
             traffic.heal()
 
         healer = threading.Thread(target=heal, name="heal", daemon=True)
@@ -319,6 +325,8 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
     why = " ".join(done.remediation["unclear"])
     if other is not None:
         assert other.id in why and "patch_config" in why
+    elif case == "late":
+        assert "stayed out for" in why and "the fault itself ending" in why
     else:
         assert "already ended before it" in why
     assert verified["credited"] is False and verified["unclear"] == done.remediation["unclear"]

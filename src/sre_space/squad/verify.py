@@ -15,6 +15,10 @@ from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
 
+# A recovery that comes only after this many windows out of the SLO since the
+# change did not follow the change: something else may have ended the trouble.
+LATE_WINDOWS = 3
+
 
 def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     """Wait for fresh telemetry from the diagnosed service; judge it against the SLO.
@@ -33,6 +37,8 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         service, operation = acted_on, None
     settings = ctx.settings
     since_ns = int((state["applied"]["ts"] + 1.0) * 1e9)
+    first_ns = since_ns
+    out_until_ns: int | None = None  # the newest request of the last window out of the SLO
 
     def measured(s: Span) -> bool:
         return (
@@ -73,10 +79,17 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 if recovered:
                     break
                 # Keep only the newest window: recovery may take a moment to show.
-                since_ns = max(s.start_ns for s in spans) - window_ns
+                out_until_ns = max(s.start_ns for s in spans)
+                since_ns = out_until_ns - window_ns
         time.sleep(0.25)
     verification: dict[str, Any] = {"recovered": recovered, "before": before, "after": after}
     doubts = _doubts(ctx, state, incident, measured, time.time()) if recovered else []
+    late_s = (out_until_ns - first_ns) / 1e9 if out_until_ns is not None else 0.0
+    if recovered and late_s >= LATE_WINDOWS * settings.verify_window_s:
+        doubts.append(
+            f"the SLO stayed out for {late_s:.0f} s after the change before it came back: "
+            "what ended the trouble may be something else, the fault itself ending"
+        )
     if doubts:  # the SLO is back, but this change is not known to be why
         verification["credited"] = False
         verification["unclear"] = doubts
