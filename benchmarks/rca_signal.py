@@ -22,6 +22,12 @@ contemporaneous reference. When even that leaves the true service near
 chance (1 / services), the traces do not carry the fault, and no trace-only
 method can be expected to find it.
 
+Last, failures that recur across cases: every operation whose requests fail
+in a case's incident and never in its baseline, with the labels of the cases
+where it does. One failing operation under many labels is trouble the
+labels do not name (an earlier fault that outlived its case, or an
+intermittent one): the traces show it, and no label asks for it.
+
 Usage: ``python benchmarks/rca_signal.py [SET_DIR ...]`` (default: every set
 in ``../shared/data``); ends with one ``rca-signal:`` line.
 """
@@ -39,12 +45,13 @@ from pathlib import Path
 from rca import DEFAULT_DATA, Traces, accuracy, label_sets, naive, rank_of
 
 from sre_space.rca.localize import localize
-from sre_space.rca.traces import group, views
+from sre_space.rca.traces import ERROR_DISPATCH, failed, group, views
 from sre_space.telemetry.files import read_spans
 
 NEAR_HOURS = 2.0  # other cases this close in time make the contemporaneous reference
 REFERENCE_TRACES = 400  # as many as an incident file holds at most
 MIN_SPANS = 5  # fewer spans of an operation on either side: no opinion on it
+RECURRING_CASES = 3  # a new failure in at least this many cases is listed
 
 
 def ks_distance(a: list[int], b: list[int]) -> float:
@@ -81,6 +88,46 @@ def shift_ranking(incident: Traces, reference: Traces) -> list[str]:
         scale = (len(values) * len(ref) / (len(values) + len(ref))) ** 0.5
         score[key[0]] = max(score.get(key[0], 0.0), ks_distance(values, ref) * scale)
     return sorted(score, key=lambda s: (-score[s], s))
+
+
+def failing_operations(traces: Traces) -> dict[tuple[str, str], int]:
+    """(service, operation) -> how many of the traces saw it fail.
+
+    A framework's error dispatch is the failure of the request it runs in.
+    """
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for trace in traces:
+        names = {s.span_id: s.name for s in trace}
+        seen: set[tuple[str, str]] = set()
+        for s in trace:
+            if failed(s):
+                name = names.get(s.parent_id or "", s.name) if s.name in ERROR_DISPATCH else s.name
+                seen.add((s.service, name))
+        for key in seen:
+            out[key] += 1
+    return out
+
+
+def recurring(
+    labels: dict[str, dict[str, str]], incidents: dict[str, Traces], baselines: dict[str, Traces]
+) -> list[str]:
+    """Lines, one per operation that newly fails in RECURRING_CASES or more cases."""
+    cases: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for case in labels:
+        before = failing_operations(baselines[case])
+        for key in failing_operations(incidents[case]):
+            if key not in before:
+                cases[key].append(case)
+    lines = []
+    for (service, operation), where in sorted(cases.items(), key=lambda kv: -len(kv[1])):
+        if len(where) < RECURRING_CASES:
+            break
+        under: dict[str, int] = defaultdict(int)
+        for case in where:
+            under[labels[case]["service"]] += 1
+        named = ", ".join(f"{svc} {n}" for svc, n in sorted(under.items(), key=lambda kv: -kv[1]))
+        lines.append(f"  {service} {operation}: fails in {len(where)} cases, labelled {named}")
+    return lines
 
 
 def main() -> int:
@@ -131,6 +178,8 @@ def main() -> int:
             ac1, ac3 = acc["AC@1"], acc["AC@3"]
             print(f"{name:<32} {ac1:6.3f} {ac3:6.3f}")
             parts.append(f"{name} {ac1:.3f}/{ac3:.3f}")
+        print(f"\nnew failures in {RECURRING_CASES} or more cases (absent from the baseline):")
+        print("\n".join(recurring(labels, incidents, baselines)) or "  none")
         print()
         summary.append(f"{set_dir.name} (chance {chance:.3f}): " + ", ".join(parts))
     print("rca-signal: " + "; ".join(summary))
