@@ -13,6 +13,9 @@ steps) and one line per fault: incidents opened, root cause, TTD (detection
 minus injection). Floor: one incident per fault, each with the fault's
 expected root-cause service; TTD median <= 3 s. Exit 1 below the floor.
 
+With ``--json``, the timeline holds each of the Brain's looks with its
+diagnosis (evidence and candidates), so a wrong first look can be studied.
+
 Usage: ``python benchmarks/sequence.py [--spacing 60] [--policy auto] [FAULT ...] [--json]``
 """
 
@@ -145,8 +148,11 @@ def run(faults: list[str], spacing: float, policy: str) -> dict[str, Any]:
             until = nxt["injected_at"] if nxt else float("inf")
             mine = [i for i in incidents if slot["injected_at"] <= i.detected_at < until]
             slot["incidents"] = [i.id for i in mine]
+        # Each of the Brain's looks with its diagnosis (evidence, candidates): a
+        # first look that named the wrong service can be read afterwards.
         timeline = [
             {"ts": e.ts, "incident": e.incident_id, "agent": e.agent, "message": e.message}
+            | ({"diagnosis": e.data["diagnosis"]} if "diagnosis" in e.data else {})
             for e in mind.log.events(0, limit=100_000)
             if e.ts >= started
             and e.incident_id
