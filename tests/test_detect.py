@@ -379,3 +379,32 @@ def test_a_quiet_operation_is_judged_over_a_longer_lane_and_only_on_a_change() -
     slowed = quiet(120, 400)
     assert [(s.service, s.kind) for s in slowed] == [("search", "latency")]
     assert "a quiet operation" in slowed[0].reason and slowed[0].count >= 10
+
+
+def test_a_fault_mid_window_is_seen_in_the_newest_seconds_before_it_fills_the_window() -> None:
+    sim = Sim()
+    sim.run(60, requests("checkout", 20, 30))
+    assert sim.run(1, requests("checkout", 20, 30, errors=4)) == []  # one second: bad luck yet
+    # 8 of the window's 200 requests (4%) are under the bar; 8 of the newest 60 are not.
+    [signal] = sim.run(1, requests("checkout", 20, 30, errors=4))
+    assert (signal.service, signal.kind) == ("checkout", "error")
+    assert "newest seconds" in signal.reason
+    assert (signal.count, signal.errors) == (60, 8)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_newest_seconds_do_not_page_on_a_healthy_noisy_operation(seed: int) -> None:
+    """Half an hour of 1% errors and a slow tail, in bursts as exporters send them: no signal."""
+    rng = random.Random(seed)
+    sim = Sim()
+    for second in range(1800):
+        sim.clock.now += 1
+        if second % 5 == 0:  # the SDK's default: a batch every 5 s
+            n = rng.randint(60, 140)
+            errors = sum(rng.random() < 0.01 for _ in range(n))
+            batch = requests("api", n, 30, errors=errors)
+            for span in batch[: n // 20]:
+                span.end_ns += int(rng.uniform(20, 60) * 1e6)
+            sim.detector.observe(batch)
+        if second > 60:
+            assert sim.anomalous() == [], second

@@ -90,6 +90,11 @@ WINDOW_SAMPLES = 512  # latencies kept per operation per second of the window
 # fills a window, and a fault there would never be seen. Its rates and latency
 # only; traffic keeps the window (see the module docstring).
 QUIET_LANE_S = 60.0
+# A fault that starts mid-window is diluted by the healthy seconds before it:
+# one request in six failing from now on takes about three seconds to reach 5%
+# of a ten-second window. The newest seconds are judged too, on the same bars
+# and odds, whenever they alone hold enough requests to judge.
+RECENT_LANE_S = 3
 
 
 class WindowDetector:
@@ -267,9 +272,15 @@ class WindowDetector:
         )
         kind, reason, expected = self._verdict(key, op, signal, now, *limits)
         if not kind and count < limits[1] and op.past:
-            signal, kind, reason = self._quiet_lane(key, op, signal, limits)
+            lane = deque([*op.past, *buckets])
+            signal, kind, reason = self._lane(key, op, signal, lane, limits, "a quiet operation")
             if kind:
-                buckets = deque([*op.past, *buckets])
+                buckets = lane
+        elif not kind and buckets and buckets[0].second <= now - RECENT_LANE_S:
+            lane = deque(b for b in buckets if b.second > now - RECENT_LANE_S)
+            signal, kind, reason = self._lane(key, op, signal, lane, limits, "newest seconds")
+            if kind:
+                buckets = lane
         for k in ("error", "slow", "latency", "traffic", "structure"):
             if k != kind:
                 self._active.discard((key, k))
@@ -303,32 +314,37 @@ class WindowDetector:
             )
         return signal
 
-    def _quiet_lane(
-        self, key: tuple[str, str], op: _Op, short: Signal, limits: tuple[float, int]
+    def _lane(
+        self,
+        key: tuple[str, str],
+        op: _Op,
+        window: Signal,
+        lane: deque[_Bucket],
+        limits: tuple[float, int],
+        what: str,
     ) -> tuple[Signal, str, str]:
-        """A quiet operation judged on its last ``QUIET_LANE_S`` seconds: (signal, kind, reason).
+        """The operation judged on other seconds than the window's: (signal, kind, reason).
 
         Only its rates and latency: the traffic it gets is the window's to judge.
         """
-        lane = [*op.past, *op.window]
         count = sum(b.count for b in lane)
         if count < limits[1]:
-            return short, "", ""
+            return window, "", ""
         latencies = [x for b in lane for x in b.latencies]
         bad = [b.second for b in lane if b.errors or b.slow]
-        long = replace(
-            short,
+        judged = replace(
+            window,
             count=count,
             errors=sum(b.errors for b in lane),
             slow=sum(b.slow for b in lane),
             p95_ms=percentile(latencies, 0.95),
             first_bad_at=float(bad[0]) if bad else None,
         )
-        kind, reason = self._rates(key, op, long, deque(lane), *limits)
+        kind, reason = self._rates(key, op, judged, lane, *limits)
         if not kind:
-            return short, "", ""
+            return window, "", ""
         span = lane[-1].second - lane[0].second + 1
-        return long, kind, f"{reason} over the last {span} s (a quiet operation)"
+        return judged, kind, f"{reason} over the last {span} s ({what})"
 
     def _verdict(
         self,
