@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sre_space.rca.candidate import Candidate, confidence_words
@@ -77,7 +78,9 @@ def _own_candidates(
     # ``first``: Scout's first bad second (when it arrived, rounded down). The
     # change is looked for near it, not in an older fault the look-back reaches.
     onset_ns = int((first - 1.0) * 1e9) if first is not None else None
-    candidates = localize(traces, threshold, onset_ns=onset_ns)
+    candidates = failures_first(
+        localize(traces, threshold, onset_ns=onset_ns), state.get("signals") or ()
+    )
     elsewhere = set(state.get("elsewhere") or ())
     own = set(state.get("origins") or ()) - elsewhere
     mine_anyway = {str(s.get("service")) for s in state.get("signals") or ()}
@@ -99,6 +102,34 @@ def _own_candidates(
         f"ranking the traces through {', '.join(sorted(own))}",
     )
     return mine
+
+
+def failures_first(
+    candidates: list[Candidate], signals: Iterable[Mapping[str, Any]]
+) -> list[Candidate]:
+    """The ranking, with an answer that accounts for none of the failures Scout saw passed over.
+
+    When Scout opened the incident on failed requests alone, a first answer
+    whose evidence holds no failure (a service slower in its own work, say,
+    on a host that every process slowed) explains something else than what
+    people see. The best one that does account for failures goes first; its
+    own confidence stays what it is, so a weak one still asks a person
+    instead of acting. Offline (``analyze``) there is no Scout, and the
+    ranking stands as it is.
+    """
+    kinds = {str(s.get("kind")) for s in signals}
+    if kinds != {"error"} or not candidates or _fails(candidates[0]):
+        return candidates
+    for i, c in enumerate(candidates[1:], start=1):
+        if _fails(c):
+            return [c, *candidates[:i], *candidates[i + 1 :]]
+    return candidates
+
+
+def _fails(c: Candidate) -> bool:
+    """Whether a candidate's evidence holds failed requests (not only slow or reshaped ones)."""
+    signals = c.evidence.get("signals") or ()
+    return bool(c.exception) or any(s.get("kind") == "error" for s in signals)
 
 
 def _ranked(c: Candidate) -> dict[str, Any]:
