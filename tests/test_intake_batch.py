@@ -9,6 +9,7 @@ fed the batch through the store.
 
 from __future__ import annotations
 
+import gc
 import random
 from typing import Any
 
@@ -173,3 +174,30 @@ def _varint(n: int) -> bytes:
         out.append(byte | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+def test_decoded_rows_leave_the_collector_and_share_their_resource() -> None:
+    """A row holds only plain values, so the collector stops tracking it at its
+    first pass; the spans of one resource still share one resource dict."""
+    req = ExportTraceServiceRequest()
+    for service in ("plain", "with-a-list"):
+        rs = req.resource_spans.add()
+        kv = rs.resource.attributes.add()
+        kv.key, kv.value.string_value = "service.name", service
+        if service == "with-a-list":  # a value that cannot be hashed: the row keeps the dict
+            kv = rs.resource.attributes.add()
+            kv.key = "process.command_args"
+            kv.value.array_value.values.add().string_value = "-v"
+        for i in range(3):
+            s = rs.scope_spans.add().spans.add()
+            s.trace_id, s.span_id, s.name = b"\x01" * 16, bytes([i + 1]) * 8, service
+    body = bytes(req.SerializeToString())
+    decode_protobuf(body)  # the first sight of a resource makes its shared tuple
+    rows = decode_protobuf(body).spans.rows
+    gc.collect(0)
+    assert [gc.is_tracked(r) for r in rows] == [False] * 3 + [True] * 3
+    spans = SpanBatch(rows=rows)
+    assert spans[0].resource == {"service.name": "plain"}
+    assert spans[0].resource is spans[2].resource
+    assert spans[3].resource == {"service.name": "with-a-list", "process.command_args": ["-v"]}
+    assert [s.name for s in spans] == ["plain"] * 3 + ["with-a-list"] * 3

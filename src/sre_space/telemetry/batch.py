@@ -15,8 +15,21 @@ Row layout (indices ``TRACE_ID`` ... ``SPAN``)::
     [trace_id, span_id, parent_id, service, name, start_ns, end_ns,
      kind, error, resource, wire, idx, span]
 
-``wire`` and ``idx`` are the model's ``raw`` and ``idx`` (``None`` and 0 for a
-span that was built as an object); ``span`` is that object, else ``None``.
+``kind`` is the kind's number (``int(SpanKind)``). ``resource`` is the
+resource's dict, or its keys and values in a tuple (:func:`resource_key`; the
+span gets the one dict of those). ``wire`` and ``idx`` say where the rest of
+the span is, the model's ``raw`` and ``idx``: a reader and the span's index
+in it; for a span decoded from protobuf bytes, those bytes and the span's
+place among all spans of the request (read through
+:class:`~sre_space.telemetry.otlp_lazy.WireRequest`); ``None`` and 0 for a
+span that was built as an object. ``span`` is that object, else ``None``.
+
+Why bytes and a shared tuple, not a dict and a reader object: a decoded row
+then holds only strings, numbers, ``None`` and a tuple the collector already
+let go of, so the garbage collector stops tracking it at its first pass
+instead of walking every held span again in each older generation (about a
+tenth of the intake's time went there). A dict or any other object in a
+tuple keeps it tracked.
 
 :class:`SpanBatch` is a sequence of spans over rows: what a decoder returns
 and the intake hands the store. Reading it as a sequence builds spans; the
@@ -26,14 +39,58 @@ hot path reads ``rows``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain
 from typing import Any, overload
 
-from sre_space.telemetry.model import Span
+from sre_space.telemetry.model import Span, SpanKind, WireSpans
+from sre_space.telemetry.otlp_lazy import WireRequest
 
 Row = tuple[Any, ...]
 
 TRACE_ID, SPAN_ID, PARENT_ID, SERVICE, NAME, START, END, KIND, ERROR = range(9)
 RESOURCE, WIRE, IDX, SPAN = 9, 10, 11, 12
+
+_KINDS = tuple(SpanKind)
+
+# One dict per distinct resource, by its keys and values: what a built span's
+# ``resource`` is (the spans of a resource share it, as they did when rows held
+# the dict). Bounded like the span names in ``otlp``: past the bound it starts
+# over, and spans built after that get a new dict of the same items.
+Flat = tuple[Any, ...]  # key, value, key, value, ...
+_RESOURCES: dict[Flat, tuple[Flat, dict[str, Any]]] = {}
+_MAX_RESOURCES = 4_096
+
+
+def resource_key(resource: dict[str, Any]) -> Flat | dict[str, Any]:
+    """What a row holds for ``resource``: its keys and values in one flat tuple,
+    or the dict itself when a value cannot be hashed (a list or map attribute;
+    such rows stay tracked)."""
+    flat = tuple(chain.from_iterable(resource.items()))
+    try:
+        known = _RESOURCES.get(flat)
+    except TypeError:
+        return resource
+    if known is None:
+        known = _remember(flat, resource)
+    # The first tuple of these items: the collector has let go of it by now,
+    # where a new one would keep this request's rows tracked a pass longer.
+    return known[0]
+
+
+def _resource(held: Flat | dict[str, Any]) -> dict[str, Any]:
+    if type(held) is not tuple:
+        return held  # type: ignore[return-value]  # the dict
+    known = _RESOURCES.get(held)
+    if known is None:
+        known = _remember(held, dict(zip(held[::2], held[1::2], strict=True)))
+    return known[1]
+
+
+def _remember(flat: Flat, resource: dict[str, Any]) -> tuple[Flat, dict[str, Any]]:
+    if len(_RESOURCES) >= _MAX_RESOURCES:
+        _RESOURCES.clear()
+    known = _RESOURCES[flat] = (flat, resource)
+    return known
 
 
 def row_of(span: Span) -> Row:
@@ -46,7 +103,7 @@ def row_of(span: Span) -> Row:
         span.name,
         span.start_ns,
         span.end_ns,
-        span.kind,
+        int(span.kind),
         span.error,
         span.resource,
         None,
@@ -59,6 +116,8 @@ def build(row: Row) -> Span:
     """The row's span: the one it was made from, else a new one (keep it)."""
     span: Span | None = row[SPAN]
     if span is None:
+        wire = row[WIRE]
+        raw: WireSpans | None = WireRequest(wire) if type(wire) is bytes else wire
         span = Span(
             row[TRACE_ID],
             row[SPAN_ID],
@@ -67,13 +126,13 @@ def build(row: Row) -> Span:
             row[NAME],
             row[START],
             row[END],
-            row[KIND],
+            _KINDS[row[KIND]],
             row[ERROR],
             None,
             None,
             None,
-            row[RESOURCE],
-            row[WIRE],
+            _resource(row[RESOURCE]),
+            raw,
             row[IDX],
         )
     return span

@@ -26,16 +26,10 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
-from sre_space.telemetry.batch import SpanBatch
+from sre_space.telemetry.batch import SpanBatch, resource_key
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 from sre_space.telemetry.otlp_lazy import _PARSED as _PARSED
-from sre_space.telemetry.otlp_lazy import (
-    ParsedScope,
-    WireRequest,
-    WireScope,
-    _ScopeReader,
-    proto_kv,
-)
+from sre_space.telemetry.otlp_lazy import ParsedScope, proto_kv
 from sre_space.telemetry.otlp_lazy import _any_value as _any_value
 from sre_space.telemetry.otlp_lazy import _Parsed as _Parsed
 from sre_space.telemetry.otlp_lazy import proto_attributes as proto_attributes
@@ -149,23 +143,25 @@ def decode_request(req: Any, body: bytes | None = None) -> Decoded:
     Each span becomes a row (:mod:`~sre_space.telemetry.batch`), not an object.
     """
     out = Decoded(nbytes=len(body) if body is not None else 0)
-    wire = WireRequest(body) if body is not None else None
     append = out.spans.rows.append
-    kinds = _KINDS
-    unspecified = SpanKind.UNSPECIFIED
     intern = sys.intern
     zero_trace, zero_span = _ZERO_TRACE_B, _ZERO_SPAN_B
     lite = isinstance(req, LiteRequest)
     names, name_of = _NAMES, _name
     last_tid, trace_id = b"", ""
-    for i, rs in enumerate(req.resource_spans):
+    place = 0  # spans of the request before this scope's
+    for rs in req.resource_spans:
         resource = proto_kv(rs.resource.attributes)
         service = intern(str(resource.get("service.name") or "unknown_service"))
-        for j, ss in enumerate(rs.scope_spans):
-            holder: _ScopeReader = (
-                WireScope(wire, i, j) if wire is not None else ParsedScope(ss.spans)
-            )
-            for idx, s in enumerate(ss.spans):
+        held = resource_key(resource)
+        for ss in rs.scope_spans:
+            # Where the span's other fields are: the request's bytes and the
+            # span's place among all its spans (plain values: see batch.py).
+            spans = ss.spans
+            holder: bytes | ParsedScope = body if body is not None else ParsedScope(spans)
+            first = place if body is not None else 0
+            place += len(spans)
+            for idx, s in enumerate(spans, first):
                 tid = s.trace_id
                 if tid != last_tid:  # spans of one trace often follow each other
                     if len(tid) != 16 or tid == zero_trace:
@@ -199,9 +195,9 @@ def decode_request(req: Any, body: bytes | None = None) -> Decoded:
                         names.get(s.name) or name_of(s.name) if lite else intern(s.name),
                         s.start_time_unix_nano,
                         s.end_time_unix_nano,
-                        kinds[k] if 0 <= k <= 5 else unspecified,
+                        k if 0 <= k <= 5 else 0,  # SpanKind's number; 0: unspecified
                         error,
-                        resource,
+                        held,
                         holder,
                         idx,
                         None,

@@ -3,9 +3,8 @@
 :func:`~sre_space.telemetry.otlp.decode_request` leaves each span's attributes,
 events and status message on the wire: a span keeps a reader (the model's
 ``WireSpans``) and its index. :class:`ParsedScope` holds the parsed message;
-:class:`WireScope` holds only the request's bytes (:class:`WireRequest`) and
-re-parses them on first read, through a small cache of recent parses
-(``_PARSED``). ``proto_kv`` and friends turn protobuf ``KeyValue`` lists into
+:class:`WireRequest` holds only the request's bytes and re-parses them on
+first read, through a small cache of recent parses (``_PARSED``). ``proto_kv`` and friends turn protobuf ``KeyValue`` lists into
 dicts. Moved out of :mod:`~sre_space.telemetry.otlp`, which re-exports them.
 """
 
@@ -88,47 +87,54 @@ class ParsedScope(_ScopeReader):
 
 class _Parsed:
     """Recently re-parsed requests (up to ``max_wire_bytes`` of their wire size),
-    so reading many spans of one batch parses it once."""
+    so reading many spans of one batch parses it once.
+
+    Keyed by the identity of the request's bytes (hashing them would read them
+    all); an entry holds the bytes, so the id is not reused while it is here.
+    """
 
     def __init__(self, max_wire_bytes: int = 8 << 20) -> None:
         self.max_wire_bytes = max_wire_bytes
         self._lock = threading.Lock()
-        self._items: OrderedDict[WireRequest, ExportTraceServiceRequest] = OrderedDict()
+        self._items: OrderedDict[int, tuple[bytes, ExportTraceServiceRequest]] = OrderedDict()
         self._bytes = 0
 
-    def get(self, wire: WireRequest) -> ExportTraceServiceRequest:
+    def get(self, body: bytes) -> ExportTraceServiceRequest:
+        key = id(body)
         with self._lock:
-            msg = self._items.get(wire)
-            if msg is not None:
-                self._items.move_to_end(wire)
-                return msg
+            hit = self._items.get(key)
+            if hit is not None and hit[0] is body:
+                self._items.move_to_end(key)
+                return hit[1]
         msg = ExportTraceServiceRequest()
         try:
-            msg.ParseFromString(wire.body)
+            msg.ParseFromString(body)
         except (DecodeError, RuntimeError):
             # The reduced schema skipped fields the full one cannot read (a
             # corrupt attribute): those spans read as having none.
             log.warning("otlp: a request's attributes cannot be read; its spans show none")
             msg = ExportTraceServiceRequest()
         with self._lock:
-            if wire not in self._items:
-                self._items[wire] = msg
-                self._bytes += len(wire.body)
+            if key not in self._items:
+                self._items[key] = (body, msg)
+                self._bytes += len(body)
             while self._bytes > self.max_wire_bytes and len(self._items) > 1:
-                old, _ = self._items.popitem(last=False)
-                self._bytes -= len(old.body)
+                _, (old, _) = self._items.popitem(last=False)
+                self._bytes -= len(old)
         return msg
 
 
 _PARSED = _Parsed()
 
 
-class WireRequest:
-    """The bytes of one export request, kept instead of its parsed message.
+class WireRequest(_ScopeReader):
+    """The spans of one export request, kept as its bytes; ``idx`` counts them
+    across all its scopes, in wire order.
 
     A parsed upb message costs about four times its wire size; the spans keep
-    only these bytes and where they sit in them, and a reader who asks for an
-    attribute re-parses the request (cached for the next few reads).
+    only the bytes and where they sit in them, and a reader who asks for an
+    attribute re-parses the request (cached for the next few reads). A row
+    holds just the bytes and the index (see :mod:`~sre_space.telemetry.batch`).
     """
 
     __slots__ = ("body",)
@@ -136,20 +142,11 @@ class WireRequest:
     def __init__(self, body: bytes) -> None:
         self.body = body
 
-    def message(self) -> ExportTraceServiceRequest:
-        return _PARSED.get(self)
-
-
-class WireScope(_ScopeReader):
-    """Where a span's message sits: request, resource index, scope index."""
-
-    __slots__ = ("rs", "ss", "wire")
-
-    def __init__(self, wire: WireRequest, rs: int, ss: int) -> None:
-        self.wire, self.rs, self.ss = wire, rs, ss
-
     def __getitem__(self, idx: int) -> Any:
-        try:
-            return self.wire.message().resource_spans[self.rs].scope_spans[self.ss].spans[idx]
-        except IndexError:  # the full parse failed (see _Parsed.get)
-            return _EMPTY_SPAN
+        for rs in _PARSED.get(self.body).resource_spans:
+            for ss in rs.scope_spans:
+                spans = ss.spans
+                if idx < len(spans):
+                    return spans[idx]
+                idx -= len(spans)
+        return _EMPTY_SPAN  # the full parse failed (see _Parsed.get)
