@@ -4,8 +4,8 @@
 events and status message on the wire: a span keeps a reader (the model's
 ``WireSpans``) and its index. :class:`ParsedScope` holds the parsed message;
 :class:`WireRequest` holds only the request's bytes and re-parses them on
-first read, through a small cache of recent parses (``_PARSED``). ``proto_kv`` and friends turn protobuf ``KeyValue`` lists into
-dicts. Moved out of :mod:`~sre_space.telemetry.otlp`, which re-exports them.
+first read, through a small cache of recent parses (``_PARSED``). ``proto_kv``
+and friends turn protobuf ``KeyValue`` lists into dicts. Moved out of :mod:`~sre_space.telemetry.otlp`, which re-exports them.
 """
 
 from __future__ import annotations
