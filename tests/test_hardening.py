@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from sre_space import review
+from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.squad import hardening
 
@@ -101,6 +102,19 @@ def test_review_runs_daily_at_0930_kolkata() -> None:
     # 2026-11-26 21:00 UTC is 02:30 IST on the 27th: next run 09:30 IST = 04:00 UTC.
     base = 1795726800.0
     assert review.next_run("09:30", "Asia/Kolkata", now=base) == base + 7 * 3600
+
+
+def test_the_daily_review_is_written_once_when_due_and_then_waits_a_day(tmp_path: Path) -> None:
+    log = IncidentLog(tmp_path / "incidents.db")
+    daily = review.DailyReview(Settings(home=tmp_path), log, tmp_path / "reports")
+    daily.write_if_due()
+    assert not (tmp_path / "reports").exists()  # not due yet: next 09:30
+    daily.due = time.time() - 1
+    daily.write_if_due()
+    [written] = (tmp_path / "reports").glob("review-*.md")
+    assert "# " in written.read_text()
+    assert daily.due > time.time()  # the next one, not again at once
+    assert any(e.message.startswith("daily review written") for e in log.events(limit=10))
 
 
 def test_a_memory_failure_gets_a_memory_limit() -> None:

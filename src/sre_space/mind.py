@@ -36,7 +36,7 @@ from sre_space.metrics import Metrics
 from sre_space.notify import worker as notify_worker
 from sre_space.paths import Paths
 from sre_space.squad.lifecycle import CONFIRM_S as CONFIRM_S  # replay.py's tail
-from sre_space.squad.lifecycle import SCOUT_TICK_S, Lifecycle
+from sre_space.squad.lifecycle import SCOUT_TICK_S, Lifecycle, signal_json
 from sre_space.squad.policy import policy_from
 from sre_space.state import where as state_where
 from sre_space.state.leader import for_mind as leadership
@@ -140,7 +140,6 @@ class Mind:
         self._memory: Any = None
         self._graph: Any = None
         self._checkpoints: Any = None  # state.checkpoints: SQLite's, or the shared PostgreSQL saver
-        self._review_due = 0.0
         self._halfopen: Any = None
         self.started_at = time.time()
         self._work: queue.Queue[tuple[Tracked, str, float]] = queue.Queue()  # Scout -> squad
@@ -182,13 +181,14 @@ class Mind:
 
     def _start_squad(self) -> None:
         # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
+        from sre_space.actuators.choose import for_settings as actuator_for
         from sre_space.localapi import LocalApi
         from sre_space.memory.api import routes as memory_routes
         from sre_space.squad.context import SquadContext
         from sre_space.squad.graph import build
         from sre_space.squad.halfopen import HalfOpen
 
-        actuator = self._lock.guard(self._actuator())  # the lease checked before every change
+        actuator = self._lock.guard(actuator_for(self.settings))  # the lease checked before every change
         self._memory = self._open_memory()
         ctx = SquadContext(
             self.settings, self.store, self.log, self._memory, actuator, self.policy, self.clock
@@ -211,39 +211,6 @@ class Mind:
         from sre_space.memory.store import MemoryStore
 
         return MemoryStore(self.settings)
-
-    def _actuator(self) -> Any:
-        """The Fixer's hands, as the ``actuator`` setting says (see config.py).
-
-        ``auto``: the targets the user declared (actuators/targets.py), else
-        Docker for a Compose stack `up` started, else the running lab's own
-        services and a written proposal for any other service.
-        """
-        from sre_space.actuators.knobs import KnobAdapter
-        from sre_space.actuators.lab import LAB_KEYS
-        from sre_space.actuators.targets import TargetActuator, declared
-        from sre_space.infra.compose import running_stack
-
-        choice = self.settings.actuator
-        if choice == "auto":
-            if declared(self.settings.home)[1] is not None:
-                return TargetActuator(self.settings)
-            if running_stack(self.settings.home) is None:
-                return TargetActuator(self.settings)
-            choice = "docker"
-        # The shipped Compose stack runs the lab's services: their knobs are the lab's keys.
-        if choice.startswith("plan-"):
-            from sre_space.actuators.plan import PlanActuator
-
-            style = choice.removeprefix("plan-")
-            return KnobAdapter(PlanActuator.from_settings(self.settings, style=style), LAB_KEYS)
-        if choice == "docker":
-            from sre_space.actuators.docker import DockerActuator
-
-            return KnobAdapter(DockerActuator.from_settings(self.settings), LAB_KEYS)
-        from sre_space.actuators.lab import LabActuator
-
-        return LabActuator(self.settings)
 
     def stop(self) -> None:
         self._stop.set()
@@ -291,17 +258,7 @@ class Mind:
 
     def trace(self, trace_id: str) -> list[Any]:
         """A trace's spans: from the store, else (evicted, or seen by another Scout) Jaeger's."""
-        spans = self.store.trace(trace_id)
-        if spans or not self.settings.jaeger_url:
-            return spans
-        from sre_space.telemetry.sources import JaegerSource
-
-        try:
-            found = JaegerSource(self.settings.jaeger_url, self.senses.intake).get_trace(trace_id)
-        except Unavailable as exc:
-            log.warning("evidence trace %s: %s", trace_id, exc)
-            return []
-        return [s for s in found.spans if s.trace_id == trace_id]
+        return self.senses.trace(trace_id)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -316,20 +273,6 @@ class Mind:
         }
 
     # --- the squad loop ---------------------------------------------------------
-
-    def _daily_review(self) -> None:
-        """Jules's review, written once a day at the configured local time."""
-        from sre_space import review
-
-        if time.time() < self._review_due:
-            return
-        self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
-        doc = review.build(self.log, 86400.0)
-        reports = self.paths.home / "reports"
-        reports.mkdir(exist_ok=True)
-        day = time.strftime("%Y-%m-%d")
-        (reports / f"review-{day}.md").write_text(review.markdown(doc))
-        self.log.emit("jules", f"daily review written: {reports / f'review-{day}.md'}")
 
     def finish(self, timeout: float) -> bool:
         """Wait for Scout's loop to end and the squad to finish all it was handed.
@@ -384,9 +327,9 @@ class Mind:
                 self.log.emit("mind", f"scout error: {type(exc).__name__}: {exc}", kind="error")
 
     def _squad_loop(self) -> None:
-        from sre_space import review
+        from sre_space.review import DailyReview
 
-        self._review_due = review.next_run(self.settings.review_at, self.settings.review_tz)
+        daily = DailyReview(self.settings, self.log, self.paths.home / "reports")
         if not self._wait_leading():
             return
         try:
@@ -403,7 +346,7 @@ class Mind:
             except queue.Empty:
                 item = None
             try:
-                self._daily_review()
+                daily.write_if_due()
                 self._resume_decided()  # a paused incident waits for its human, not the others
                 if item is not None:
                     self._investigate(*item)
@@ -449,20 +392,7 @@ class Mind:
         """The squad on one incident Scout opened: diagnose, act, verify, archive."""
         from sre_space.squad.graph import run_incident
 
-        signals = [
-            {
-                "service": a.service,
-                "operation": a.operation,
-                "count": a.count,
-                "errors": a.errors,
-                "slow": a.slow,
-                "error_rate": round(a.error_rate, 4),
-                "p95_ms": round(a.p95_ms, 1),
-                "kind": a.kind,  # why Scout judged it anomalous (detect/window.py)
-                "reason": a.reason,
-            }
-            for a in tracked.signals
-        ]
+        signals = [signal_json(a) for a in tracked.signals]
         origins, elsewhere = self.lifecycle.origins(tracked)
         window_start_ns = int((detected_at - self.settings.detect_window_s) * 1e9)
         run_incident(

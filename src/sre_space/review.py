@@ -6,9 +6,11 @@ import statistics
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sre_space.config import Settings
 from sre_space.incidents import IncidentLog
 from sre_space.safe_text import NAME_LIMIT, TEXT_LIMIT, markdown_code, markdown_safe
 from sre_space.vocabulary import UNCLEAR
@@ -133,3 +135,23 @@ def next_run(at: str, tz: str, now: float | None = None) -> float:
     if target <= current:
         target += timedelta(days=1)
     return target.timestamp()
+
+
+class DailyReview:
+    """Jules's review, written once a day at the configured local time, under ``reports``."""
+
+    def __init__(self, settings: Settings, log: IncidentLog, reports: Path) -> None:
+        self.settings = settings
+        self.log = log
+        self.reports = reports
+        self.due = next_run(settings.review_at, settings.review_tz)
+
+    def write_if_due(self) -> None:
+        if time.time() < self.due:
+            return
+        self.due = next_run(self.settings.review_at, self.settings.review_tz)
+        doc = build(self.log, 86400.0)
+        self.reports.mkdir(exist_ok=True)
+        path = self.reports / f"review-{time.strftime('%Y-%m-%d')}.md"
+        path.write_text(markdown(doc))
+        self.log.emit("jules", f"daily review written: {path}")

@@ -47,6 +47,21 @@ SCOUT_TICK_S = 0.5  # Scout's wait between two looks at the detectors
 CONFIRM_S = SCOUT_TICK_S
 
 
+def signal_json(signal: Signal) -> dict[str, Any]:
+    """A signal as the squad is handed it: what Scout saw, and why it judged it anomalous."""
+    return {
+        "service": signal.service,
+        "operation": signal.operation,
+        "count": signal.count,
+        "errors": signal.errors,
+        "slow": signal.slow,
+        "error_rate": round(signal.error_rate, 4),
+        "p95_ms": round(signal.p95_ms, 1),
+        "kind": signal.kind,  # why Scout judged it anomalous (detect/window.py)
+        "reason": signal.reason,
+    }
+
+
 def residual_figures(signal: Signal) -> dict[str, Any]:
     """What still shows of a mitigated incident's cause, for the degraded status."""
     return {

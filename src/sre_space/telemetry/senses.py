@@ -130,6 +130,20 @@ class Senses:
             self.grpc = None
         self.intake.stop()  # delivers whatever was accepted
 
+    def trace(self, trace_id: str) -> list[Any]:
+        """A trace's spans: from the store, else (evicted, or seen by another Scout) Jaeger's."""
+        spans = self.store.trace(trace_id)
+        if spans or not self.settings.jaeger_url:
+            return spans
+        from sre_space.telemetry.sources import JaegerSource
+
+        try:
+            found = JaegerSource(self.settings.jaeger_url, self.intake).get_trace(trace_id)
+        except Unavailable as exc:
+            log.warning("evidence trace %s: %s", trace_id, exc)
+            return []
+        return [s for s in found.spans if s.trace_id == trace_id]
+
     def endpoints(self) -> dict[str, str | None]:
         return {
             "otlp_http": self.http.endpoint if self.http else None,
