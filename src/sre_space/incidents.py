@@ -11,6 +11,11 @@ This module holds :class:`IncidentLog` (the tables, the writes, the reads and
 people's answers); the records it stores, :class:`Incident` and
 :class:`Event`, and :func:`keep_people` are in :mod:`sre_space.incident_record`,
 re-exported here.
+
+Over 300 lines on purpose: ``IncidentLog`` is the one door to the log's
+tables. Every write of an incident goes through one transaction rule
+(``_immediate``, ``_answer``); split into a reader and a writer, that rule
+would have two homes.
 """
 
 from __future__ import annotations

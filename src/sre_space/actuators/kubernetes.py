@@ -14,6 +14,11 @@ would refuse never half-applies.
 - rollback: the rollout history (the workload's ReplicaSets by revision): the
   pod template of the revision that ran release ``to`` (its ``version_label``,
   default ``app.kubernetes.io/version``, else its image tag) goes back in.
+
+Over 300 lines on purpose: ``KubernetesDriver`` is one client of one API.
+Every action shares the workload lookup, ``_call`` and ``_patch``, where
+the dry run before the real change is enforced; split by action, that rule
+would be written once per piece.
 """
 
 from __future__ import annotations

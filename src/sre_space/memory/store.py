@@ -32,6 +32,10 @@ structured match of the incident signature; the scores, their reasons and the
 order hits are shown in are ``sre_space.memory.ranking``'s. This module finds
 the candidates (nearest neighbours, at most two per vector, and the query's
 own signature) and hands them to it.
+
+Over 300 lines on purpose: ``MemoryStore`` holds the one Chroma collection
+and the lock rule above; every read and write goes through it, so who may
+write, and when, is decided in one class.
 """
 
 from __future__ import annotations

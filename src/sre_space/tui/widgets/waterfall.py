@@ -6,6 +6,10 @@ span that hides a failure), the name, its duration, then a bar placed by time
 in its service's colour with the critical path drawn over it (``━``). The
 layout (tree, folds, sort, filter, critical path) lives in
 :mod:`sre_space.tui.waterfall_model`; this widget only turns rows into strips.
+
+Over 300 lines on purpose: one Textual widget, whose cursor, folds, key
+actions and drawing all read and move the same rows and scroll offset; the
+layout itself already lives apart, in the model.
 """
 
 from __future__ import annotations
