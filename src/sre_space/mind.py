@@ -24,6 +24,7 @@ import threading
 import time
 from typing import IO, Any
 
+from sre_space.actuators.choose import for_settings as actuator_for
 from sre_space.alerts import AlertBox
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
@@ -116,11 +117,9 @@ class Mind:
         self.paths = Paths(settings.home).ensure()
         self.store = TraceStore(settings.store_max_spans, settings.store_max_bytes)
         self.detector = WindowDetector(
-            settings.detect_window_s,
-            settings.latency_threshold_ms,
-            rules=scout_rules(settings),
-            clock=clock.time,
-        )
+            settings.detect_window_s, settings.latency_threshold_ms,
+            rules=scout_rules(settings), clock=clock.time,
+        )  # fmt: skip
         self.store.subscribe(self.detector.observe)
         self.metrics = Metrics()  # GET /metrics on the OTLP/HTTP listener; its own registry
         self.log = IncidentLog(state_where(settings), metrics=self.metrics)  # SQLite, or state_url
@@ -181,14 +180,13 @@ class Mind:
 
     def _start_squad(self) -> None:
         # Heavy imports (chromadb, onnxruntime, langgraph) only once we know we can run.
-        from sre_space.actuators.choose import for_settings as actuator_for
         from sre_space.localapi import LocalApi
         from sre_space.memory.api import routes as memory_routes
         from sre_space.squad.context import SquadContext
         from sre_space.squad.graph import build
         from sre_space.squad.halfopen import HalfOpen
 
-        actuator = self._lock.guard(actuator_for(self.settings))  # the lease checked before every change
+        actuator = self._lock.guard(self._actuator())  # the lease checked before every change
         self._memory = self._open_memory()
         ctx = SquadContext(
             self.settings, self.store, self.log, self._memory, actuator, self.policy, self.clock
@@ -211,6 +209,10 @@ class Mind:
         from sre_space.memory.store import MemoryStore
 
         return MemoryStore(self.settings)
+
+    def _actuator(self) -> Any:
+        """The Fixer's hands (actuators/choose.py); a replay hands it its own."""
+        return actuator_for(self.settings)
 
     def stop(self) -> None:
         self._stop.set()
