@@ -392,6 +392,16 @@ def test_a_fault_mid_window_is_seen_in_the_newest_seconds_before_it_fills_the_wi
     assert (signal.count, signal.errors) == (60, 8)
 
 
+def test_a_latency_hiccup_of_two_seconds_is_not_judged_on_the_newest_seconds() -> None:
+    """Their p95 is a handful of samples: half the requests of two seconds at 2.3x is a hiccup."""
+    sim = Sim()
+    sim.run(60, requests("checkout", 20, 30))
+    found = sim.run(2, requests("checkout", 10, 30), requests("checkout", 10, 70))
+    for _ in range(10):
+        assert found == []
+        found = sim.run(1, requests("checkout", 20, 30))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_the_newest_seconds_do_not_page_on_a_healthy_noisy_operation(seed: int) -> None:
     """Half an hour of 1% errors and a slow tail, in bursts as exporters send them: no signal."""

@@ -93,7 +93,10 @@ QUIET_LANE_S = 60.0
 # A fault that starts mid-window is diluted by the healthy seconds before it:
 # one request in six failing from now on takes about three seconds to reach 5%
 # of a ten-second window. The newest seconds are judged too, on the same bars
-# and odds, whenever they alone hold enough requests to judge.
+# and odds, whenever they alone hold enough requests to judge: their shares of
+# failed and too-slow requests only. Their p95 is a handful of samples, and a
+# host's hiccup of a second or two moves it (a fault-free lab run paged on
+# checkout's p95 at 2.4x over 3 s when it was judged there too).
 RECENT_LANE_S = 3
 
 
@@ -273,12 +276,16 @@ class WindowDetector:
         kind, reason, expected = self._verdict(key, op, signal, now, *limits)
         if not kind and count < limits[1] and op.past:
             lane = deque([*op.past, *buckets])
-            signal, kind, reason = self._lane(key, op, signal, lane, limits, "a quiet operation")
+            signal, kind, reason = self._lane(
+                key, op, signal, lane, limits, "a quiet operation", latency=True
+            )
             if kind:
                 buckets = lane
         elif not kind and buckets and buckets[0].second <= now - RECENT_LANE_S:
             lane = deque(b for b in buckets if b.second > now - RECENT_LANE_S)
-            signal, kind, reason = self._lane(key, op, signal, lane, limits, "newest seconds")
+            signal, kind, reason = self._lane(
+                key, op, signal, lane, limits, "newest seconds", latency=False
+            )
             if kind:
                 buckets = lane
         for k in ("error", "slow", "latency", "traffic", "structure"):
@@ -322,10 +329,13 @@ class WindowDetector:
         lane: deque[_Bucket],
         limits: tuple[float, int],
         what: str,
+        *,
+        latency: bool,
     ) -> tuple[Signal, str, str]:
         """The operation judged on other seconds than the window's: (signal, kind, reason).
 
-        Only its rates and latency: the traffic it gets is the window's to judge.
+        Only its rates (and its latency, with ``latency``): the traffic it gets
+        is the window's to judge.
         """
         count = sum(b.count for b in lane)
         if count < limits[1]:
@@ -340,7 +350,7 @@ class WindowDetector:
             p95_ms=percentile(latencies, 0.95),
             first_bad_at=float(bad[0]) if bad else None,
         )
-        kind, reason = self._rates(key, op, judged, lane, *limits)
+        kind, reason = self._rates(key, op, judged, lane, *limits, latency=latency)
         if not kind:
             return window, "", ""
         span = lane[-1].second - lane[0].second + 1
@@ -369,6 +379,8 @@ class WindowDetector:
         buckets: deque[_Bucket],
         thr: float,
         min_requests: int,
+        *,
+        latency: bool = True,
     ) -> tuple[str, str]:
         """(kind, reason) of errors, slow requests or latency beyond normal, or ("", "")."""
 
@@ -391,7 +403,7 @@ class WindowDetector:
             ):
                 limit = self.rules.latency_for(key[0])
                 return "slow", f"{s.slow_rate:.0%} over {limit:.0f} ms (normal {base_slow:.0%})"
-            if base.ready and base.p95_ms > 0:
+            if latency and base.ready and base.p95_ms > 0:
                 ratio = s.p95_ms / base.p95_ms
                 active = (key, "latency") in self._active
                 enough = LATENCY_RATIO_EXIT if active else LATENCY_RATIO
