@@ -95,8 +95,8 @@ QUIET_LANE_S = 60.0
 # of a ten-second window. The newest seconds are judged too, on the same bars
 # and odds, whenever they alone hold enough requests to judge: their shares of
 # failed and too-slow requests only. Their p95 is a handful of samples, and a
-# host's hiccup of a second or two moves it (a fault-free lab run paged on
-# checkout's p95 at 2.4x over 3 s when it was judged there too).
+# host's hiccup of a second or two moves it (a fault-free lab run paged on one
+# operation's p95 at 2.4x over 3 s when it was judged there too).
 RECENT_LANE_S = 3
 
 
