@@ -1,38 +1,125 @@
-"""The Brain's choice among the ranked causes, given what Scout saw (pure: no process)."""
+"""The Brain's ranking, given what Scout saw (pure: no process).
+
+A small shop, frontend -> checkout -> inventory, then -> payments, a minute of
+normal and then, from the onset, payments failing on a share of its calls
+with a new exception while checkout and frontend are slower at their own
+work (a busy host, retries, error handling): what the lab showed when its
+drills waited for a warm Scout.
+"""
 
 from __future__ import annotations
 
+import itertools
+import random
 from typing import Any
 
-from sre_space.rca.candidate import Candidate
 from sre_space.squad.brain import failures_first
+from sre_space.telemetry.model import Span, SpanEvent, SpanKind
+
+MS = 1_000_000
+_ids = itertools.count(1)
 
 
-def cand(service: str, cls: str, *kinds: str, exception: str = "") -> Candidate:
-    evidence: dict[str, Any] = {"signals": [{"kind": k, "span": {"service": service}} for k in kinds]}
-    if exception:
-        evidence["exception"] = exception
-    return Candidate(service, "op", 1.0, cls, evidence, 0.3)
+def _span(
+    trace: str,
+    service: str,
+    name: str,
+    start: float,
+    end: float,
+    parent: Span | None = None,
+    kind: SpanKind = SpanKind.SERVER,
+    error: str | None = None,
+) -> Span:
+    events = (
+        [SpanEvent("exception", 0, {"exception.type": "KeyError", "exception.message": error})]
+        if error
+        else []
+    )
+    return Span(
+        trace_id=trace,
+        span_id=f"{next(_ids):016x}",
+        parent_id=parent.span_id if parent else None,
+        service=service,
+        name=name,
+        start_ns=int(start * MS),
+        end_ns=int(end * MS),
+        kind=kind,
+        error=error is not None,
+        events=events,
+    )
+
+
+def _trace(i: int, t: float, rng: random.Random, own: float, fails: bool) -> list[Span]:
+    """One checkout; ``own`` scales frontend's and checkout's own work."""
+    tid = f"{i:032x}"
+    fe_own, co_own = 2 * own * rng.uniform(0.8, 1.2), 3 * own * rng.uniform(0.8, 1.2)
+    inv, pay = 3 * rng.uniform(0.8, 1.2), 5 * rng.uniform(0.8, 1.2)
+    s_fc = t + fe_own / 2
+    s_co = s_fc + 0.3
+    s_ic = s_co + co_own / 2
+    e_inv = s_ic + 0.3 + inv
+    s_pc = e_inv + 0.4
+    e_pay = s_pc + 0.3 + pay
+    e_co = e_pay + 0.3 + co_own / 2
+    e_fe = e_co + 0.3 + fe_own / 2
+    bad = "500" if fails else None
+    fe = _span(tid, "frontend", "POST /api/checkout", t, e_fe, error=bad)
+    fc = _span(tid, "frontend", "POST", s_fc, e_co + 0.3, fe, SpanKind.CLIENT, bad)
+    co = _span(tid, "checkout", "POST /checkout", s_co, e_co, fc, error=bad)
+    ic = _span(tid, "checkout", "GET", s_ic, e_inv + 0.3, co, SpanKind.CLIENT)
+    iv = _span(tid, "inventory", "GET /reserve", s_ic + 0.3, e_inv, ic)
+    pc = _span(tid, "checkout", "POST", s_pc, e_pay + 0.3, co, SpanKind.CLIENT, bad)
+    py = _span(tid, "payments", "POST /charge", s_pc + 0.3, e_pay, pc,
+               error="'currency'" if fails else None)  # fmt: skip
+    return [fe, fc, co, ic, iv, pc, py]
+
+
+def shop(own: float, fail_share: float, seed: int = 3) -> tuple[list[list[Span]], int]:
+    """300 normal checkouts, then 300 from the onset on; (traces, onset in ns)."""
+    rng = random.Random(seed)
+    traces = [_trace(i, 1.7e12 + 100 * i, rng, 1.0, False) for i in range(300)]
+    onset = 1.7e12 + 100 * 300
+    traces += [
+        _trace(i, 1.7e12 + 100 * i, rng, own, rng.random() < fail_share) for i in range(300, 600)
+    ]
+    return traces, int(onset * MS)
 
 
 def scout(*kinds: str) -> list[dict[str, Any]]:
-    return [{"service": "front", "operation": "GET /", "kind": k} for k in kinds]
+    return [{"service": "frontend", "operation": "POST /api/checkout", "kind": k} for k in kinds]
 
 
-def test_an_answer_that_explains_no_failure_is_passed_over_when_scout_saw_only_failures() -> None:
-    slow = cand("checkout", "cpu", "latency", "structure")
-    failing = cand("payments", "error", "error", exception="KeyError: 'currency'")
-    other = cand("frontend", "latency", "latency")
-    ranked = failures_first([slow, other, failing], scout("error", "error"))
-    assert [c.service for c in ranked] == ["payments", "checkout", "frontend"]
-    assert ranked[0].confidence == 0.3  # its own confidence: a weak answer still asks a person
+def test_failures_alone_rank_when_failures_are_all_scout_saw() -> None:
+    traces, onset = shop(own=1.6, fail_share=0.15)
+    mixed = failures_first(traces, 800.0, onset, scout("error", "latency"))
+    assert mixed[0].service == "checkout"  # slower in its own work at every call
+    ranked = failures_first(traces, 800.0, onset, scout("error", "error"))
+    top = ranked[0]
+    assert (top.service, top.fault_class) == ("payments", "error")
+    assert "currency" in top.exception
+    # The confidence the failures give, as if nothing else had changed: above
+    # the Fixer's 0.45, where counted with the slowdown it was a coin toss.
+    clean, _ = shop(own=1.0, fail_share=0.15)
+    alone = failures_first(clean, 800.0, onset, scout("error"))[0]
+    assert alone.service == "payments"
+    assert top.confidence == alone.confidence >= 0.45
 
 
-def test_a_slow_cause_stands_when_it_explains_the_failures_or_scout_saw_slowness() -> None:
-    timeouts = cand("checkout", "cpu", "error", "latency")  # the callers' timeouts are its own
-    failing = cand("payments", "error", "error")
-    assert failures_first([timeouts, failing], scout("error"))[0] is timeouts
-    slow = cand("checkout", "cpu", "latency")
-    assert failures_first([slow, failing], scout("error", "latency"))[0] is slow
-    assert failures_first([slow, failing], [])[0] is slow  # offline: no Scout
-    assert failures_first([slow, cand("db", "latency", "latency")], scout("error"))[0] is slow
+def test_without_a_failure_to_rank_the_whole_ranking_stands() -> None:
+    traces, onset = shop(own=2.0, fail_share=0.0)  # Scout's errors are from elsewhere
+    ranked = failures_first(traces, 800.0, onset, scout("error"))
+    assert ranked[0].service in ("checkout", "frontend")
+    assert ranked[0].fault_class in ("latency", "cpu")
+
+
+def test_a_service_blamed_only_where_its_spans_are_missing_ranks_on_failures_too() -> None:
+    """Its only evidence is a wait with no span of its own, of a kind out of focus."""
+    traces, onset = shop(own=1.0, fail_share=0.15)
+    for trace in traces[300:]:
+        served = next(s for s in trace if s.service == "inventory")
+        trace.remove(served)  # inventory answered, but exported nothing (say, its exporter died)
+        asked = next(s for s in trace if s.name == "GET")
+        asked.end_ns += 40 * MS  # and checkout waited on it longer
+    ranked = failures_first(traces, 800.0, onset, scout("error"))
+    assert ranked[0].service == "payments"
+    assert "inventory" in {c.service for c in ranked}

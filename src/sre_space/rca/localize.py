@@ -79,7 +79,9 @@ MAX_REFERENCE_TRACES = 4000  # the most recent; more costs time and says little 
 ONSET_SLACK_S = 30.0
 
 
-def _around_onset(window: list[TraceView], onset_ns: int) -> list[Candidate]:
+def _around_onset(
+    window: list[TraceView], onset_ns: int, focus: frozenset[str] | None = None
+) -> list[Candidate]:
     """The change that began near the detector's onset, judged against what came before.
 
     What ended more than ``ONSET_SLACK_S`` before the onset may hold an older
@@ -106,13 +108,14 @@ def _around_onset(window: list[TraceView], onset_ns: int) -> list[Candidate]:
             judge(recent[split:], Reference.learn(normal)),
             len(recent) - split,
             "change point",
+            focus,
         )
     else:
         before = [v for v in window if end(v) < onset_ns][-MAX_REFERENCE_TRACES:]
         after = [v for v in window if end(v) >= onset_ns]
         if len(before) < MIN_REFERENCE_TRACES or not after:
             return []
-        ranked = rank(judge(after, Reference.learn(before)), len(after), "onset")
+        ranked = rank(judge(after, Reference.learn(before)), len(after), "onset", focus)
     return ranked if ranked and ranked[0].evidence.get("explained_traces") else []
 
 
@@ -145,6 +148,7 @@ def localize(
     top: int | None = None,
     baseline: Iterable[list[Span]] | None = None,
     onset_ns: int | None = None,
+    focus: frozenset[str] | None = None,
 ) -> list[Candidate]:
     """Every service that took part in ``traces``, most likely root cause first.
 
@@ -162,9 +166,13 @@ def localize(
     change explains nothing), and when the baseline is too small to learn
     from, static rules apply: error origins, and in traces slower than
     ``latency_threshold_ms`` the span that added the most time.
+
+    ``focus``: only these kinds of evidence order the services and make the
+    confidence (``rank.rank``); the live Brain asks for failures alone when
+    failures are all that Scout saw.
     """
     with paused_gc():
-        return _localize(traces, latency_threshold_ms, top, baseline, onset_ns)
+        return _localize(traces, latency_threshold_ms, top, baseline, onset_ns, focus)
 
 
 @contextmanager
@@ -190,27 +198,30 @@ def _localize(
     top: int | None,
     baseline: Iterable[list[Span]] | None,
     onset_ns: int | None = None,
+    focus: frozenset[str] | None = None,
 ) -> list[Candidate]:
     window = views(traces)
     if not window:
         return []
     ranked: list[Candidate] = []
     if baseline is None and onset_ns is not None:
-        ranked = _around_onset(window, onset_ns)
+        ranked = _around_onset(window, onset_ns, focus)
         if ranked:
             return ranked[:top] if top is not None else ranked
     if baseline is not None:
         reference = views(baseline, limit=MAX_REFERENCE_TRACES)
         if len(reference) >= MIN_REFERENCE_TRACES:
             judgement = judge(window, Reference.learn(reference))
-            ranked = rank(judgement, len(window), "baseline")
+            ranked = rank(judgement, len(window), "baseline", focus)
     else:
         split = change_point(window)
         if split is not None:
             judgement = judge(window[split:], Reference.learn(window[:split]))
-            ranked = rank(judgement, len(window) - split, "change point")
+            ranked = rank(judgement, len(window) - split, "change point", focus)
             if not ranked or not ranked[0].evidence.get("explained_traces"):
                 ranked = []  # the change explains nothing: the static rules may
     if not ranked:
-        ranked = rank(judge_static(window, latency_threshold_ms), len(window), "static rules")
+        ranked = rank(
+            judge_static(window, latency_threshold_ms), len(window), "static rules", focus
+        )
     return ranked[:top] if top is not None else ranked

@@ -178,19 +178,29 @@ def _fault_class(service: str, main: _Finding, j: Judgement) -> str:
     return fault
 
 
-def rank(j: Judgement, n_traces: int, method: str) -> list[Candidate]:
-    """Every service that took part, best first (see the module docstring)."""
+def rank(
+    j: Judgement, n_traces: int, method: str, focus: frozenset[str] | None = None
+) -> list[Candidate]:
+    """Every service that took part, best first (see the module docstring).
+
+    ``focus``: the kinds of evidence that order the services and make the
+    confidence (None: all). A candidate's fault class and evidence still
+    come from all of its evidence: a CPU-starved service whose callers time
+    out is found by the timeouts and named by its slower work.
+    """
     suspects: dict[str, _Suspect] = defaultdict(_Suspect)
     # The traces in trouble, each as much as its strongest blame, for the
     # confidence (see calibrate's ``dilution``).
     weighted = 0.0
+    troubled = 0
     for trace_id, blames in j.blamed:
         best: dict[str, float] = {}
         for b in blames:
             w = b.weight * KIND_WEIGHT[b.kind]
             if w <= 0:
                 continue
-            best[b.service] = max(best.get(b.service, 0.0), w)
+            if focus is None or b.kind in focus:
+                best[b.service] = max(best.get(b.service, 0.0), w)
             finding = suspects[b.service].findings[(b.kind, b.operation)]
             finding.weight += w
             finding.fault_classes[b.fault_class] += w
@@ -203,12 +213,15 @@ def rank(j: Judgement, n_traces: int, method: str) -> list[Candidate]:
             suspects[service].score += w
             suspects[service].traces[trace_id] = w
         weighted += max(best.values(), default=0.0)
+        troubled += bool(best)
     # Ochiai: the weighted traces where the service is at fault, against both the
     # traces in trouble and the traces the service took part in.
-    anomalous = len(j.blamed)
+    anomalous = len(j.blamed) if focus is None else troubled
     for service, sus in suspects.items():
         involved = len(j.stats.involved.get(service, set()) | set(sus.traces))
-        sus.ochiai = sus.score / math.sqrt(anomalous * involved) if anomalous else 0.0
+        # (involved is 0 for a service blamed only where its own spans are missing,
+        # with no evidence of the kinds in focus)
+        sus.ochiai = sus.score / math.sqrt(anomalous * involved) if anomalous * involved else 0.0
         if sus.score / max(1, n_traces) < MIN_SCORE:
             sus.ochiai = 0.0  # noise: ranked by growth alone, with the rest
     growth = _growth(j)

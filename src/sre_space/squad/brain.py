@@ -13,6 +13,7 @@ from sre_space.telemetry.model import Span, SpanKind
 from sre_space.vocabulary import describe
 
 BRAIN_DETAILED = 3  # candidates kept with their evidence in the incident; the rest in brief
+FAILURES = frozenset({"error"})  # the evidence that ranks when failures are all Scout saw
 
 
 def brain(ctx: SquadContext, state: SquadState) -> SquadState:
@@ -78,9 +79,7 @@ def _own_candidates(
     # ``first``: Scout's first bad second (when it arrived, rounded down). The
     # change is looked for near it, not in an older fault the look-back reaches.
     onset_ns = int((first - 1.0) * 1e9) if first is not None else None
-    candidates = failures_first(
-        localize(traces, threshold, onset_ns=onset_ns), state.get("signals") or ()
-    )
+    candidates = failures_first(traces, threshold, onset_ns, state.get("signals") or ())
     elsewhere = set(state.get("elsewhere") or ())
     own = set(state.get("origins") or ()) - elsewhere
     mine_anyway = {str(s.get("service")) for s in state.get("signals") or ()}
@@ -105,25 +104,30 @@ def _own_candidates(
 
 
 def failures_first(
-    candidates: list[Candidate], signals: Iterable[Mapping[str, Any]]
+    traces: list[list[Span]],
+    threshold: float,
+    onset_ns: int | None,
+    signals: Iterable[Mapping[str, Any]],
 ) -> list[Candidate]:
-    """The ranking, with an answer that accounts for none of the failures Scout saw passed over.
+    """The ranking; on the failures alone when failures are all that Scout saw.
 
-    When Scout opened the incident on failed requests alone, a first answer
-    whose evidence holds no failure (a service slower in its own work, say,
-    on a host that every process slowed) explains something else than what
-    people see. The best one that does account for failures goes first; its
-    own confidence stays what it is, so a weak one still asks a person
-    instead of acting. Offline (``analyze``) there is no Scout, and the
-    ranking stands as it is.
+    When Scout opened the incident on failed requests alone, the question is
+    which service the failures come from. A service slower at its own work
+    (a busy host, a caller's retries, error handling) or a reshaped call is
+    something else than what people see, and, counted with the failures, it
+    made a clear new exception a coin toss. So the services are ordered, and
+    the confidence made, by the failures' evidence only (``focus``); each
+    one's fault class still reads all of its evidence (a CPU-starved service
+    is found by its callers' timeouts and named by its slower work). When
+    no failure stands out there, the whole ranking stands. Offline
+    (``analyze``) there is no Scout, and every kind of evidence ranks.
     """
     kinds = {str(s.get("kind")) for s in signals}
-    if kinds != {"error"} or not candidates or _fails(candidates[0]):
-        return candidates
-    for i, c in enumerate(candidates[1:], start=1):
-        if _fails(c):
-            return [c, *candidates[:i], *candidates[i + 1 :]]
-    return candidates
+    if kinds == {"error"}:
+        focused = localize(traces, threshold, onset_ns=onset_ns, focus=FAILURES)
+        if focused and _fails(focused[0]):
+            return focused
+    return localize(traces, threshold, onset_ns=onset_ns)
 
 
 def _fails(c: Candidate) -> bool:
