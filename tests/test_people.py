@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sre_space.config import Settings
@@ -220,5 +221,38 @@ def test_a_running_mind_keeps_a_persons_resolve_and_stops_watching_it(tmp_path: 
         assert samples[("sre_space_actions_total", (("action", "restart"), ("outcome", "recovered")))] == 1
         key = ("sre_space_incidents", (("fault_class", "timeout"), ("status", "resolved")))
         assert samples[key] == 1
+    finally:
+        mind.log.close()
+
+
+def test_an_incident_the_squad_fails_on_is_escalated_to_people(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug of ours in the squad (here a graph that raises) must not leave it diagnosing."""
+    import sre_space.squad.graph
+    from sre_space.mind import Mind
+
+    def broken(*_: object, **__: object) -> None:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(sre_space.squad.graph, "run_incident", broken)
+    mind = Mind(Settings(home=tmp_path, otlp_http_port=0, otlp_grpc_port=-1))
+    try:
+        now = time.time()
+        opened = Incident(id=INC, status="open", detected_at=now - 2, first_error_at=now - 3)
+        mind.log.save(opened, why="anomalous since catalog", by="scout")
+        opened.status = "diagnosing"
+        mind.log.save(opened)
+        tracked = Tracked(1, "catalog", {"catalog"}, [], now - 3, now - 2)
+        tracked.opened_at, tracked.ref, tracked.busy = now - 2, INC, True
+        mind.tracker.incidents.append(tracked)
+
+        with pytest.raises(ZeroDivisionError):
+            mind._investigate(tracked, INC, now - 2)
+        stored = mind.log.get(INC)
+        assert stored is not None and stored.status == "escalated"
+        assert "the squad failed on it (ZeroDivisionError)" in stored.audit[-1]["why"]
+        mind.scout_tick(time.time())  # Scout settles it: watched, as any escalated incident
+        assert not tracked.busy and tracked.state == "watching"
     finally:
         mind.log.close()

@@ -397,14 +397,14 @@ class Mind:
         signals = [signal_json(a) for a in tracked.signals]
         origins, elsewhere = self.lifecycle.origins(tracked)
         window_start_ns = int((detected_at - self.settings.detect_window_s) * 1e9)
-        run_incident(
-            self._graph,
-            {
-                "incident_id": ref,
-                "window_start_ns": window_start_ns,
-                "signals": signals,
-                "origins": origins,
-                "elsewhere": elsewhere,
-            },
-        )
-        self.lifecycle.investigated(tracked)
+        with self.lifecycle.squad_on(tracked):
+            run_incident(
+                self._graph,
+                {
+                    "incident_id": ref,
+                    "window_start_ns": window_start_ns,
+                    "signals": signals,
+                    "origins": origins,
+                    "elsewhere": elsewhere,
+                },
+            )

@@ -18,7 +18,8 @@ lifecycle; split, every part would take the tracker and the lock with it.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sre_space.alerts import Alert, AlertBox
@@ -442,6 +443,26 @@ class Lifecycle:
             elif status not in ("open", "diagnosing", "mitigating"):  # escalated: still watched
                 state = "watching"
             self._done.append((tracked, state, self.clock.time()))
+
+    @contextmanager
+    def squad_on(self, tracked: Tracked) -> Iterator[None]:
+        """The squad works on an incident Scout opened; then Scout settles it.
+
+        When the squad fails on it (a bug of ours), people take it over:
+        escalated, with the error's type. Left diagnosing, it would wait for a
+        squad that has given up, with nobody told, and never be settled.
+        """
+        try:
+            yield
+        except Exception as exc:
+            incident = self.log.get(tracked.ref) if tracked.ref else None
+            if incident is not None and incident.status in ACTIVE:
+                incident.status = ESCALATED
+                why = f"the squad failed on it ({type(exc).__name__}); a person takes over"
+                self.log.save(incident, why=why, by="squad")
+            raise
+        finally:
+            self.investigated(tracked)
 
     def answered(self, ref: str) -> None:
         """The squad resumed an incident a human answered: settled on Scout's next look."""
