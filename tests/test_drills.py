@@ -99,6 +99,9 @@ def test_drill_passes(fault: str, targets: bool, tmp_path: Path) -> None:
     for key in ("ttd_s", "ttl_s", "ttm_s"):
         assert isinstance(doc[key], (int, float)) and doc[key] > 0, (key, doc[key])
     assert doc["ttd_s"] <= doc["ttl_s"] <= doc["ttm_s"]
+    # Its fault reverted and the steady state back, the drill's incidents are over:
+    # the next mind in this home must not take the next drill's fault for theirs.
+    assert doc["incidents"] and all(i["status"] == "resolved" for i in doc["incidents"])
     # The drill stopped the lab it started: nothing of it is left running.
     wait_until(lambda: not _lab_pids(home), 15, what=f"the {fault} drill's lab processes to exit")
 

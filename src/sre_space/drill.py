@@ -130,6 +130,7 @@ class Journal:
             "start": time.time(),
         }
         self._cpu = _cpu_times()
+        self.injected_at: float | None = None
 
     def step(self, name: str, ok: bool, **detail: Any) -> None:
         self.doc["run"].append({"step": name, "ok": ok, "ts": time.time(), **detail})
@@ -201,7 +202,7 @@ def run(
         if not before["ok"]:
             return journal.finish()
         undo.callback(_restore, journal, mind, client, settings, spec.fault)
-        injected_at = time.time()
+        injected_at = journal.injected_at = time.time()
         client.inject(spec.fault, target=spec.target, params=spec.params, replicas=spec.replicas)
         journal.step(
             "inject",
@@ -241,6 +242,18 @@ def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault
     after = _steady(mind, settings, hold_s=settings.detect_window_s / 2, timeout_s=180)
     journal.doc["steady_states"]["after"] = after
     journal.step("steady-state-after", after["ok"])
+    if after["ok"] and journal.injected_at is not None:
+        # The fault is gone and the steady state held: the drill's incidents are
+        # over. The mind would resolve them after RESOLVE_QUIET_S of quiet, but it
+        # stops now; left open, the next mind in this home would watch them for
+        # an hour and take the next drill's fault for theirs (no new incident).
+        for incident in mind.log.since(journal.injected_at):
+            if incident.status == "resolved":
+                continue
+            with contextlib.suppress(UsageError):  # the mind resolved it meanwhile
+                mind.log.resolve(
+                    incident.id, "drill", "the drill reverted its fault; the steady state held"
+                )
 
 
 def _await_incident(mind: Any, since: float, timeout_s: float) -> Any:
