@@ -56,7 +56,7 @@ from contextlib import contextmanager
 from sre_space.config import LATENCY_MS
 from sre_space.rca.candidate import Candidate
 from sre_space.rca.changepoint import change_point
-from sre_space.rca.judge import judge, judge_static
+from sre_space.rca.judge import Judgement, judge, judge_static
 from sre_space.rca.rank import rank
 from sre_space.rca.reference import Reference
 from sre_space.rca.traces import TraceView, views
@@ -79,15 +79,22 @@ MAX_REFERENCE_TRACES = 4000  # the most recent; more costs time and says little 
 ONSET_SLACK_S = 30.0
 
 
-def _around_onset(
-    window: list[TraceView], onset_ns: int, focus: frozenset[str] | None = None
-) -> list[Candidate]:
+# A judgement of the window and the ranking of all its evidence: (judgement,
+# traces judged, method, ranking). ``localize`` ranks it again on a focus.
+Judged = tuple[Judgement, int, str, list[Candidate]]
+
+
+def _ranked(judgement: Judgement, n: int, method: str) -> Judged:
+    return judgement, n, method, rank(judgement, n, method)
+
+
+def _around_onset(window: list[TraceView], onset_ns: int) -> Judged | None:
     """The change that began near the detector's onset, judged against what came before.
 
     What ended more than ``ONSET_SLACK_S`` before the onset may hold an older
     fault or its repair: the change point is looked for after it. Without
     one there, the traces that ended before the onset are the reference.
-    Empty when neither explains anything.
+    None when neither explains anything.
     """
 
     def end(v: TraceView) -> float:
@@ -104,19 +111,17 @@ def _around_onset(
             # traces may hold an earlier fault or its repair, or a cold start.)
             older = [v for v in window if end(v) < onset_ns - ONSET_SLACK_S * 1e9]
             normal = (older + normal)[-LIVE_REFERENCE_TRACES:]
-        ranked = rank(
-            judge(recent[split:], Reference.learn(normal)),
-            len(recent) - split,
-            "change point",
-            focus,
+        judged = _ranked(
+            judge(recent[split:], Reference.learn(normal)), len(recent) - split, "change point"
         )
     else:
         before = [v for v in window if end(v) < onset_ns][-MAX_REFERENCE_TRACES:]
         after = [v for v in window if end(v) >= onset_ns]
         if len(before) < MIN_REFERENCE_TRACES or not after:
-            return []
-        ranked = rank(judge(after, Reference.learn(before)), len(after), "onset", focus)
-    return ranked if ranked and ranked[0].evidence.get("explained_traces") else []
+            return None
+        judged = _ranked(judge(after, Reference.learn(before)), len(after), "onset")
+    ranked = judged[3]
+    return judged if ranked and ranked[0].evidence.get("explained_traces") else None
 
 
 def live_window(
@@ -168,11 +173,18 @@ def localize(
     ``latency_threshold_ms`` the span that added the most time.
 
     ``focus``: only these kinds of evidence order the services and make the
-    confidence (``rank.rank``); the live Brain asks for failures alone when
-    failures are all that Scout saw.
+    confidence (``rank.rank``), on the same judgement of the same traces as
+    without it (which reference, which method); the live Brain asks for
+    failures alone when failures are all that Scout saw.
     """
     with paused_gc():
-        return _localize(traces, latency_threshold_ms, top, baseline, onset_ns, focus)
+        window = views(traces)
+        if not window:
+            return []
+        judgement, n, method, ranked = _judged(window, latency_threshold_ms, baseline, onset_ns)
+        if focus is not None:
+            ranked = rank(judgement, n, method, focus)
+        return ranked[:top] if top is not None else ranked
 
 
 @contextmanager
@@ -192,36 +204,31 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
-def _localize(
-    traces: Iterable[list[Span]],
+def _judged(
+    window: list[TraceView],
     latency_threshold_ms: float,
-    top: int | None,
     baseline: Iterable[list[Span]] | None,
-    onset_ns: int | None = None,
-    focus: frozenset[str] | None = None,
-) -> list[Candidate]:
-    window = views(traces)
-    if not window:
-        return []
-    ranked: list[Candidate] = []
+    onset_ns: int | None,
+) -> Judged:
+    """The window judged against its reference (see :func:`localize`), and ranked."""
     if baseline is None and onset_ns is not None:
-        ranked = _around_onset(window, onset_ns, focus)
-        if ranked:
-            return ranked[:top] if top is not None else ranked
+        near = _around_onset(window, onset_ns)
+        if near is not None:
+            return near
     if baseline is not None:
         reference = views(baseline, limit=MAX_REFERENCE_TRACES)
         if len(reference) >= MIN_REFERENCE_TRACES:
-            judgement = judge(window, Reference.learn(reference))
-            ranked = rank(judgement, len(window), "baseline", focus)
+            return _ranked(judge(window, Reference.learn(reference)), len(window), "baseline")
     else:
         split = change_point(window)
         if split is not None:
-            judgement = judge(window[split:], Reference.learn(window[:split]))
-            ranked = rank(judgement, len(window) - split, "change point", focus)
-            if not ranked or not ranked[0].evidence.get("explained_traces"):
-                ranked = []  # the change explains nothing: the static rules may
-    if not ranked:
-        ranked = rank(
-            judge_static(window, latency_threshold_ms), len(window), "static rules", focus
-        )
-    return ranked[:top] if top is not None else ranked
+            judged = _ranked(
+                judge(window[split:], Reference.learn(window[:split])),
+                len(window) - split,
+                "change point",
+            )
+            ranked = judged[3]
+            if ranked and ranked[0].evidence.get("explained_traces"):
+                return judged
+            # the change explains nothing: the static rules may
+    return _ranked(judge_static(window, latency_threshold_ms), len(window), "static rules")
