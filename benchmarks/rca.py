@@ -11,7 +11,9 @@ the mean of AC@1..AC@5) and seconds per case, overall and per fault type, for:
 2. ``localize`` on baseline and incident given as one window (the baseline
    moved in time to just before the incident): it must find the change point
    itself (what ``sre-space analyze FILE`` runs on a recording of normal
-   traffic followed by the fault);
+   traffic followed by the fault); the same window with the onset at the
+   injection (the live Brain's path), and ranked on the failures alone where
+   any stands out (the live Brain when Scout saw only failures);
 3. the naive rankings, for comparison: services by growth of their self time
    per trace, or of one operation's p90 self time, against the baseline;
 4. published trace-based methods, re-implemented in ``comparators.py``:
@@ -46,9 +48,11 @@ from typing import Any
 
 from comparators import COMPARATORS
 
+from sre_space.config import LATENCY_MS
 from sre_space.rca.localize import localize, paused_gc
 from sre_space.rca.stats import quantile
 from sre_space.rca.traces import group, views
+from sre_space.squad.brain import failures_first
 from sre_space.telemetry.files import read_spans
 from sre_space.telemetry.model import Span
 
@@ -151,11 +155,24 @@ def ours_at_onset(incident: Traces, baseline: Traces) -> list[str]:
     return [c.service for c in localize(window, top=5, onset_ns=onset)]
 
 
+def ours_failures_alone(incident: Traces, baseline: Traces) -> list[str]:
+    """The live Brain when Scout saw only failures: ranked on them, where any stands out.
+
+    Every case is taken as if Scout had opened it on failed requests alone;
+    a case whose failures explain nothing falls back to the whole ranking.
+    """
+    window = shifted_before(baseline, incident) + incident
+    onset = min(s.start_ns for t in incident for s in t)
+    found = failures_first(window, LATENCY_MS, onset, [{"kind": "error"}])
+    return [c.service for c in found[:5]]
+
+
 OURS = "localize (baseline file)"
 METHODS: dict[str, Callable[[Traces, Traces], list[str]]] = {
     OURS: ours,
     "localize (one window, change point)": ours_one_window,
     "localize (one window, onset)": ours_at_onset,
+    "localize (onset, failures alone)": ours_failures_alone,
     "naive op p90 self-time growth": naive_p90,
     "naive self-time growth": naive,
     **COMPARATORS,
@@ -166,6 +183,7 @@ SHORT = {
     OURS: "ours",
     "localize (one window, change point)": "ours 1-win",
     "localize (one window, onset)": "ours onset",
+    "localize (onset, failures alone)": "ours fails",
     "naive op p90 self-time growth": "naive p90",
     "naive self-time growth": "naive",
     **{n: n.split(" ")[0].rstrip(":") for n in COMPARATORS},
