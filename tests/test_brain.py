@@ -9,49 +9,20 @@ drills waited for a warm Scout.
 
 from __future__ import annotations
 
-import itertools
 import random
 from typing import Any
 
 from sre_space.squad.brain import failures_first
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 
+from helpers import span
+
 MS = 1_000_000
-_ids = itertools.count(1)
-
-
-def _span(
-    trace: str,
-    service: str,
-    name: str,
-    start: float,
-    end: float,
-    parent: Span | None = None,
-    kind: SpanKind = SpanKind.SERVER,
-    error: str | None = None,
-) -> Span:
-    events = (
-        [SpanEvent("exception", 0, {"exception.type": "KeyError", "exception.message": error})]
-        if error
-        else []
-    )
-    return Span(
-        trace_id=trace,
-        span_id=f"{next(_ids):016x}",
-        parent_id=parent.span_id if parent else None,
-        service=service,
-        name=name,
-        start_ns=int(start * MS),
-        end_ns=int(end * MS),
-        kind=kind,
-        error=error is not None,
-        events=events,
-    )
+CLIENT = SpanKind.CLIENT
 
 
 def _trace(i: int, t: float, rng: random.Random, own: float, fails: bool) -> list[Span]:
-    """One checkout; ``own`` scales frontend's and checkout's own work."""
-    tid = f"{i:032x}"
+    """One checkout from ``t`` (ms); ``own`` scales frontend's and checkout's own work."""
     fe_own, co_own = 2 * own * rng.uniform(0.8, 1.2), 3 * own * rng.uniform(0.8, 1.2)
     inv, pay = 3 * rng.uniform(0.8, 1.2), 5 * rng.uniform(0.8, 1.2)
     s_fc = t + fe_own / 2
@@ -62,16 +33,24 @@ def _trace(i: int, t: float, rng: random.Random, own: float, fails: bool) -> lis
     e_pay = s_pc + 0.3 + pay
     e_co = e_pay + 0.3 + co_own / 2
     e_fe = e_co + 0.3 + fe_own / 2
-    bad = "500" if fails else None
-    fe = _span(tid, "frontend", "POST /api/checkout", t, e_fe, error=bad)
-    fc = _span(tid, "frontend", "POST", s_fc, e_co + 0.3, fe, SpanKind.CLIENT, bad)
-    co = _span(tid, "checkout", "POST /checkout", s_co, e_co, fc, error=bad)
-    ic = _span(tid, "checkout", "GET", s_ic, e_inv + 0.3, co, SpanKind.CLIENT)
-    iv = _span(tid, "inventory", "GET /reserve", s_ic + 0.3, e_inv, ic)
-    pc = _span(tid, "checkout", "POST", s_pc, e_pay + 0.3, co, SpanKind.CLIENT, bad)
-    py = _span(tid, "payments", "POST /charge", s_pc + 0.3, e_pay, pc,
-               error="'currency'" if fails else None)  # fmt: skip
-    return [fe, fc, co, ic, iv, pc, py]
+    # (service, name, start ms, end ms, parent's n, kind, failed), n = its place from 1
+    shape = [
+        ("frontend", "POST /api/checkout", t, e_fe, None, SpanKind.SERVER, fails),
+        ("frontend", "POST", s_fc, e_co + 0.3, 1, CLIENT, fails),
+        ("checkout", "POST /checkout", s_co, e_co, 2, SpanKind.SERVER, fails),
+        ("checkout", "GET", s_ic, e_inv + 0.3, 3, CLIENT, False),
+        ("inventory", "GET /reserve", s_ic + 0.3, e_inv, 4, SpanKind.SERVER, False),
+        ("checkout", "POST", s_pc, e_pay + 0.3, 3, CLIENT, fails),
+        ("payments", "POST /charge", s_pc + 0.3, e_pay, 6, SpanKind.SERVER, fails),
+    ]
+    trace = [
+        span(svc, name, a / 1e3, b - a, error=bad, trace=i, n=n, parent=parent, kind=kind)
+        for n, (svc, name, a, b, parent, kind, bad) in enumerate(shape, start=1)
+    ]
+    if fails:  # the exception payments raised, as an instrumentation records it
+        attrs = {"exception.type": "KeyError", "exception.message": "'currency'"}
+        trace[-1].events.append(SpanEvent("exception", 0, attrs))
+    return trace
 
 
 def shop(own: float, fail_share: float, seed: int = 3) -> tuple[list[list[Span]], int]:
