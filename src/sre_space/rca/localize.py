@@ -174,8 +174,9 @@ def localize(
 
     ``focus``: only these kinds of evidence order the services and make the
     confidence (``rank.rank``), on the same judgement of the same traces as
-    without it (which reference, which method); the live Brain asks for
-    failures alone when failures are all that Scout saw.
+    without it (which reference, which method); when nothing of those kinds
+    stands out, the whole ranking stands. The live Brain asks for failures
+    alone when failures are all that Scout saw.
     """
     with paused_gc():
         window = views(traces)
@@ -183,7 +184,9 @@ def localize(
             return []
         judgement, n, method, ranked = _judged(window, latency_threshold_ms, baseline, onset_ns)
         if focus is not None:
-            ranked = rank(judgement, n, method, focus)
+            focused = rank(judgement, n, method, focus)
+            if focused and focused[0].evidence.get("explained_traces"):
+                ranked = focused
         return ranked[:top] if top is not None else ranked
 
 

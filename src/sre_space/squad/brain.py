@@ -122,18 +122,8 @@ def failures_first(
     no failure stands out there, the whole ranking stands. Offline
     (``analyze``) there is no Scout, and every kind of evidence ranks.
     """
-    kinds = {str(s.get("kind")) for s in signals}
-    if kinds == {"error"}:
-        focused = localize(traces, threshold, onset_ns=onset_ns, focus=FAILURES)
-        if focused and _fails(focused[0]):
-            return focused
-    return localize(traces, threshold, onset_ns=onset_ns)
-
-
-def _fails(c: Candidate) -> bool:
-    """Whether a candidate's evidence holds failed requests (not only slow or reshaped ones)."""
-    signals = c.evidence.get("signals") or ()
-    return bool(c.exception) or any(s.get("kind") == "error" for s in signals)
+    only_failures = {str(s.get("kind")) for s in signals} == {"error"}
+    return localize(traces, threshold, onset_ns=onset_ns, focus=FAILURES if only_failures else None)
 
 
 def _ranked(c: Candidate) -> dict[str, Any]:
