@@ -248,7 +248,7 @@ def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault
         # stops now; left open, the next mind in this home would watch them for
         # an hour and take the next drill's fault for theirs (no new incident).
         for incident in mind.log.since(journal.injected_at):
-            if incident.status == "resolved":
+            if incident.status == RESOLVED:
                 continue
             with contextlib.suppress(UsageError):  # the mind resolved it meanwhile
                 mind.log.resolve(
@@ -297,7 +297,7 @@ def _judge(
     wanted = expect.get("status", "mitigated")
     # A mitigated incident may already have resolved after its quiet period.
     status_ok = incident.status == wanted or (
-        wanted == "mitigated" and incident.status == "resolved"
+        wanted == MITIGATED and incident.status == RESOLVED
     )
     outcome = incident.remediation.get("outcome")
     if wanted == "mitigated" and outcome == UNCLEAR:
