@@ -89,6 +89,39 @@ def test_another_kind_of_trouble_at_a_mitigated_cause_is_a_new_fault() -> None:
     assert change.incident.id != slow
 
 
+def test_a_degraded_incident_whose_fault_ended_takes_no_later_fault_as_its_own() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [release] = tracker.update([sig("gateway"), sig("orders"), sig("payments")], SHOP, 0)
+    first = release.incident
+    assert first.origin == "payments"
+    tracker.attribute(first, "orders", 1)  # the Brain named the caller: a wrong guess
+    tracker.settled(first, "mitigated", 10)  # orders restarted; payments' release still fails
+    [weaker] = tracker.update([sig("payments")], SHOP, 12)
+    assert (weaker.what, weaker.incident) == ("degraded", first)
+    assert tracker.update([sig("payments")], SHOP, 18) == []  # the fault goes on: the same
+    # The bad release is rolled back at 19; 15 s later orders crashes. Degraded
+    # must not swallow it: nobody would act on it, and nobody would be told.
+    [crash] = tracker.update([sig("gateway"), sig("orders")], SHOP, 34)
+    assert crash.what == "opened" and crash.incident is not first
+    assert tracker.attribute(crash.incident, "orders", 35) is crash.incident
+    # The degraded one resolves on its own quiet (its fault ended at 19), the crash goes on.
+    changes = tracker.update([sig("gateway"), sig("orders")], SHOP, 49)
+    assert [(c.what, c.incident) for c in changes] == [("resolved", first)]
+    assert tracker.active() == [crash.incident]
+
+
+def test_a_degraded_incident_behind_the_squads_workaround_keeps_its_cause_through_quiet() -> None:
+    tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
+    [slow] = tracker.update([sig("payments", "latency")], SHOP, 0)
+    incident = slow.incident
+    incident.masked = True  # a circuit opened in front of payments
+    tracker.settled(incident, "mitigated", 5)
+    assert tracker.update([sig("payments", "traffic")], SHOP, 6)[0].what == "degraded"
+    # Quiet behind the circuit, then a half-open trial lets calls through: the same fault.
+    assert tracker.update([sig("payments", "latency")], SHOP, 25) == []
+    assert tracker.active() == [incident]
+
+
 def test_fewer_calls_from_a_slowed_caller_are_its_incident_a_failing_or_vanished_callee_not() -> None:
     tracker = IncidentTracker(confirm_s=0, quiet_s=30, link_s=10)
     [opened] = tracker.update([sig("gateway", "latency"), sig("catalog", "latency")], SHOP, 0)

@@ -22,8 +22,12 @@
   the same fault goes on, and after it went quiet (nobody closed it: its
   cause showing again is that incident ``again``). A different cause, or
   failures at a cause that was only slow, are an incident of their own (see
-  ``_other_fault``). An incident resolves after ``quiet_s`` without
-  anomalies of its own, but not while the squad works on it (``busy``).
+  ``_other_fault``). A degraded incident answers for what still shows of its
+  fault while it shows: once its cause was quiet for ``link_s``, the fault
+  ended, and trouble there again is a fault of its own, handed to the squad
+  (``ended``; not while the squad's workaround hides the cause). An incident
+  resolves after ``quiet_s`` without anomalies of its own, but not while the
+  squad works on it (``busy``).
 - **Waiting for the Brain**: an anomaly that may be an open incident whose
   root cause the Brain has not named yet (``awaits_brain``) is left to wait
   by whoever opens incidents; once named, an anomaly at that cause still
@@ -80,6 +84,9 @@ class Tracked:
     resolved_at: float | None = None
     ref: str = ""  # the incident log's id, set by whoever opens it there
     busy: bool = False  # handed to the squad and not settled: it does not resolve meanwhile
+    # The squad's workaround hides its cause (an open circuit, shed load): what a
+    # trial that lifts it shows is the fault going on, however long it was quiet.
+    masked: bool = False
 
     def __post_init__(self) -> None:
         self.origins.add(self.origin)
@@ -177,12 +184,32 @@ class IncidentTracker:
         """Open incidents (confirmed, not resolved), whatever the squad made of them."""
         return [i for i in self.incidents if i.open]
 
-    def owner(self, service: str, exclude: Tracked | None = None) -> Tracked | None:
-        """The open incident that answers for ``service`` as a cause, if any (the oldest)."""
+    def owner(
+        self, service: str, exclude: Tracked | None = None, now: float | None = None
+    ) -> Tracked | None:
+        """The open incident that answers for ``service`` as a cause, if any (the oldest).
+
+        With ``now``, not one whose fault ended (see ``ended``).
+        """
         for incident in sorted(self.active(), key=lambda i: i.first_seen):
-            if incident is not exclude and service in incident.origins:
+            if incident is exclude or service not in incident.origins:
+                continue
+            if now is None or not self.ended(incident, now):
                 return incident
         return None
+
+    def ended(self, incident: Tracked, now: float) -> bool:
+        """Whether a degraded incident's fault is over: its cause quiet for ``link_s``.
+
+        Degraded is the fault going on, weaker, with the fix holding: nobody
+        acts on it again. Trouble at its cause after the fault stopped showing
+        (a crash where a release's failures were) is another fault, and must
+        reach the squad and people rather than vanish into it. A workaround
+        of the squad's keeps the fault out of sight until a trial lifts it:
+        that quiet is not the fault ending.
+        """
+        quiet = now - incident.cause_seen > self.link_s
+        return incident.state == DEGRADED and not incident.masked and quiet
 
     def ambiguous(self, incident: Tracked, edges: Iterable[tuple[str, str]]) -> str:
         """Why a confirmed anomaly may be another open incident's ("" if not): the Brain decides.
@@ -242,7 +269,7 @@ class IncidentTracker:
         (returned), and its services join it. An anomaly at that cause still
         waiting for confirmation is this incident's too: it never opens.
         """
-        older = self.owner(service, exclude=incident) if service else None
+        older = self.owner(service, exclude=incident, now=now) if service else None
         if older is None:
             if service:
                 incident.cause = service
@@ -301,7 +328,7 @@ class IncidentTracker:
         edges: set[tuple[str, str]],
         now: float,
     ) -> Tracked | None:
-        by_age = sorted(live, key=lambda i: i.first_seen)
+        by_age = sorted((i for i in live if not self.ended(i, now)), key=lambda i: i.first_seen)
         shows = families(sigs, origin)
         # The latest incident at this cause first: it is what the cause did last.
         for incident in reversed(by_age):

@@ -28,6 +28,7 @@ from sre_space.config import Settings
 from sre_space.detect.incidents import AMBIGUOUS, KEEP_S, IncidentTracker, Tracked
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.incidents import Incident, IncidentLog
+from sre_space.squad.halfopen import open_workarounds
 from sre_space.telemetry.store import TraceStore
 from sre_space.vocabulary import (
     ACTIVE,
@@ -401,6 +402,7 @@ class Lifecycle:
                         self._left.append(tracked)
                     continue  # else the resume failed: watched, and resolved when quiet
                 state = {ESCALATED: "watching", DEGRADED: "degraded"}.get(incident.status)
+                tracked.masked = bool(open_workarounds(incident))
                 self.tracker.settled(tracked, state or "mitigated", now)
 
     def settle_left(self) -> None:
@@ -482,6 +484,7 @@ class Lifecycle:
         cause = str(final.root_cause.get("service") or "")
         if cause and cause != tracked.cause:
             self.tracker.attribute(tracked, cause, self.clock.time())
+        tracked.masked = bool(open_workarounds(final))
         earlier = self.log.earlier(final)
         if earlier is not None and final.recurs is None:
             final.recurs = earlier.id
