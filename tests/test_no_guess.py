@@ -198,7 +198,9 @@ def test_approve_and_dry_run_keep_their_ways_below_the_threshold(
 
 
 class Traffic:
-    """catalog's requests into the store, 50 a second, failing until ``heal()``, then healthy.
+    """A service's requests into the store, 50 a second, failing until ``heal()``, then healthy.
+
+    catalog's, the diagnosed operation's, unless ``service`` and ``name`` say otherwise.
 
     A starved thread catches up: each request is stamped with its own time and
     fails when that time is before the healing, so the store holds the same
@@ -207,8 +209,15 @@ class Traffic:
 
     TICK_NS = 20_000_000
 
-    def __init__(self, store: TraceStore, bad_after_heal_every: int = 0) -> None:
+    def __init__(
+        self,
+        store: TraceStore,
+        bad_after_heal_every: int = 0,
+        service: str = "catalog",
+        name: str = str(DIAGNOSIS["operation"]),
+    ) -> None:
         self.store = store
+        self.service, self.name = service, name
         self.bad_after_heal_every = bad_after_heal_every  # every so many fail even then
         self.healed_at_ns: int | None = None
         self.start_ns = time.time_ns()
@@ -252,17 +261,18 @@ class Traffic:
             self.store.add(batch)
 
     def _span(self, n: int, start: int, error: bool) -> Span:
+        ids = f"{self.service}:{n}".encode().hex()  # unique across the generators
         return Span(
-            trace_id=f"{n:032x}",
-            span_id=f"{n:016x}",
+            trace_id=ids[-32:].rjust(32, "0"),
+            span_id=ids[-16:].rjust(16, "0"),
             parent_id=None,
-            service="catalog",
-            name=str(DIAGNOSIS["operation"]),
+            service=self.service,
+            name=self.name,
             start_ns=start,
             end_ns=start + 20_000_000,
             kind=SpanKind.SERVER,
             error=error,
-            resource={"service.name": "catalog"},
+            resource={"service.name": self.service},
         )
 
 
@@ -284,14 +294,29 @@ def _other_fix(squad: Squad) -> Incident:
     return other
 
 
-@pytest.mark.parametrize("case", ["credited", "another-incident", "already-over", "late"])
+def _scout_saw(service: str, operation: str) -> dict[str, Any]:
+    """A signal of Scout's at the opening, as the squad is handed it."""
+    return {"service": service, "operation": operation, "kind": "error", "reason": "errors"}
+
+
+@pytest.mark.parametrize(
+    "case", ["credited", "another-incident", "already-over", "late", "not-where-scout-saw"]
+)
 def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, case: str) -> None:
     squad = make(verify_timeout_s=60.0, verify_window_s=1.0)
-    with Traffic(squad.store) as traffic:
+    # What opened the incident: failures at catalog's caller, which heals with catalog,
+    # and in the last case at payments too, which goes on failing after the change.
+    signals = [_scout_saw("gateway", "GET /")]
+    elsewhere = Traffic(squad.store, service="payments", name="POST /charge")
+    caller = Traffic(squad.store, service="gateway", name="GET /")
+    if case == "not-where-scout-saw":
+        signals.append(_scout_saw("payments", "POST /charge"))
+    with Traffic(squad.store) as traffic, caller, elsewhere:
         window = squad.settings.verify_window_s
         wait_until(lambda: traffic.covered_s() >= 2 * window, 60, what="failing traffic")
         if case == "already-over":  # the fault ends on its own before the Fixer acts
             traffic.heal()
+            caller.heal()
             wait_until(lambda: traffic.healthy_s() >= 2 * window, 60, what="healthy again")
         other = _other_fix(squad) if case == "another-incident" else None
 
@@ -305,10 +330,11 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
                 later = acted + (LATE_WINDOWS + 2) * window
                 wait_until(lambda: traffic.covered_s() >= later, 120, what="a while later")
             traffic.heal()
+            caller.heal()
 
         healer = threading.Thread(target=heal, name="heal", daemon=True)
         healer.start()
-        done = squad.run(_diagnosis(0.9), traffic.start_ns)
+        done = squad.run(_diagnosis(0.9), traffic.start_ns, signals=signals)
         healer.join(10)
 
     assert squad.called() == ["restart"]  # acted, and not undone: the SLO came back
@@ -327,6 +353,9 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
         assert other.id in why and "patch_config" in why
     elif case == "late":
         assert "stayed out for" in why and "the fault itself ending" in why
+    elif case == "not-where-scout-saw":
+        assert "payments POST /charge" in why and "still out of the SLO" in why
+        assert "gateway" not in why  # the caller recovered with catalog
     else:
         assert "already ended before it" in why
     assert verified["credited"] is False and verified["unclear"] == done.remediation["unclear"]

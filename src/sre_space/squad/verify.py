@@ -18,6 +18,10 @@ from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
 # A recovery that comes only after this many windows out of the SLO since the
 # change did not follow the change: something else may have ended the trouble.
 LATE_WINDOWS = 3
+# Scout's signals the SLO judges (failed and slow requests); fewer calls or a
+# changed path are not out of an SLO, and a slower p95 within it is not either.
+SLO_KINDS = ("error", "slow")
+CALLS_OUT = (SpanKind.CLIENT, SpanKind.PRODUCER)  # a caller's view of a request, not the request
 
 
 def verify(ctx: SquadContext, state: SquadState) -> SquadState:
@@ -204,7 +208,46 @@ def _doubts(
             f"{other} also changed {step.get('service')} ({step.get('action') or step['step']}, "
             f"{step['step']}) while this outcome was open"
         )
+    doubts.extend(_still_out(ctx, state, services))
     return doubts
+
+
+def _still_out(ctx: SquadContext, state: SquadState, judged: set[str]) -> list[str]:
+    """What opened the incident, elsewhere than the change was judged, still out of the SLO.
+
+    The verdict measures the diagnosed service (or the one acted on). When
+    Scout's failing or slow requests at another service go on after the
+    change, the change did not end this incident's trouble: a guess at the
+    wrong service that happens to look well afterwards, while what paged
+    goes on. Judged on the requests started since the change, the newest
+    window of them, by the verdict's own SLO.
+    """
+    settings = ctx.settings
+    since_ns = int((state["applied"]["ts"] + 1.0) * 1e9)
+    window_ns = int(settings.verify_window_s * 1e9)
+    seen = {
+        (str(s.get("service") or ""), str(s.get("operation") or ""))
+        for s in state.get("signals", [])
+        if s.get("kind") in SLO_KINDS and s.get("service") not in judged
+    }
+    fresh: dict[tuple[str, str], list[Span]] = {key: [] for key in seen}
+    for span in ctx.store.spans_since(
+        since_ns, lambda s: (s.service, s.name) in seen and s.kind not in CALLS_OUT
+    ):
+        fresh[(span.service, span.name)].append(span)
+    found = []
+    for (service, operation), spans in sorted(fresh.items()):
+        newest = max((s.start_ns for s in spans), default=0)
+        measure = slo(
+            [s for s in spans if s.start_ns >= newest - window_ns], settings.latency_threshold_ms
+        )
+        if measure["requests"] >= settings.min_requests and not _within_slo(settings, measure):
+            found.append(
+                f"{service} {operation}, where Scout saw this incident's trouble, is still out "
+                f"of the SLO ({measure['error_rate']:.0%} errors, {measure['slow_rate']:.0%} "
+                f"slow over {measure['requests']} requests after the change)"
+            )
+    return found
 
 
 def _settled(spans: list[Span], threshold_ms: float) -> list[Span]:
