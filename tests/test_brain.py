@@ -21,10 +21,12 @@ MS = 1_000_000
 CLIENT = SpanKind.CLIENT
 
 
-def _trace(i: int, t: float, rng: random.Random, own: float, fails: bool) -> list[Span]:
+def _trace(
+    i: int, t: float, rng: random.Random, own: float, fails: bool, inv_delay: float = 0.0
+) -> list[Span]:
     """One checkout from ``t`` (ms); ``own`` scales frontend's and checkout's own work."""
     fe_own, co_own = 2 * own * rng.uniform(0.8, 1.2), 3 * own * rng.uniform(0.8, 1.2)
-    inv, pay = 3 * rng.uniform(0.8, 1.2), 5 * rng.uniform(0.8, 1.2)
+    inv, pay = 3 * rng.uniform(0.8, 1.2) + inv_delay, 5 * rng.uniform(0.8, 1.2)
     s_fc = t + fe_own / 2
     s_co = s_fc + 0.3
     s_ic = s_co + co_own / 2
@@ -102,3 +104,37 @@ def test_a_service_blamed_only_where_its_spans_are_missing_ranks_on_failures_too
     ranked = failures_first(traces, 800.0, onset, scout("error"))
     assert ranked[0].service == "payments"
     assert "inventory" in {c.service for c in ranked}
+
+
+def test_a_change_where_nothing_failed_or_slowed_is_not_the_faults_start() -> None:
+    """A callee slowed 25 s after its caller began to spend more of its own time.
+
+    50 checkouts a second: a minute of normal; then checkout spends more of
+    its own time (a busy host, a service the squad changed), with no request
+    failing or slow; 25 s later inventory answers 1.2 s late, and the Brain
+    looks 2 s in: too few traces of the fault to split the window at, so
+    the change point finds checkout's change, long and clear. It is not
+    where Scout's slow requests began.
+    """
+    rng = random.Random(5)
+
+    def at(i: int) -> float:  # ms
+        return 1.7e12 + 20 * i
+
+    traces = [_trace(i, at(i), rng, 1.0, False) for i in range(3000)]
+    traces += [_trace(i, at(i), rng, 1.8, False) for i in range(3000, 4250)]
+    traces += [_trace(i, at(i), rng, 1.8, False, inv_delay=1200) for i in range(4250, 4350)]
+    onset = int(at(4250) * MS)
+    slow = [{"service": "checkout", "operation": "POST /checkout", "kind": "slow"}]
+    top = failures_first(traces, 800.0, onset, slow)[0]
+    assert (top.service, top.fault_class) == ("inventory", "latency")
+    assert top.evidence["method"] == "onset"
+    # A fault that began before the detector's onset (slow requests at
+    # inventory from the change on): the change point is its start.
+    building = [_trace(i, at(i), rng, 1.0, False) for i in range(3000)]
+    building += [
+        _trace(i, at(i), rng, 1.0, False, inv_delay=1200 if rng.random() < 0.4 else 0)
+        for i in range(3000, 4350)
+    ]
+    top = failures_first(building, 800.0, onset, slow)[0]
+    assert (top.service, top.evidence["method"]) == ("inventory", "change point")

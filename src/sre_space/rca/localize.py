@@ -88,12 +88,25 @@ def _ranked(judgement: Judgement, n: int, method: str) -> Judged:
     return judgement, n, method, rank(judgement, n, method)
 
 
-def _around_onset(window: list[TraceView], onset_ns: int) -> Judged | None:
+def _troubled_share(traces: list[TraceView], threshold_ms: float) -> float:
+    """The share of traces with a failure or slower end to end than the threshold."""
+    troubled = sum(
+        v.root_ms > threshold_ms or any(c.error_origin for c in v.calls) for v in traces
+    )
+    return troubled / len(traces) if traces else 0.0
+
+
+def _around_onset(window: list[TraceView], onset_ns: int, threshold_ms: float) -> Judged | None:
     """The change that began near the detector's onset, judged against what came before.
 
     What ended more than ``ONSET_SLACK_S`` before the onset may hold an older
-    fault or its repair: the change point is looked for after it. Without
-    one there, the traces that ended before the onset are the reference.
+    fault or its repair: the change point is looked for after it, and it is
+    this fault's start only when the traces between it and the onset failed
+    or were too slow more often than those before it (a fault that built up
+    before the detector saw it). One found where nothing of the kind began
+    is another change (a busy host, a service the squad changed), which a
+    fault's first seconds, too few traces to split at, could not outweigh.
+    Without one, the traces that ended before the onset are the reference.
     None when neither explains anything.
     """
 
@@ -102,6 +115,12 @@ def _around_onset(window: list[TraceView], onset_ns: int) -> Judged | None:
 
     recent = [v for v in window if end(v) >= onset_ns - ONSET_SLACK_S * 1e9]
     split = change_point(recent) if recent else None
+    if split is not None:
+        between = [v for v in recent[split:] if end(v) < onset_ns]
+        if between and _troubled_share(between, threshold_ms) <= _troubled_share(
+            recent[:split], threshold_ms
+        ):
+            split = None
     if split is not None:
         normal = recent[:split]
         if len(normal) < LIVE_REFERENCE_TRACES:
@@ -215,7 +234,7 @@ def _judged(
 ) -> Judged:
     """The window judged against its reference (see :func:`localize`), and ranked."""
     if baseline is None and onset_ns is not None:
-        near = _around_onset(window, onset_ns)
+        near = _around_onset(window, onset_ns, latency_threshold_ms)
         if near is not None:
             return near
     if baseline is not None:
