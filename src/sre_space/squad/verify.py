@@ -10,6 +10,7 @@ from typing import Any
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.squad.context import SquadContext, slo
+from sre_space.squad.halfopen import WORKAROUNDS
 from sre_space.squad.sequential import recovered_clearly
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
@@ -208,7 +209,8 @@ def _doubts(
             f"{other} also changed {step.get('service')} ({step.get('action') or step['step']}, "
             f"{step['step']}) while this outcome was open"
         )
-    doubts.extend(_still_out(ctx, state, services))
+    if plan.get("action") not in WORKAROUNDS:  # those degrade what Scout saw on purpose
+        doubts.extend(_still_out(ctx, state, services))
     return doubts
 
 
