@@ -354,7 +354,7 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
     elif case == "late":
         assert "stayed out for" in why and "the fault itself ending" in why
     elif case == "not-where-scout-saw":
-        assert "payments POST /charge" in why and "still out of the SLO" in why
+        assert "payments POST /charge" in why and "still fails" in why
         assert "gateway" not in why  # the caller recovered with catalog
     else:
         assert "already ended before it" in why

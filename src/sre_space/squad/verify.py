@@ -19,9 +19,11 @@ from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
 # A recovery that comes only after this many windows out of the SLO since the
 # change did not follow the change: something else may have ended the trouble.
 LATE_WINDOWS = 3
-# Scout's signals the SLO judges (failed and slow requests); fewer calls or a
-# changed path are not out of an SLO, and a slower p95 within it is not either.
-SLO_KINDS = ("error", "slow")
+# What Scout saw elsewhere that a change must have ended: failed requests. A
+# caller's slow requests are not asked: they hold its callee's time, and while
+# a fault goes on weaker (the fix holds) they cross the latency bar before the
+# callee's do (a pool fixed at 797 ms p95 left its caller 6% over 800 ms).
+ELSEWHERE_KINDS = ("error",)
 CALLS_OUT = (SpanKind.CLIENT, SpanKind.PRODUCER)  # a caller's view of a request, not the request
 
 
@@ -168,8 +170,9 @@ def _doubts(
     it: the mind watched the whole time (no restart while verifying), the
     trouble the verdict's measure saw in the incident's window had not already
     gone from it in the last window before the change (judged by the same SLO),
-    and no other incident changed the same service or this incident's cause
-    while the outcome was open.
+    no other incident changed the same service or this incident's cause
+    while the outcome was open, and the failures Scout saw at other services
+    ended too (``_still_out``).
     """
     settings = ctx.settings
     applied = state["applied"]
@@ -215,14 +218,14 @@ def _doubts(
 
 
 def _still_out(ctx: SquadContext, state: SquadState, judged: set[str]) -> list[str]:
-    """What opened the incident, elsewhere than the change was judged, still out of the SLO.
+    """What opened the incident, elsewhere than the change was judged, still failing.
 
     The verdict measures the diagnosed service (or the one acted on). When
-    Scout's failing or slow requests at another service go on after the
+    Scout's failing requests at another service go on failing after the
     change, the change did not end this incident's trouble: a guess at the
     wrong service that happens to look well afterwards, while what paged
     goes on. Judged on the requests started since the change, the newest
-    window of them, by the verdict's own SLO.
+    window of them, against the SLO's error rate.
     """
     settings = ctx.settings
     since_ns = int((state["applied"]["ts"] + 1.0) * 1e9)
@@ -230,7 +233,7 @@ def _still_out(ctx: SquadContext, state: SquadState, judged: set[str]) -> list[s
     seen = {
         (str(s.get("service") or ""), str(s.get("operation") or ""))
         for s in state.get("signals", [])
-        if s.get("kind") in SLO_KINDS and s.get("service") not in judged
+        if s.get("kind") in ELSEWHERE_KINDS and s.get("service") not in judged
     }
     fresh: dict[tuple[str, str], list[Span]] = {key: [] for key in seen}
     for span in ctx.store.spans_since(
@@ -243,11 +246,11 @@ def _still_out(ctx: SquadContext, state: SquadState, judged: set[str]) -> list[s
         measure = slo(
             [s for s in spans if s.start_ns >= newest - window_ns], settings.latency_threshold_ms
         )
-        if measure["requests"] >= settings.min_requests and not _within_slo(settings, measure):
+        failing = measure["error_rate"] > settings.error_rate_threshold
+        if measure["requests"] >= settings.min_requests and failing:
             found.append(
-                f"{service} {operation}, where Scout saw this incident's trouble, is still out "
-                f"of the SLO ({measure['error_rate']:.0%} errors, {measure['slow_rate']:.0%} "
-                f"slow over {measure['requests']} requests after the change)"
+                f"{service} {operation}, where Scout saw this incident's failures, still fails "
+                f"({measure['error_rate']:.0%} of {measure['requests']} requests after the change)"
             )
     return found
 
