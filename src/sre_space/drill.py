@@ -300,7 +300,7 @@ def _judge(
         wanted == MITIGATED and incident.status == RESOLVED
     )
     outcome = incident.remediation.get("outcome")
-    if wanted == "mitigated" and outcome == UNCLEAR:
+    if wanted == MITIGATED and outcome == UNCLEAR:
         status_ok = False  # the SLO came back, but the squad's fix is not credited with it
     journal.step("mitigate", status_ok, status=incident.status, expected=wanted, outcome=outcome)
     action = incident.remediation.get("action")
