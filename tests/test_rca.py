@@ -153,6 +153,38 @@ def test_unanswered_client_call_blames_the_callee() -> None:
     assert top.fault_class == "unreachable"
 
 
+def _reserve(i: int, *, answer: str | None) -> list[Span]:
+    """checkout's call to inventory that failed with an HTTP 500: ``answer`` is the
+    exception inventory's own span recorded, or None when that span never came."""
+    t = f"{i:032x}"
+    root = span(t, "checkout", "POST /checkout", 0, 50)
+    client = span(
+        t, "checkout", "GET /reserve", 1, 40, root, SpanKind.CLIENT,
+        **{"peer.service": "inventory", "http.response.status_code": 500},
+    )
+    root.error = client.error = True  # a status, no message: httpx raises nothing on a 500
+    if answer is None:
+        return [root, client]
+    return [root, client, span(t, "inventory", "GET /reserve", 2, 39, client, error=answer)]
+
+
+def test_a_callee_that_answered_with_a_status_was_reached() -> None:
+    # An HTTP status on the client span is the callee's answer (HTTP semantic
+    # conventions set it only from a response): its own span was lost, not its
+    # connection.
+    top = localize([_reserve(i, answer=None) for i in range(10)])[0]
+    assert (top.service, top.fault_class) == ("inventory", "error")
+
+
+def test_a_process_out_of_memory_is_named_by_its_own_spans_when_most_are_lost() -> None:
+    # A process past its memory limit fails its exporter's allocations too: most
+    # of its spans never come, and its callers' bare 500s say nothing of why.
+    traces = [_reserve(i, answer="MemoryError") for i in range(3)]
+    traces += [_reserve(i, answer=None) for i in range(3, 10)]
+    top = localize(traces)[0]
+    assert (top.service, top.fault_class) == ("inventory", "memory")
+
+
 def test_latency_is_attributed_to_the_hop_that_added_it() -> None:
     traces = [call_chain(f"{i:032x}", failing=None, slow_callee_ms=2000) for i in range(10)]
     top = localize(traces, latency_threshold_ms=800)[0]

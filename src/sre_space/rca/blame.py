@@ -88,10 +88,17 @@ def blame_error(call: Call, ref: Reference | None, weight: float) -> Blame:
             # caller's, and so are the evidence and the knob.
             return Blame(call.service, call.entry_op, "error", fault, weight, call.key, message)
         if callee is not None and call.callee is None:
-            # The callee never answered (no span of its own): it is the suspect,
-            # unreachable unless the failure says it took the call and went quiet.
+            # No span of the callee's own: it is the suspect. An HTTP status on the
+            # call is its answer (the conventions set it only from a response), so
+            # its span was lost, not the call: a process out of memory fails its
+            # exporter too. Otherwise it never answered: unreachable unless the
+            # failure says it took the call and went quiet. (A gRPC status proves
+            # nothing: the client library sets UNAVAILABLE itself.)
+            answered = call.span.http_status is not None
             no_answer = (
-                fault if fault in CALLEE_CLASSES or fault == "saturation" else _no_answer(call, ref)
+                fault
+                if answered or fault in CALLEE_CLASSES or fault == "saturation"
+                else _no_answer(call, ref)
             )
             return Blame(callee[0], callee[1], "error", no_answer, weight, call.key, message)
         if callee is not None:

@@ -154,6 +154,13 @@ def _fault_class(service: str, main: _Finding, j: Judgement) -> str:
         for named in ("memory", "saturation"):
             if j.stats.failure_classes[service][named]:
                 return named
+    # A process out of memory fails in whatever it does next, its span exporter
+    # too: its callers' bare 5xx outnumber its own spans, which say MemoryError.
+    # Where its own failures name memory more often than anything else, the
+    # callers' unnamed errors are the same fault.
+    own_failures = j.stats.failure_classes[service]
+    if fault == "error" and own_failures["memory"] > own_failures["error"]:
+        return "memory"
     # Callers that gave up waiting (timeout) on a service whose own work slowed
     # everywhere waited on its CPU: the slowness is the cause, the timeouts its effect.
     if fault not in ("latency", "timeout"):
