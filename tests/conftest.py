@@ -1,6 +1,6 @@
 """What every test shares: a private environment per test process, a home, the CLI, spans.
 
-The suite runs in parallel (``-n 4``, ``--dist loadgroup``: the README's test
+The suite runs in parallel (``-n 2 --dist loadgroup``: the README's test
 command): each pytest-xdist worker is its own process with its own temporary
 directories, and every server a test starts listens on a free loopback port
 (``helpers.free_port``, or port 0). The session fixture below keeps what a test
@@ -12,10 +12,10 @@ How the tests are shared out (``pytest_collection_modifyitems`` below):
 
 - Tests marked ``lab`` start an embedded lab, a load generator and five
   services that burn CPU while what the tests assert is latency and error
-  rates. They run in ``LAB_LANES`` lanes (``xdist_group("lab-N")``), each lane
-  on one worker, one lab after another: never more than ``LAB_LANES`` labs at
-  once, however many workers. They are put first, so that the lanes, the
-  longest part of the run, start at once.
+  rates. They run in lanes (``xdist_group("lab-N")``), one per
+  ``WORKERS_PER_LAB`` workers, each lane on one worker, one lab after another:
+  ``-n 2`` runs one lab at a time beside the other tests. They are put first,
+  so that the lanes, the longest part of the run, start at once.
 - Tests that share a module-scoped fixture (a lab, a server, a recording)
   stay together on one worker (``xdist_group`` named after the module), so
   the fixture is built once.
@@ -36,9 +36,10 @@ from sre_space.telemetry.model import Span
 
 import helpers
 
-# Labs that may run at once. Two fit a 2-core machine beside the other tests and
-# two CPU burners (scripts/stress); the lab tests are about half the suite's time.
-LAB_LANES = 2
+# Workers per lab lane: a lab (five services and a load generator) keeps about
+# one core busy, so a 2-core machine runs one lab beside the other tests, which
+# mostly wait on timers (quiet periods, verification windows, servers).
+WORKERS_PER_LAB = 2
 # What a lane is balanced on: a test that starts a lab of its own (a drill) costs
 # about as much as this many tests on a lab their module shares.
 OWN_LAB_COST = 6
@@ -74,7 +75,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def cost(unit: list[pytest.Item]) -> int:
         return len(unit) if unit[0].module.__name__ in shared else OWN_LAB_COST * len(unit)
 
-    lanes = [0] * LAB_LANES
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # set in each worker
+    lanes = [0] * max(1, workers // WORKERS_PER_LAB)
     for unit in sorted(units.values(), key=cost, reverse=True):  # dearest first, to the
         lane = lanes.index(min(lanes))  # lane with the least so far
         lanes[lane] += cost(unit)
