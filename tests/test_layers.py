@@ -107,3 +107,25 @@ def test_the_textual_rule_covers_every_module_but_the_clients() -> None:
     }
     clients = {"sre_space.__main__", "sre_space.cli", "sre_space.tui"}
     assert listed == top - clients
+
+
+# Sizes a reader can hold (issue 26): a module or class past them says at its
+# top why it is one piece ("on purpose"); the next line past them fails here.
+MODULE_LINES = 500
+CLASS_LINES = 300
+
+
+def test_modules_and_classes_are_small_or_say_why() -> None:
+    too_big = []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        module_reason = "on purpose" in (ast.get_docstring(tree) or "")
+        if len(text.splitlines()) > MODULE_LINES and not module_reason:
+            too_big.append(f"{path.relative_to(SRC)}: {len(text.splitlines())} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > CLASS_LINES and "on purpose" not in (ast.get_docstring(node) or ""):
+                    too_big.append(f"{path.relative_to(SRC)}: class {node.name}, {lines} lines")
+    assert not too_big, too_big

@@ -80,6 +80,14 @@ PERSON = "human"  # the agent of a person's events in the timeline (the name is 
 
 
 class IncidentLog:
+    """The incident table and its event log, through one connection and one lock.
+
+    Over 300 lines on purpose: a status change and the event that tells it are
+    one transaction (SQLite or PostgreSQL), and so are people's answers (ack,
+    note, resolve); split into readers and writers, each half would need the
+    other's lock and connection.
+    """
+
     def close(self) -> None:
         self._db.close()
 

@@ -40,6 +40,13 @@ MERGE = "application/merge-patch+json"
 
 
 class KubernetesDriver:
+    """One target's Deployment through the Kubernetes API (apps/v1, core/v1).
+
+    Over 300 lines on purpose: every verb (describe, config, history, apply,
+    undo) needs the same workload lookup, patch and API-error mapping; split,
+    the parts would hand the client and the target back and forth.
+    """
+
     kind = "kubernetes"
 
     def __init__(self, target: Target, api_client: Any = None) -> None:

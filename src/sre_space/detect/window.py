@@ -101,6 +101,9 @@ RECENT_LANE_S = 3
 
 
 class WindowDetector:
+    """Spans in (``observe``), signals out. Over 300 lines on purpose: the intake's hot
+    path and the judging share the per-operation buckets under one lock."""
+
     def __init__(
         self,
         window_s: float,

@@ -55,6 +55,14 @@ def backoff_s(restarts: int) -> float:
 
 
 class Supervisor(LabActions):
+    """The embedded lab's process tree: its children, their health and their changes.
+
+    Over 300 lines on purpose: start, probe, restart, scale, monitor and
+    describe act on the same children under the same lock; the Fixer's
+    actions are ``lab/actions.py``'s (a mixin), the faults ``lab/chaos.py``'s,
+    one child ``lab/children.py``'s.
+    """
+
     def __init__(self, settings: Settings, rate: float = DEFAULT_RATE) -> None:
         self.settings = settings
         self.rate = rate

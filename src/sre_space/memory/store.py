@@ -112,7 +112,10 @@ def _client(settings: Settings) -> Any:
 
 
 class MemoryStore:
-    """Knowledge entries in one Chroma collection; see the module docstring for who may write."""
+    """Knowledge entries in one Chroma collection; see the module docstring for who may write.
+
+    Over 300 lines on purpose: every read and write shares the collection,
+    the embedding function and the rule of who may write."""
 
     def __init__(
         self,

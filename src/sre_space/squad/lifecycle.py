@@ -81,7 +81,9 @@ def residual_figures(signal: Signal) -> dict[str, Any]:
 class Lifecycle:
     """Scout's side of incidents: the tracker, and what its changes do to the log.
 
-    ``hand_over`` gives an opened incident to the squad (the mind's queue).
+    ``hand_over`` gives an opened incident to the squad (the mind's queue). Over
+    300 lines on purpose: every transition changes the same tracker and log in
+    one tick, and one fault, one incident is checked with them side by side.
     """
 
     def __init__(

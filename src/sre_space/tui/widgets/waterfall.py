@@ -64,7 +64,12 @@ def name_width(width: int, view: WaterfallView | None = None) -> int:
 
 
 class Waterfall(ScrollView, can_focus=True, inherit_bindings=False):
-    """One trace as a tree of spans over a shared time axis."""
+    """One trace as a tree of spans over a shared time axis.
+
+    Over 300 lines on purpose: one widget's state (cursor, folds, sort,
+    filter) and the lines it renders from it; the layout is
+    ``tui/waterfall_model.py``'s, and the keys are ``tui/keys.py``'s.
+    """
 
     # No keys of its own (not even the scroll view's): the app's one key table
     # (keys.py) binds them and the app routes them here.
