@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -48,8 +49,36 @@ MEMORY_HIT: dict[str, Any] = {
 }
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = random.Random()  # seeded from the OS: each xdist worker draws its own
+_EPHEMERAL_LOW = _ephemeral_low()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A loopback port free now, for a server a test starts in another process.
+
+    Below the kernel's ephemeral range: a port bound to 0 comes from that range,
+    and the kernel may hand it to any outgoing connection (a lab makes hundreds
+    a second) before the server meant for it binds it ("Address already in
+    use", seen once in a drill beside a second worker and two CPU burners).
+    """
+    low = max(1024, _EPHEMERAL_LOW - 12000)
+    for _ in range(200 if _EPHEMERAL_LOW - low >= 1000 else 0):
+        port = _PORTS.randrange(low, _EPHEMERAL_LOW)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the range: the kernel's pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
