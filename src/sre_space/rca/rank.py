@@ -147,18 +147,18 @@ def _growth(j: Judgement) -> dict[str, tuple[float, str]]:
 def _fault_class(service: str, main: _Finding, j: Judgement) -> str:
     """The class the main finding names; own work slower across the service reads as cpu."""
     fault = str(_heaviest(main.fault_classes))
+    own_failures = j.stats.failure_classes[service]  # its own spans' failures, by class
     # Its own failures, however few, may name what the waits are: a pool that ran
     # out, or memory that did (collection pauses, then MemoryError), explains the
     # slowness and the callers' timeouts before the failures.
     if fault in ("latency", "timeout"):
         for named in ("memory", "saturation"):
-            if j.stats.failure_classes[service][named]:
+            if own_failures[named]:
                 return named
     # A process out of memory fails in whatever it does next, its span exporter
     # too: its callers' bare 5xx outnumber its own spans, which say MemoryError.
     # Where its own failures name memory more often than anything else, the
     # callers' unnamed errors are the same fault.
-    own_failures = j.stats.failure_classes[service]
     if fault == "error" and own_failures["memory"] > own_failures["error"]:
         return "memory"
     # Callers that gave up waiting (timeout) on a service whose own work slowed
