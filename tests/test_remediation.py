@@ -126,7 +126,8 @@ def story(mind: Mind, incident: Incident | None = None) -> str:
 def test_second_occurrence_is_fixed_from_memory(lab: dict[str, Any], client: LabClient) -> None:
     # No cooldown: the recurrence comes seconds after the first fix, and this
     # test is about memory, not the policy's pacing (test_policy covers that).
-    mind = host(lab, policy_cooldown_s=0.0)
+    # A 10 s quiet spell resolves the first incident sooner than the default 30.
+    mind = host(lab, policy_cooldown_s=0.0, resolve_quiet_s=10.0)
     try:
         start = time.time()
         client.inject("db-timeout")

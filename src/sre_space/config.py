@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     error_rate_threshold: float = 0.05
     detect_window_s: float = 10.0
     min_requests: int = 10
+    # An incident whose cause shows no anomaly for this long is resolved by Scout
+    # (an escalated one stays a person's to close); longer on a system whose
+    # faults come and go, shorter for drills and tests.
+    resolve_quiet_s: float = Field(default=30.0, gt=0.0)
 
     # Fixer: how long a remediation has to show recovery.
     verify_timeout_s: float = 60.0
@@ -135,7 +139,9 @@ class Settings(BaseSettings):
     @classmethod
     def _clock_time(cls, value: str) -> str:
         hour, sep, minute = value.partition(":")
-        if not (sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60):
+        if not (
+            sep and hour.isdigit() and minute.isdigit() and int(hour) < 24 and int(minute) < 60
+        ):
             raise ValueError("use HH:MM, e.g. 09:30")
         return value
 

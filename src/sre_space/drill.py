@@ -244,7 +244,7 @@ def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault
     journal.step("steady-state-after", after["ok"])
     if after["ok"] and journal.injected_at is not None:
         # The fault is gone and the steady state held: the drill's incidents are
-        # over. The mind would resolve them after RESOLVE_QUIET_S of quiet, but it
+        # over. The mind would resolve them after resolve_quiet_s of quiet, but it
         # stops now; left open, the next mind in this home would watch them for
         # an hour and take the next drill's fault for theirs (no new incident).
         for incident in mind.log.since(journal.injected_at):

@@ -41,7 +41,6 @@ from sre_space.vocabulary import (
     WATCHED,
 )
 
-RESOLVE_QUIET_S = 30.0
 SCOUT_TICK_S = 0.5  # Scout's wait between two looks at the detectors
 # An anomaly must be there on two looks in a row before Scout opens an incident:
 # the detectors' signals are already beyond chance and held by hysteresis, so
@@ -105,7 +104,7 @@ class Lifecycle:
         self._hand_over = hand_over  # Scout -> squad
         self._first_tick = 0.0  # Scout's first look, on the mind's clock
         self.tracker = IncidentTracker(
-            confirm_s=CONFIRM_S, quiet_s=RESOLVE_QUIET_S, link_s=settings.detect_window_s
+            confirm_s=CONFIRM_S, quiet_s=settings.resolve_quiet_s, link_s=settings.detect_window_s
         )
         self.guard = threading.Lock()  # the tracker and the detector's reset: Scout and squad
         self._done: list[
@@ -349,7 +348,7 @@ class Lifecycle:
         incident = self.log.get(tracked.ref) if tracked.ref else None
         if incident is None or incident.status not in WATCHED:
             return
-        quiet = f"no anomaly of its own for {RESOLVE_QUIET_S:.0f} s"
+        quiet = f"no anomaly of its own for {self.settings.resolve_quiet_s:.0f} s"
         if incident.status == "escalated":
             # A human has it and closes it: Scout watches only its cause now (see _again).
             self.log.emit(
@@ -363,7 +362,8 @@ class Lifecycle:
     def _resolve_untracked(self, now: float) -> None:
         """Incidents a previous mind left watched: resolved once this one saw nothing for long."""
         self._first_tick = self._first_tick or now
-        if now - self._first_tick < RESOLVE_QUIET_S or self.tracker.active():
+        quiet_s = self.settings.resolve_quiet_s
+        if now - self._first_tick < quiet_s or self.tracker.active():
             return
         known = {t.ref for t in self.tracker.incidents}
         for status in ("mitigated", "degraded"):
@@ -372,7 +372,7 @@ class Lifecycle:
                     continue
                 incident.status = "resolved"
                 incident.resolved_at = now
-                self.log.save(incident, why=f"no anomaly for {RESOLVE_QUIET_S:.0f} s", by="scout")
+                self.log.save(incident, why=f"no anomaly for {quiet_s:.0f} s", by="scout")
 
     def watch_left(self) -> None:
         """What a previous mind left keeps answering for its cause: no duplicate on a restart.
