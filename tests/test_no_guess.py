@@ -220,6 +220,7 @@ class Traffic:
         self.service, self.name = service, name
         self.bad_after_heal_every = bad_after_heal_every  # every so many fail even then
         self.healed_at_ns: int | None = None
+        self.weak_at_ns: int | None = None  # from then on, every other request fails
         self.start_ns = time.time_ns()
         self._sent_ns = self.start_ns
         self._ids = itertools.count(1)
@@ -238,6 +239,10 @@ class Traffic:
         if self.healed_at_ns is None:
             self.healed_at_ns = time.time_ns()
 
+    def weaken(self) -> None:
+        if self.weak_at_ns is None:
+            self.weak_at_ns = time.time_ns()
+
     def covered_s(self) -> float:
         """How many seconds of traffic the store holds."""
         return (self._sent_ns - self.start_ns) / 1e9
@@ -253,9 +258,11 @@ class Traffic:
             batch = []
             while self._sent_ns + self.TICK_NS <= now:
                 self._sent_ns += self.TICK_NS
-                healed = self.healed_at_ns
+                healed, weak = self.healed_at_ns, self.weak_at_ns
                 failing = healed is None or self._sent_ns < healed
                 n = next(self._ids)
+                if failing and weak is not None and self._sent_ns >= weak:
+                    failing = n % 2 == 0
                 every = self.bad_after_heal_every
                 batch.append(self._span(n, self._sent_ns, failing or (every and n % every == 0)))
             self.store.add(batch)
@@ -325,7 +332,8 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
         # in the last, only several windows of failing traffic after it).
         def heal() -> None:
             wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
-            if case == "late":
+            if case == "late":  # better after the change, but out of the SLO for long
+                traffic.weaken()
                 acted = traffic.covered_s()
                 later = acted + (LATE_WINDOWS + 2) * window
                 wait_until(lambda: traffic.covered_s() >= later, 120, what="a while later")
@@ -365,6 +373,22 @@ def test_a_recovery_is_credited_only_when_nothing_else_explains_it(make: Any, ca
 
 
 # --- (d): a verdict as soon as the fresh requests make it clear -------------------------------
+
+
+def test_a_change_that_clearly_did_not_help_is_undone_before_its_time_runs_out(
+    make: Any,
+) -> None:
+    squad = make(verify_timeout_s=3600.0, verify_window_s=1.0)  # only the early verdict ends it
+    with Traffic(squad.store) as traffic:  # fails before the change and after it, all of it
+        wait_until(lambda: traffic.covered_s() >= 2, 60, what="failing traffic")
+        done = squad.run(_diagnosis(0.9), traffic.start_ns)
+
+    assert squad.called() == ["restart", "undo-restart"]
+    assert done.status == "escalated" and done.remediation["outcome"] == "undone"
+    verified = next(a for a in done.audit if a["step"] == "verified")
+    assert verified["recovered"] is False
+    assert "no better than before the change" in verified["no_better"]
+    assert any(verified["no_better"] in m and "undone" in m for m in squad.said("fixer", done))
 
 
 @pytest.mark.parametrize("bad_every", [0, 10])

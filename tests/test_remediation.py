@@ -236,7 +236,8 @@ def test_dry_run_writes_the_plan_and_changes_nothing(
 
 
 def test_a_fix_that_does_not_help_is_undone(lab: dict[str, Any], client: LabClient) -> None:
-    # A short verification: this fix cannot work, so the whole window is waited out.
+    # A short verification: this fix cannot work, so the whole window is waited out
+    # (its requests take half a minute to end: an early "no better" comes too late).
     # The other tests keep the default (60 s): on a starved machine, a pool raised
     # under db-timeout took longer than 20 s to bring checkout back.
     mind = host(lab, verify_timeout_s=20.0)

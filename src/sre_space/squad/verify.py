@@ -11,7 +11,7 @@ from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.squad.context import SquadContext, slo
 from sre_space.squad.halfopen import WORKAROUNDS
-from sre_space.squad.sequential import recovered_clearly
+from sre_space.squad.sequential import failed_clearly, recovered_clearly
 from sre_space.squad.state import SquadState
 from sre_space.telemetry.model import Span, SpanKind
 from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
@@ -19,6 +19,9 @@ from sre_space.vocabulary import FAILED, RECOVERED, UNCLEAR, UNDONE
 # A recovery that comes only after this many windows out of the SLO since the
 # change did not follow the change: something else may have ended the trouble.
 LATE_WINDOWS = 3
+# A change has this many windows of fresh requests before it may be judged a
+# clear failure: a queue built up before it takes a moment to drain.
+UNDO_AFTER_WINDOWS = 2
 # What Scout saw elsewhere that a change must have ended: failed requests. A
 # caller's slow requests are not asked: they hold its callee's time, and while
 # a fault goes on weaker (the fix holds) they cross the latency bar before the
@@ -33,6 +36,8 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     Recovered as soon as a sequential test over the fresh requests says so
     clearly (``squad/sequential.py``), or when a window of ``verify_window_s``
     holding at least ``min_requests`` is within the SLO, whichever comes first.
+    Not recovered when ``verify_timeout_s`` runs out, or sooner when the
+    newest window is clearly no better than before the change (``_no_better``).
     """
     incident = ctx.incident(state)
     diagnosis = state["diagnosis"]
@@ -57,17 +62,16 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     def fresh() -> list[Span]:
         return ctx.store.spans_since(since_ns, measured)
 
-    before = slo(
-        [
-            s
-            for s in ctx.store.spans_since(state["window_start_ns"])
-            if measured(s) and s.start_ns < since_ns
-        ],
-        settings.latency_threshold_ms,
-    )
+    earlier = [
+        s
+        for s in ctx.store.spans_since(state["window_start_ns"])
+        if measured(s) and s.start_ns < since_ns
+    ]
+    before = slo(earlier, settings.latency_threshold_ms)
     deadline = time.time() + settings.verify_timeout_s
     after = slo([], settings.latency_threshold_ms)
     recovered = False
+    no_better = ""  # why the change clearly did not help, when that showed before the deadline
     while time.time() < deadline:
         spans = fresh()
         window_ns = int(settings.verify_window_s * 1e9)
@@ -88,8 +92,14 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 # Keep only the newest window: recovery may take a moment to show.
                 out_until_ns = max(s.start_ns for s in spans)
                 since_ns = out_until_ns - window_ns
+                if out_until_ns - first_ns >= UNDO_AFTER_WINDOWS * window_ns:
+                    no_better = _no_better(spans, earlier, settings)
+                    if no_better:
+                        break
         time.sleep(0.25)
     verification: dict[str, Any] = {"recovered": recovered, "before": before, "after": after}
+    if no_better:
+        verification["no_better"] = no_better
     doubts = _doubts(ctx, state, incident, measured, time.time()) if recovered else []
     late_s = (out_until_ns - first_ns) / 1e9 if out_until_ns is not None else 0.0
     if recovered and late_s >= LATE_WINDOWS * settings.verify_window_s:
@@ -125,6 +135,10 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     else:
         plan = state["plan"]
         incident.status = "escalated"
+        verdict = no_better or (
+            f"not recovered within {settings.verify_timeout_s:.0f} s "
+            f"(error rate {after['error_rate']:.0%})"
+        )
         try:
             ctx.actuator.undo(plan["action"], plan["service"], state["applied"])
         except Exception as exc:  # still escalate, and say the undo did not happen
@@ -134,19 +148,15 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
             ctx.say(
                 "fixer",
                 state,
-                f"not recovered within {settings.verify_timeout_s:.0f} s and the undo failed "
-                f"({why}); escalating: {plan['action']} {plan['service']} is still applied",
+                f"{verdict}, and the undo failed ({why}); escalating: "
+                f"{plan['action']} {plan['service']} is still applied",
                 verification=verification,
             )
         else:
             incident.remediation["outcome"] = UNDONE
             incident.audit.append({"ts": time.time(), "step": "undone", **plan})
             ctx.say(
-                "fixer",
-                state,
-                f"not recovered within {settings.verify_timeout_s:.0f} s "
-                f"(error rate {after['error_rate']:.0%}); action undone, escalating",
-                verification=verification,
+                "fixer", state, f"{verdict}; action undone, escalating", verification=verification
             )
     ctx.log.save(incident)
     return {"verification": verification, "outcome": incident.remediation["outcome"]}
@@ -253,6 +263,25 @@ def _still_out(ctx: SquadContext, state: SquadState, judged: set[str]) -> list[s
                 f"({measure['error_rate']:.0%} of {measure['requests']} requests after the change)"
             )
     return found
+
+
+def _no_better(fresh: list[Span], earlier: list[Span], settings: Settings) -> str:
+    """Why the newest window of ``fresh`` requests says the change did not help; "" if not clear.
+
+    Bad means failed or slower than the latency bar, as for the SLO; the share
+    before is the incident's window before the change (``sequential.failed_clearly``).
+    """
+    if len(earlier) < settings.min_requests or len(fresh) < settings.min_requests:
+        return ""
+    threshold = settings.latency_threshold_ms
+    bad_before = sum(s.error or s.duration_ms > threshold for s in earlier) / len(earlier)
+    bad_now = sum(s.error or s.duration_ms > threshold for s in fresh)
+    if not failed_clearly(bad_now, len(fresh), bad_before):
+        return ""
+    return (
+        f"no better than before the change: {bad_now} of {len(fresh)} fresh requests "
+        f"failed or slow, against {bad_before:.0%} before it"
+    )
 
 
 def _settled(spans: list[Span], threshold_ms: float) -> list[Span]:
