@@ -1,6 +1,13 @@
 """What every test shares: a private environment per test process, a home, the CLI, spans.
 
-The suite runs in parallel (``-n 2 --dist loadgroup``: the README's test
+The tests are laid out by what they need: ``unit/`` needs no process and no
+server (a test there that starts a process or binds a socket fails, below),
+``integration/`` starts servers, processes or in-process minds on real
+telemetry, ``e2e/`` runs the whole loop on the embedded lab. A test module that
+imports another's builders sits in the same folder (pytest puts each test
+file's folder on ``sys.path``).
+
+The suite runs in parallel (``-n 3 --dist loadgroup``: the README's test
 command): each pytest-xdist worker is its own process with its own temporary
 directories, and every server a test starts listens on a free loopback port
 (``helpers.free_port``, or port 0). The session fixture below keeps what a test
@@ -14,7 +21,9 @@ How the tests are shared out (``pytest_collection_modifyitems`` below):
   services that burn CPU while what the tests assert is latency and error
   rates. They run in lanes (``xdist_group("lab-N")``), one per
   ``WORKERS_PER_LAB`` workers, each lane on one worker, one lab after another:
-  ``-n 2`` runs one lab at a time beside the other tests. They are put first,
+  ``-n 3`` runs one lab at a time on one worker while two share the other
+  tests, which mostly wait on timers (two workers for them, with the lab, kept
+  this 2-core machine busier and the suite 100 s shorter). They are put first,
   so that the lanes, the longest part of the run, start at once.
 - Tests that share a module-scoped fixture (a lab, a server, a recording)
   stay together on one worker (``xdist_group`` named after the module), so
@@ -26,6 +35,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,6 +46,25 @@ from sre_space.config import Settings
 from sre_space.telemetry.model import Span
 
 import helpers
+
+UNIT = Path(__file__).resolve().parent / "unit"
+# What a unit test may not do: start a process or listen on a socket (audit events).
+NOT_IN_UNIT = ("subprocess.Popen", "os.posix_spawn", "os.fork", "os.system", "socket.bind")
+_unit_running = threading.Event()
+_unit_did: list[str] = []
+
+
+def _audit(event: str, _args: tuple[object, ...]) -> None:
+    # Only the test's own thread: a thread an earlier test left behind is not this test's.
+    if (
+        event in NOT_IN_UNIT
+        and _unit_running.is_set()
+        and threading.current_thread() is threading.main_thread()
+    ):
+        _unit_did.append(event)
+
+
+sys.addaudithook(_audit)
 
 # Workers per lab lane: a lab (five services and a load generator) keeps about
 # one core busy, so a 2-core machine runs one lab beside the other tests, which
@@ -102,6 +132,25 @@ def _private_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[N
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_stay_in_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test under ``tests/unit`` fails if it started a process or bound a socket."""
+    if not request.node.path.is_relative_to(UNIT):
+        yield
+        return
+    _unit_did.clear()
+    _unit_running.set()
+    try:
+        yield
+    finally:
+        _unit_running.clear()
+    if _unit_did:
+        pytest.fail(
+            f"a unit test did {sorted(set(_unit_did))}: tests/unit is for tests that need "
+            "no process and no server; this one belongs in tests/integration"
+        )
 
 
 @pytest.fixture(autouse=True)

@@ -24,6 +24,12 @@ from sre_space.telemetry.model import Span, SpanKind
 
 T = TypeVar("T")
 
+# Where things are: the tests' folder (unit/, integration/, e2e/ beside this file),
+# their recorded inputs, and the project.
+TESTS = Path(__file__).resolve().parent
+FIXTURES = TESTS / "fixtures"
+ROOT = TESTS.parent
+
 # The real `sre-space` command, as a user runs it (a new process each time).
 CLI = [sys.executable, "-m", "sre_space"]
 Cli = Callable[..., "subprocess.CompletedProcess[str]"]  # conftest's ``cli``: sre-space on a home

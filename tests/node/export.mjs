@@ -1,6 +1,6 @@
 // Sends a small trace with the OpenTelemetry JS SDK's OTLP/HTTP protobuf exporter
 // to the URL given as the first argument ("gzip" as the second compresses), then
-// prints one JSON line per span it exported, for tests/test_receiver_node.py.
+// prints one JSON line per span it exported, for tests/integration/test_receiver_node.py.
 import { SpanKind, SpanStatusCode, context, trace } from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";

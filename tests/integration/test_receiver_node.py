@@ -10,7 +10,6 @@ import shutil
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,9 @@ from sre_space.telemetry.otlp import Decoded
 from sre_space.telemetry.receiver import OtlpHttpReceiver
 from sre_space.telemetry.store import TraceStore
 
-NODE_DIR = Path(__file__).parent / "node"
+import helpers
+
+NODE_DIR = helpers.TESTS / "node"
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),

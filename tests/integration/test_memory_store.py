@@ -22,10 +22,11 @@ from sre_space.errors import Unavailable, UsageError
 from sre_space.memory.model import KnowledgeEntry, read_jsonl, to_jsonl
 from sre_space.memory.store import COLLECTION, MemoryStore, signature_match
 
+import helpers
 from helpers import chroma_server as helpers_chroma_server
 from helpers import cli_env, free_port, sre
 
-FIXTURES = Path(__file__).parent / "fixtures" / "memory"
+FIXTURES = helpers.FIXTURES / "memory"
 POOL_SIG = "checkout|POST /checkout|saturation|database connection timeout"
 
 
@@ -446,7 +447,7 @@ def test_server_down_is_unavailable(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys, time
-sys.path.insert(0, {tests!r})
+sys.path[:0] = [{here!r}, {tests!r}]  # this module, and the helpers it imports
 from test_memory_store import entry
 from sre_space.config import Settings
 from sre_space.memory.store import MemoryStore
@@ -467,7 +468,9 @@ def _writer(home: Path, then: str, ready: str = "archived") -> subprocess.Popen[
     Should it not report ``ready``, it is killed before the assertion leaves:
     a failing test must not leave a child behind (``then`` may sleep 600 s).
     """
-    script = _WRITER.format(tests=str(Path(__file__).parent), home=str(home), then=then)
+    script = _WRITER.format(
+        here=str(Path(__file__).parent), tests=str(helpers.TESTS), home=str(home), then=then
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", script], env=cli_env(home), stdout=subprocess.PIPE, text=True
     )

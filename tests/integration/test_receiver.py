@@ -9,7 +9,6 @@ import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from google.rpc import status_pb2
@@ -29,9 +28,10 @@ from sre_space.telemetry.model import SpanKind
 from sre_space.telemetry.receiver import OtlpHttpReceiver
 from sre_space.telemetry.store import TraceStore
 
+import helpers
 from helpers import BlockedStore, wait_until
 
-FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+FIXTURES = helpers.FIXTURES / "telemetry"
 PB = "application/x-protobuf"
 
 

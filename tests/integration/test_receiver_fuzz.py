@@ -15,7 +15,6 @@ import http.client
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,9 @@ pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis (the de
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+import helpers
+
+FIXTURES = helpers.FIXTURES / "telemetry"
 DOCUMENTED = {200, 400, 413, 415}
 EXAMPLES = 600  # per test: the four tests send about 4,200 bodies
 FUZZ = settings(

@@ -14,7 +14,7 @@ import pytest
 import helpers
 from helpers import cli_env, free_port, wait_until
 
-FIXTURES = Path(__file__).parent / "fixtures" / "memory"
+FIXTURES = helpers.FIXTURES / "memory"
 ENTRIES = FIXTURES / "entries.jsonl"
 
 

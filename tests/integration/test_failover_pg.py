@@ -21,9 +21,11 @@ import pytest
 from pg_helpers import pg_url
 from sre_space.state.url import StateUrl
 
+import helpers
+
 __all__ = ["pg_url"]
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # scripts, not a package
+sys.path.insert(0, str(helpers.ROOT / "benchmarks"))  # scripts, not a package
 import failover
 
 TERM_S = 3.0

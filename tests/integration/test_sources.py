@@ -28,9 +28,10 @@ from sre_space.telemetry.model import SpanKind
 from sre_space.telemetry.sources import JaegerSource, KafkaSource, rfc3339
 from sre_space.telemetry.store import TraceStore
 
+import helpers
 from helpers import wait_until
 
-FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+FIXTURES = helpers.FIXTURES / "telemetry"
 KAFKA_FIXTURE = FIXTURES / "kafka_otlp_spans.jsonl"
 
 

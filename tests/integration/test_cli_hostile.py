@@ -33,7 +33,7 @@ OSC8 = "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\"
 BIDI = "pay\u202egnp.exe"
 ZERO = "zero\u200bwidth"
 NEVER = ("\x1b", "\x07", "\x9b", "\u202e", "\u200b")
-ENTRIES = Path(__file__).parent / "fixtures" / "memory" / "entries.jsonl"
+ENTRIES = helpers.FIXTURES / "memory" / "entries.jsonl"
 MEMORY_ID = "INC-20260101-0099"
 
 

@@ -1,6 +1,6 @@
 """SVG snapshots of the cockpit at a fixed size (pytest-textual-snapshot).
 
-Update after a deliberate change with ``pytest tests/test_tui_snapshots.py
+Update after a deliberate change with ``pytest tests/integration/test_tui_snapshots.py
 --snapshot-update`` and look at the new SVGs before committing them.
 """
 

@@ -5,7 +5,7 @@ has no Docker engine, so no real container can run. They answer the way the
 Docker SDK (``client.containers.list(all=..., filters=...)``, ``container.restart``)
 and `docker compose` are called, and record every call, so the tests assert on
 the decisions and the exact commands. The real engine is exercised by the
-Compose end-to-end test (tests/test_compose.py), where one exists. The plan-only
+Compose end-to-end test (tests/integration/test_compose.py), where one exists. The plan-only
 actuator needs no engine and is tested against the shipped compose file.
 """
 

@@ -11,15 +11,16 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from rca_synth import Style, System, SystemFault, random_system, system_window
 from sre_space.telemetry.model import Span
 
+import helpers
+
 # benchmarks are scripts, not a package
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(helpers.ROOT / "benchmarks"))
 import comparators
 
 Method = Callable[[list[list[Span]], list[list[Span]]], list[str]]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import grpc
 import pytest
@@ -29,10 +28,11 @@ from sre_space.telemetry.receiver import OtlpHttpReceiver
 from sre_space.telemetry.senses import Senses
 from sre_space.telemetry.store import TraceStore
 
+import helpers
 from helpers import wait_until
 
 TOKEN = "s3cret-token"
-COMPOSE_DIR = Path(__file__).resolve().parents[1] / "compose"
+COMPOSE_DIR = helpers.ROOT / "compose"
 
 
 def one_span() -> bytes:

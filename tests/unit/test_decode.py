@@ -19,7 +19,9 @@ from sre_space.telemetry.jaeger import decode_jaeger
 from sre_space.telemetry.model import Span, SpanEvent, SpanKind
 from sre_space.telemetry.otlp import DecodeFailure, decode_json, decode_protobuf
 
-FIXTURES = Path(__file__).parent / "fixtures" / "telemetry"
+import helpers
+
+FIXTURES = helpers.FIXTURES / "telemetry"
 
 
 def fixture(name: str) -> Any:

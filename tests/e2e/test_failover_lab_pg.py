@@ -38,7 +38,7 @@ pytestmark = [
     pytest.mark.skipif(
         os.environ.get("SRE_SPACE_FAILOVER_LAB") != "1",
         reason="two minds and the lab want a quiet machine: SRE_SPACE_FAILOVER_LAB=1 runs it "
-        "(tests/test_failover_pg.py runs the same failover without the lab)",
+        "(tests/integration/test_failover_pg.py runs the same failover without the lab)",
     ),
 ]
 
