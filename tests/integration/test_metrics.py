@@ -52,7 +52,8 @@ def scrape(port: int, **headers: str) -> tuple[int, str, str]:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.headers["Content-Type"], resp.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.headers["Content-Type"], exc.read().decode()
+        with exc:  # the error holds the response's socket
+            return exc.code, exc.headers["Content-Type"], exc.read().decode()
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -91,11 +92,13 @@ def test_metrics_count_the_spans_a_real_sdk_exporter_pushed() -> None:
         )
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=10)
+        err.value.close()
         assert err.value.code == 400
         after = samples(scrape(rx.port)[2])
         assert after[("sre_space_requests_refused_total", (("reason", "unreadable"),))] == 1
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(f"http://127.0.0.1:{rx.port}/v1/traces", timeout=10)
+        err.value.close()
         assert err.value.code == 405
         # OpenMetrics for a scraper that asks for it
         accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"

@@ -54,7 +54,8 @@ def post(port: int, body: bytes, content_type: str, **headers: str) -> tuple[int
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        with exc:  # the error holds the response's socket
+            return exc.code, exc.read()
 
 
 def test_real_sdk_exporter_spans_arrive_intact(receiver: tuple[OtlpHttpReceiver, TraceStore]) -> None:
@@ -215,6 +216,7 @@ def test_paths_methods_encodings_and_lengths(receiver: tuple[OtlpHttpReceiver, T
                                  headers={"Content-Type": "application/x-protobuf"})
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, timeout=5)
+    err.value.close()
     assert err.value.code == 404
     code, headers, _ = raw_request(rx.port, b"GET /v1/traces HTTP/1.1\r\nHost: x\r\n\r\n")
     assert code == 405 and headers["allow"] == "POST"

@@ -56,7 +56,8 @@ def post(port: int, **headers: str) -> tuple[int, dict[str, str]]:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, dict(resp.headers)
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers)
+        with exc:  # the error holds the response's socket
+            return exc.code, dict(exc.headers)
 
 
 def export_with(exporter: SpanExporter) -> SpanExportResult:
