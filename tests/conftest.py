@@ -22,8 +22,8 @@ How the tests are shared out (``pytest_collection_modifyitems`` below):
   rates. They run in lanes (``xdist_group("lab-N")``), one per
   ``WORKERS_PER_LAB`` workers, each lane on one worker, one lab after another:
   ``-n 3`` runs one lab at a time on one worker while two share the other
-  tests, which mostly wait on timers (two workers for them, with the lab, kept
-  this 2-core machine busier and the suite 100 s shorter). They are put first,
+  tests, which mostly wait on timers (on this 2-core machine the suite took
+  504 s so, 613 s with one worker beside the lab). They are put first,
   so that the lanes, the longest part of the run, start at once.
 - Tests that share a module-scoped fixture (a lab, a server, a recording)
   stay together on one worker (``xdist_group`` named after the module), so
