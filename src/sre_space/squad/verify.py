@@ -68,6 +68,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         if measured(s) and s.start_ns < since_ns
     ]
     before = slo(earlier, settings.latency_threshold_ms)
+    bad_before = _bad_share(earlier, settings)  # what "no better" is judged against, once
     deadline = time.time() + settings.verify_timeout_s
     after = slo([], settings.latency_threshold_ms)
     recovered = False
@@ -77,7 +78,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         window_ns = int(settings.verify_window_s * 1e9)
         judged = _settled(spans, settings.latency_threshold_ms)
         if len(judged) >= settings.min_requests and recovered_clearly(
-            (s.error or s.duration_ms > settings.latency_threshold_ms for s in judged),
+            (_bad(s, settings.latency_threshold_ms) for s in judged),
             settings.error_rate_threshold,
         ):
             after = slo(judged, settings.latency_threshold_ms)
@@ -93,7 +94,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 out_until_ns = max(s.start_ns for s in spans)
                 since_ns = out_until_ns - window_ns
                 if out_until_ns - first_ns >= UNDO_AFTER_WINDOWS * window_ns:
-                    no_better = _no_better(spans, earlier, settings)
+                    no_better = _no_better(spans, bad_before, settings)
                     if no_better:
                         break
         time.sleep(0.25)
@@ -265,17 +266,27 @@ def _still_out(ctx: SquadContext, state: SquadState, judged: set[str]) -> list[s
     return found
 
 
-def _no_better(fresh: list[Span], earlier: list[Span], settings: Settings) -> str:
+def _bad(span: Span, threshold_ms: float) -> bool:
+    """A request the SLO counts against: failed, or slower than the latency bar."""
+    return span.error or span.duration_ms > threshold_ms
+
+
+def _bad_share(spans: list[Span], settings: Settings) -> float | None:
+    """The share of bad requests; None for fewer than ``min_requests``."""
+    if len(spans) < settings.min_requests:
+        return None
+    return sum(_bad(s, settings.latency_threshold_ms) for s in spans) / len(spans)
+
+
+def _no_better(fresh: list[Span], bad_before: float | None, settings: Settings) -> str:
     """Why the newest window of ``fresh`` requests says the change did not help; "" if not clear.
 
-    Bad means failed or slower than the latency bar, as for the SLO; the share
-    before is the incident's window before the change (``sequential.failed_clearly``).
+    ``bad_before`` is the bad share in the incident's window before the change
+    (``sequential.failed_clearly``).
     """
-    if len(earlier) < settings.min_requests or len(fresh) < settings.min_requests:
+    if bad_before is None or len(fresh) < settings.min_requests:
         return ""
-    threshold = settings.latency_threshold_ms
-    bad_before = sum(s.error or s.duration_ms > threshold for s in earlier) / len(earlier)
-    bad_now = sum(s.error or s.duration_ms > threshold for s in fresh)
+    bad_now = sum(_bad(s, settings.latency_threshold_ms) for s in fresh)
     if not failed_clearly(bad_now, len(fresh), bad_before):
         return ""
     return (
