@@ -7,7 +7,7 @@ telemetry, ``e2e/`` runs the whole loop on the embedded lab. A test module that
 imports another's builders sits in the same folder (pytest puts each test
 file's folder on ``sys.path``).
 
-The suite runs in parallel (``-n 3 --dist loadgroup``: the README's test
+The suite runs in parallel (``-n 2 --dist loadgroup``: the README's test
 command): each pytest-xdist worker is its own process with its own temporary
 directories, and every server a test starts listens on a free loopback port
 (``helpers.free_port``, or port 0). The session fixture below keeps what a test
@@ -21,10 +21,10 @@ How the tests are shared out (``pytest_collection_modifyitems`` below):
   services that burn CPU while what the tests assert is latency and error
   rates. They run in lanes (``xdist_group("lab-N")``), one per
   ``WORKERS_PER_LAB`` workers, each lane on one worker, one lab after another:
-  ``-n 3`` runs one lab at a time on one worker while two share the other
-  tests, which mostly wait on timers (on this 2-core machine the suite took
-  504 s so, 613 s with one worker beside the lab). They are put first,
-  so that the lanes, the longest part of the run, start at once.
+  ``-n 2`` runs one lab at a time on one worker beside the other tests
+  (``-n 3``, two workers beside the lab, was faster here, 504 s against
+  613 s, but starved a clean CI machine's lab of CPU: drills judged wrong).
+  They are put first, so that the lanes, the longest part of the run, start at once.
 - Tests that share a module-scoped fixture (a lab, a server, a recording)
   stay together on one worker (``xdist_group`` named after the module), so
   the fixture is built once.
