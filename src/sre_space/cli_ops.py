@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -87,8 +88,15 @@ def drill(
         if path is not None and not os.access(path.parent or Path("."), os.W_OK):
             raise UsageError(f"cannot write {path}: {path.parent} is not a writable directory")
     settings = load(policy=policy)
-    with logs.to_file(settings, "drill"):
-        doc = dr.run(settings, spec, timeout_s=timeout)
+    # A drill stopped from outside (a CI job's timeout sends SIGTERM) puts back
+    # what it changed, as on Ctrl-C: the fault reverted, the mind and the lab it
+    # started stopped; then exit 130. Python's default would leave the lab broken.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with logs.to_file(settings, "drill"):
+            doc = dr.run(settings, spec, timeout_s=timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     try:
         if journal:
             journal.write_text(json.dumps(doc, indent=2, default=str))
@@ -116,3 +124,7 @@ def drill(
             else ""
         )
         raise CheckFailed(f"drill {spec.fault} deviated{why}")
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -323,3 +325,40 @@ def test_expectations_say_where_the_fault_is_and_what_is_acceptable(tmp_path: Pa
     assert spec.expect["fault_class"] == ["error"]  # the catalogue's, unless the file says
     path.write_text("fault: hang\nexpect: {fault_class: [timeout, cpu]}\n")
     assert DrillSpec.load(str(path)).expect["fault_class"] == ["timeout", "cpu"]
+
+
+@pytest.mark.lab
+def test_a_drill_stopped_by_sigterm_puts_back_what_it_changed(tmp_path: Path) -> None:
+    """A CI job's timeout sends SIGTERM: the drill reverts, stops its lab and exits 130."""
+    home = tmp_path / "home"
+    otlp_port = free_port()
+    env = {
+        **os.environ,
+        "SRE_SPACE_HOME": str(home),
+        "SRE_SPACE_OTLP_HTTP_PORT": str(otlp_port),
+        "SRE_SPACE_OTLP_GRPC_PORT": str(free_port()),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sre_space", "drill", "hang", "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # The lab is up and the drill's mind listens: it is watching the steady state.
+        wait_until(lambda: (home / "lab" / "lab.json").exists(), 120, what="the drill's lab to start")
+        wait_until(lambda: _listens(otlp_port), 60, what="the drill's mind to listen")
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr[-2000:]
+    wait_until(lambda: not _lab_pids(home), 15, what="the stopped drill's lab processes to exit")
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

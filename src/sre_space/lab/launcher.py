@@ -103,19 +103,28 @@ def start_lab(settings: Settings, timeout_s: float = 60.0) -> LabState:
         )
     _spawned.append(proc)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            _kill_group(proc.pid)  # children it may have left behind
-            raise Unavailable(
-                f"the lab supervisor exited with code {proc.returncode}; see {log_path}"
-            )
-        state = read_lab_state(settings)
-        if state is not None and state.supervisor_pid == proc.pid:
-            with contextlib.suppress(SreSpaceError):
-                if LabClient.from_settings(settings).health().get("ok"):
-                    return read_lab_state(settings) or state
-        time.sleep(0.2)
-    # Not healthy in time: take down whatever was started, lab.json or not.
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                _kill_group(proc.pid)  # children it may have left behind
+                raise Unavailable(
+                    f"the lab supervisor exited with code {proc.returncode}; see {log_path}"
+                )
+            state = read_lab_state(settings)
+            if state is not None and state.supervisor_pid == proc.pid:
+                with contextlib.suppress(SreSpaceError):
+                    if LabClient.from_settings(settings).health().get("ok"):
+                        return read_lab_state(settings) or state
+            time.sleep(0.2)
+    except BaseException:  # interrupted while it starts (Ctrl-C, a drill's SIGTERM)
+        _take_down(proc, paths)
+        raise
+    _take_down(proc, paths)  # not healthy in time
+    raise TimedOut(f"the lab was not healthy within {timeout_s:.0f} s; see {log_path}")
+
+
+def _take_down(proc: subprocess.Popen[bytes], paths: Paths) -> None:
+    """Whatever a start that did not finish began goes, lab.json or not."""
     with contextlib.suppress(ProcessLookupError):
         proc.terminate()
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -123,7 +132,6 @@ def start_lab(settings: Settings, timeout_s: float = 60.0) -> LabState:
     _kill_group(proc.pid)
     with contextlib.suppress(FileNotFoundError):
         paths.lab_state.unlink()
-    raise TimedOut(f"the lab was not healthy within {timeout_s:.0f} s; see {log_path}")
 
 
 def stop_lab(settings: Settings, timeout_s: float = 30.0) -> bool:
