@@ -257,11 +257,18 @@ def _restore(journal: Journal, mind: Any, client: Any, settings: Settings, fault
 
 
 def _await_incident(mind: Any, since: float, timeout_s: float) -> Any:
+    """The first incident opened since the injection, once it has a verdict.
+
+    The first, not the first to end: a later one (the same trouble seen again
+    while the first was verifying, its action refused by the cooldown) ends at
+    once, and is not how the squad coped with the fault. Every incident opened
+    is in the journal's ``incidents``: one fault should be one.
+    """
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        found = [i for i in mind.log.since(since) if i.status in TERMINAL]
-        if found:
-            return found[0]
+        opened = mind.log.since(since)
+        if opened and opened[0].status in TERMINAL:
+            return opened[0]
         time.sleep(0.5)
     opened = mind.log.since(since)
     return opened[0] if opened else None
