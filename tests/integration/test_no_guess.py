@@ -214,11 +214,13 @@ class Traffic:
         store: TraceStore,
         bad_after_heal_every: int = 0,
         service: str = "catalog",
+        slow_after_heal: bool = False,
         name: str = str(DIAGNOSIS["operation"]),
     ) -> None:
         self.store = store
         self.service, self.name = service, name
         self.bad_after_heal_every = bad_after_heal_every  # every so many fail even then
+        self.slow_after_heal = slow_after_heal  # then none fails, but each takes a second
         self.healed_at_ns: int | None = None
         self.weak_at_ns: int | None = None  # from then on, every other request fails
         self.start_ns = time.time_ns()
@@ -264,10 +266,12 @@ class Traffic:
                 if failing and weak is not None and self._sent_ns >= weak:
                     failing = n % 2 == 0
                 every = self.bad_after_heal_every
-                batch.append(self._span(n, self._sent_ns, failing or (every and n % every == 0)))
+                error = bool(failing or (every and n % every == 0))
+                slow = self.slow_after_heal and not failing
+                batch.append(self._span(n, self._sent_ns, error, slow))
             self.store.add(batch)
 
-    def _span(self, n: int, start: int, error: bool) -> Span:
+    def _span(self, n: int, start: int, error: bool, slow: bool = False) -> Span:
         ids = f"{self.service}:{n}".encode().hex()  # unique across the generators
         return Span(
             trace_id=ids[-32:].rjust(32, "0"),
@@ -276,7 +280,7 @@ class Traffic:
             service=self.service,
             name=self.name,
             start_ns=start,
-            end_ns=start + 20_000_000,
+            end_ns=start + (1_000_000_000 if slow else 20_000_000),
             kind=SpanKind.SERVER,
             error=error,
             resource={"service.name": self.service},
@@ -389,6 +393,35 @@ def test_a_change_that_clearly_did_not_help_is_undone_before_its_time_runs_out(
     assert verified["recovered"] is False
     assert "no better than before the change" in verified["no_better"]
     assert any(verified["no_better"] in m and "undone" in m for m in squad.said("fixer", done))
+
+
+def test_a_change_that_ended_the_failures_is_not_undone_early_for_its_slowness(
+    make: Any,
+) -> None:
+    """Failures gone, every request still over the latency bar: better, if not yet well.
+
+    The early verdict is for a change that helped with nothing; this one is left
+    to the timeout (a slow backlog drains, a starved host catches up).
+    """
+    squad = make(verify_timeout_s=6.0, verify_window_s=1.0)
+    with Traffic(squad.store, slow_after_heal=True) as traffic:
+        wait_until(lambda: traffic.covered_s() >= 2, 60, what="failing traffic")
+
+        def heal() -> None:
+            wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
+            traffic.heal()
+
+        healer = threading.Thread(target=heal, name="heal", daemon=True)
+        healer.start()
+        done = squad.run(_diagnosis(0.9), traffic.start_ns)
+        healer.join(10)
+
+    verified = next(a for a in done.audit if a["step"] == "verified")
+    assert verified["recovered"] is False and "no_better" not in verified, verified
+    assert verified["after"]["requests"] >= squad.settings.min_requests
+    assert verified["after"]["error_rate"] == 0.0 and verified["after"]["slow_rate"] == 1.0
+    assert any("not recovered within 6 s" in m for m in squad.said("fixer", done))
+    assert squad.called() == ["restart", "undo-restart"]
 
 
 @pytest.mark.parametrize("bad_every", [0, 10])

@@ -68,7 +68,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
         if measured(s) and s.start_ns < since_ns
     ]
     before = slo(earlier, settings.latency_threshold_ms)
-    bad_before = _bad_share(earlier, settings)  # what "no better" is judged against, once
+    shares_before = _shares(earlier, settings)  # what "no better" is judged against, once
     deadline = time.time() + settings.verify_timeout_s
     after = slo([], settings.latency_threshold_ms)
     recovered = False
@@ -94,7 +94,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 out_until_ns = max(s.start_ns for s in spans)
                 since_ns = out_until_ns - window_ns
                 if out_until_ns - first_ns >= UNDO_AFTER_WINDOWS * window_ns:
-                    no_better = _no_better(spans, bad_before, settings)
+                    no_better = _no_better(spans, shares_before, settings)
                     if no_better:
                         break
         time.sleep(0.25)
@@ -271,23 +271,32 @@ def _bad(span: Span, threshold_ms: float) -> bool:
     return span.error or span.duration_ms > threshold_ms
 
 
-def _bad_share(spans: list[Span], settings: Settings) -> float | None:
-    """The share of bad requests; None for fewer than ``min_requests``."""
+def _shares(spans: list[Span], settings: Settings) -> tuple[float, float] | None:
+    """The shares of bad requests and of failed ones; None for fewer than ``min_requests``."""
     if len(spans) < settings.min_requests:
         return None
-    return sum(_bad(s, settings.latency_threshold_ms) for s in spans) / len(spans)
+    bad = sum(_bad(s, settings.latency_threshold_ms) for s in spans)
+    return bad / len(spans), sum(s.error for s in spans) / len(spans)
 
 
-def _no_better(fresh: list[Span], bad_before: float | None, settings: Settings) -> str:
+def _no_better(fresh: list[Span], before: tuple[float, float] | None, settings: Settings) -> str:
     """Why the newest window of ``fresh`` requests says the change did not help; "" if not clear.
 
-    ``bad_before`` is the bad share in the incident's window before the change
-    (``sequential.failed_clearly``).
+    ``before`` is the shares of bad and of failed requests in the incident's
+    window before the change (``sequential.failed_clearly`` on each). A change
+    that ended failures (more of them than the SLO allows) but left requests
+    slow helped with something (a pool raised in front of a slow database):
+    it is left to the timeout.
     """
-    if bad_before is None or len(fresh) < settings.min_requests:
+    if before is None or len(fresh) < settings.min_requests:
         return ""
+    bad_before, failed_before = before
     bad_now = sum(_bad(s, settings.latency_threshold_ms) for s in fresh)
     if not failed_clearly(bad_now, len(fresh), bad_before):
+        return ""
+    failed_now = sum(s.error for s in fresh)
+    failing = failed_before > settings.error_rate_threshold  # failures were the SLO's trouble
+    if failing and not failed_clearly(failed_now, len(fresh), failed_before):
         return ""
     return (
         f"no better than before the change: {bad_now} of {len(fresh)} fresh requests "
