@@ -63,6 +63,54 @@ def brain(ctx: SquadContext, state: SquadState) -> SquadState:
     return {"diagnosis": diagnosis, "recall": recall, "relook": False}
 
 
+def reread_class(ctx: SquadContext, state: SquadState) -> SquadState:
+    """The class read again once a change was made, on every request started before it.
+
+    Callers that gave up on a service: hung, or alive and starved of CPU? The
+    rule (``rca/rank.py``) asks whether the service's own work got slower,
+    and on the first look it may have finished nothing of its own since the
+    onset: a starved process takes longer than its callers wait, so its first
+    slow requests end seconds after theirs. By the time the change is made
+    they have ended, and the same ranking over the requests started before
+    it can say so. Only ``timeout`` is read again (the one class whose rival
+    needs the service's own finished work), and only the diagnosed service's
+    class changes: the service was acted on, and stays the answer.
+    """
+    diagnosis = dict(state.get("diagnosis") or {})
+    applied = state.get("applied") or {}
+    if diagnosis.get("fault_class") != "timeout" or not applied:
+        return {}
+    service = diagnosis["service"]
+    change_ns = int(float(applied.get("started", applied["ts"])) * 1e9)
+    window = live_window(ctx.store.traces_since, state["window_start_ns"])
+    before = [kept for t in window if (kept := [s for s in t if s.start_ns < change_ns])]
+    incident = ctx.incident(state)
+    again = next(
+        (c for c in _own_candidates(ctx, state, before, incident.first_error_at)
+         if c.service == service),
+        None,
+    )  # fmt: skip
+    if again is None or again.fault_class != "cpu":
+        return {}
+    parts = str(diagnosis.get("signature") or "").split("|")
+    signature = "|".join([*parts[:2], "cpu", *parts[3:]]) if len(parts) == 4 else again.signature
+    diagnosis.update(fault_class="cpu", description=describe("cpu"), signature=signature)
+    incident.root_cause["fault_class"] = "cpu"
+    incident.signature = signature
+    incident.audit.append(
+        {"ts": ctx.clock.time(), "step": "reclassified", "from": "timeout", "to": "cpu"}
+    )
+    ctx.log.save(incident)
+    ctx.say(
+        "brain",
+        state,
+        f"{service} is cpu, not timeout: its requests started before the change were "
+        "slower at its own work, once they had ended (the first look saw none end)",
+        diagnosis=diagnosis,
+    )
+    return {"diagnosis": diagnosis}
+
+
 def _own_candidates(
     ctx: SquadContext, state: SquadState, traces: list[list[Span]], first: float | None
 ) -> list[Candidate]:

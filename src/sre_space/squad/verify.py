@@ -9,6 +9,7 @@ from typing import Any
 
 from sre_space.config import Settings
 from sre_space.incidents import Incident, IncidentLog
+from sre_space.squad.brain import reread_class
 from sre_space.squad.context import SquadContext, slo
 from sre_space.squad.halfopen import WORKAROUNDS
 from sre_space.squad.sequential import failed_clearly, recovered_clearly
@@ -39,8 +40,11 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
     Not recovered when ``verify_timeout_s`` runs out, or sooner when the
     newest window is clearly no better than before the change (``_no_better``).
     """
+    # The class read again on the requests started before the change, before the
+    # verdict: an incident with a verdict is done for whoever waits on it.
+    reread = reread_class(ctx, state)
     incident = ctx.incident(state)
-    diagnosis = state["diagnosis"]
+    diagnosis = {**state["diagnosis"], **reread.get("diagnosis", {})}
     service, operation = diagnosis["service"], diagnosis["operation"]
     acted_on = state["plan"].get("service")
     if acted_on and acted_on != service:
@@ -160,7 +164,7 @@ def verify(ctx: SquadContext, state: SquadState) -> SquadState:
                 "fixer", state, f"{verdict}; action undone, escalating", verification=verification
             )
     ctx.log.save(incident)
-    return {"verification": verification, "outcome": incident.remediation["outcome"]}
+    return {**reread, "verification": verification, "outcome": incident.remediation["outcome"]}
 
 
 # Audit steps that change a service: ``applied`` until its verdict, the others at once.
