@@ -105,6 +105,13 @@ def test_a_starved_service_is_cpu_once_its_requests_before_the_change_ended(
     assert incident is not None and incident.root_cause["fault_class"] == "cpu"
     assert incident.signature == "checkout|POST /checkout|cpu|"
     assert next(a for a in incident.audit if a["step"] == "reclassified")["from"] == "timeout"
+    # A mind that resumes the verification (after a restart, or a standby) has none
+    # of those requests in its store: the incident's word stands, written once.
+    resumed = SquadContext(ctx.settings, TraceStore(), ctx.log, None, None, Policy())  # type: ignore[arg-type]
+    assert reread_class(resumed, state)["diagnosis"]["signature"] == "checkout|POST /checkout|cpu|"
+    incident = ctx.log.get(state["incident_id"])
+    assert incident is not None
+    assert [a["step"] for a in incident.audit].count("reclassified") == 1
     ctx.log.close()
 
 

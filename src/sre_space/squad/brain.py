@@ -81,10 +81,16 @@ def reread_class(ctx: SquadContext, state: SquadState) -> SquadState:
     if diagnosis.get("fault_class") != "timeout" or not applied:
         return {}
     service = diagnosis["service"]
+    incident = ctx.incident(state)
+    if any(a.get("step") == "reclassified" for a in incident.audit):
+        # Read again before this mind (or the one it took over from) restarted:
+        # its store may hold none of those requests now; the incident says.
+        cls = str(incident.root_cause.get("fault_class") or "cpu")
+        diagnosis.update(fault_class=cls, description=describe(cls), signature=incident.signature)
+        return {"diagnosis": diagnosis}
     change_ns = int(float(applied.get("started", applied["ts"])) * 1e9)
     window = live_window(ctx.store.traces_since, state["window_start_ns"])
     before = [kept for t in window if (kept := [s for s in t if s.start_ns < change_ns])]
-    incident = ctx.incident(state)
     again = next(
         (c for c in _own_candidates(ctx, state, before, incident.first_error_at)
          if c.service == service),
