@@ -287,6 +287,20 @@ class Traffic:
         )
 
 
+def _healed_once_fixed(squad: Squad, traffic: Traffic) -> Incident:
+    """The squad's run on a 0.9 diagnosis, the trouble ending as soon as the Fixer acts."""
+
+    def heal() -> None:
+        wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
+        traffic.heal()
+
+    healer = threading.Thread(target=heal, name="heal", daemon=True)
+    healer.start()
+    done = squad.run(_diagnosis(0.9), traffic.start_ns)
+    healer.join(10)
+    return done
+
+
 def _other_fix(squad: Squad) -> Incident:
     """Another incident's change to catalog, applied a moment ago and not judged yet."""
     other = Incident(id=squad.log.new_id(), status="mitigating", detected_at=time.time())
@@ -406,15 +420,7 @@ def test_a_change_that_ended_the_failures_is_not_undone_early_for_its_slowness(
     squad = make(verify_timeout_s=6.0, verify_window_s=1.0)
     with Traffic(squad.store, slow_after_heal=True) as traffic:
         wait_until(lambda: traffic.covered_s() >= 2, 60, what="failing traffic")
-
-        def heal() -> None:
-            wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
-            traffic.heal()
-
-        healer = threading.Thread(target=heal, name="heal", daemon=True)
-        healer.start()
-        done = squad.run(_diagnosis(0.9), traffic.start_ns)
-        healer.join(10)
+        done = _healed_once_fixed(squad, traffic)
 
     verified = next(a for a in done.audit if a["step"] == "verified")
     assert verified["recovered"] is False and "no_better" not in verified, verified
@@ -433,15 +439,7 @@ def test_a_clear_recovery_is_called_before_the_window_fills(make: Any, bad_every
     """
     squad = make(verify_timeout_s=60.0 if not bad_every else 8.0, verify_window_s=3600.0)
     with Traffic(squad.store, bad_after_heal_every=bad_every) as traffic:
-
-        def heal() -> None:
-            wait_until(squad.called, 120, interval=0.02, what="the Fixer's action")
-            traffic.heal()
-
-        healer = threading.Thread(target=heal, name="heal", daemon=True)
-        healer.start()
-        done = squad.run(_diagnosis(0.9), traffic.start_ns)
-        healer.join(10)
+        done = _healed_once_fixed(squad, traffic)
 
     verified = next(a for a in done.audit if a["step"] == "verified")
     if not bad_every:
