@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -104,7 +105,7 @@ def reread_class(ctx: SquadContext, state: SquadState) -> SquadState:
     incident.root_cause["fault_class"] = "cpu"
     incident.signature = signature
     incident.audit.append(
-        {"ts": ctx.clock.time(), "step": "reclassified", "from": "timeout", "to": "cpu"}
+        {"ts": time.time(), "step": "reclassified", "from": "timeout", "to": "cpu"}
     )
     ctx.log.save(incident)
     ctx.say(
