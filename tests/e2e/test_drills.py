@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from sre_space.lab.faults import FAULTS
+from sre_space.paths import Paths
 from sre_space.rca.classify import FAULT_CLASSES
 
 from helpers import free_port, wait_until
@@ -347,7 +348,7 @@ def test_a_drill_stopped_by_sigterm_puts_back_what_it_changed(tmp_path: Path) ->
     )
     try:
         # The lab is up and the drill's mind listens: it is watching the steady state.
-        wait_until(lambda: (home / "lab" / "lab.json").exists(), 120, what="the drill's lab to start")
+        wait_until(Paths(home).lab_state.exists, 120, what="the drill's lab to start")
         wait_until(lambda: _listens(otlp_port), 60, what="the drill's mind to listen")
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)
