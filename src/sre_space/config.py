@@ -28,6 +28,11 @@ LATENCY_MS = 800.0  # DESIGN's rule: a request slower than this is a slow one
 # The Brain's confidence an action needs under ``auto`` (``policy_min_confidence``):
 # below it the Fixer looks again, then proposes.
 MIN_ACT_CONFIDENCE = 0.45
+# How long an opening waits for the Brain's answer about an open incident it may
+# belong to, in detection windows: the answer comes in well under a second on an
+# idle host, and took longer than one window on a starved one (a second incident
+# opened for one fault: a second page).
+BRAIN_WAIT_WINDOWS = 3
 
 
 def default_home() -> Path:
@@ -178,6 +183,11 @@ class Settings(BaseSettings):
     @property
     def otlp_endpoint(self) -> str:
         return f"http://{self.otlp_host}:{self.otlp_http_port}/v1/traces"
+
+    @property
+    def brain_wait_s(self) -> float:
+        """How long Scout holds an opening for the Brain's cause of an open incident."""
+        return BRAIN_WAIT_WINDOWS * self.detect_window_s
 
 
 def load(**overrides: Any) -> Settings:

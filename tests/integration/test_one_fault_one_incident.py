@@ -162,6 +162,32 @@ def test_the_mind_opens_an_ambiguous_anomaly_only_once_the_cause_is_named(tmp_pa
         mind.alerts.close()
 
 
+def test_a_slow_brain_is_waited_for_past_one_window_but_not_for_ever(tmp_path: Path) -> None:
+    """A starved host: the Brain's answer takes longer than a detection window."""
+    window = 5.0
+    mind = Mind(
+        Settings(home=tmp_path / "home", otlp_http_port=0, otlp_grpc_port=-1, detect_window_s=window)
+    )
+    try:
+        tracker, edges = mind.tracker, set(SHOP)
+        tick(tracker, 0, sig("gateway"), sig("catalog"))
+        tick(tracker, 1, sig("gateway"), sig("catalog"))
+        working = tracker.active()[0]
+        working.busy, working.ref = True, "INC-WORKING"  # the squad's; the Brain not done
+        tick(tracker, 2, sig("gateway"), sig("catalog"), sig("db", "latency"))
+        [change] = tracker.update([sig("gateway"), sig("catalog"), sig("db", "latency")], SHOP, 3)
+        beside = change.incident
+        late = beside.first_seen + 2 * window  # two windows on, still no answer: it waits
+        mind._opened(beside, late, edges)
+        assert beside.opened_at is None and mind.log.list() == []
+        # Past the wait, Scout's own look decides (here: nothing stands out, its own).
+        mind._opened(beside, beside.first_seen + mind.settings.brain_wait_s, edges)
+        assert [i.id for i in mind.log.list()] == [beside.ref]
+    finally:
+        mind.log.close()
+        mind.alerts.close()
+
+
 # --- a restarted mind ----------------------------------------------------------------
 
 

@@ -245,10 +245,10 @@ class Lifecycle:
         """A confirmed anomaly: a new incident, unless its cause is one already open.
 
         One that may be an open incident whose root cause the Brain has not
-        named yet waits for it (at most a detection window): confirmed again
-        at each look, it is decided once the cause is known.
+        named yet waits for it (at most ``settings.brain_wait_s``): confirmed
+        again at each look, it is decided once the cause is known.
         """
-        waiting = detected_at - tracked.first_seen < self.settings.detect_window_s
+        waiting = detected_at - tracked.first_seen < self.settings.brain_wait_s
         if waiting and self.tracker.awaits_brain(tracked, edges) is not None:
             tracked.opened_at = None
             return
