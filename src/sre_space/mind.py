@@ -28,8 +28,8 @@ from sre_space.actuators.choose import for_settings as actuator_for
 from sre_space.alerts import AlertBox
 from sre_space.clock import SYSTEM, Clock
 from sre_space.config import Settings
-from sre_space.detect.incidents import Tracked
 from sre_space.detect.rules import Rules
+from sre_space.detect.tracker import Tracked
 from sre_space.detect.window import WindowDetector
 from sre_space.errors import Unavailable, UsageError
 from sre_space.incidents import IncidentLog

@@ -414,7 +414,7 @@ def test_an_alert_opens_an_incident_the_squad_works_through(tmp_path: Path) -> N
 
 
 def test_an_alert_about_a_service_in_an_open_incident_joins_it(tmp_path: Path) -> None:
-    from sre_space.detect.incidents import Tracked
+    from sre_space.detect.tracker import Tracked
 
     mind = start_mind(tmp_path)
     try:

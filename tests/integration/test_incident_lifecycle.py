@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sre_space.detect.incidents import IncidentTracker
+from sre_space.detect.tracker import IncidentTracker
 from sre_space.incidents import Incident, IncidentLog
 
 from helpers import SHOP, sig

@@ -29,7 +29,7 @@ import pytest
 
 from rca_synth import Fault
 from sre_space.config import Settings
-from sre_space.detect.incidents import IncidentTracker
+from sre_space.detect.tracker import IncidentTracker
 from sre_space.detect.window import Signal
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.mind import Mind

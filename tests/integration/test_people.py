@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sre_space.config import Settings
-from sre_space.detect.incidents import Tracked
+from sre_space.detect.tracker import Tracked
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.paths import Paths
 

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from sre_space.detect.incidents import IncidentTracker, origins
 from sre_space.detect.rules import Rules, ServiceRule
+from sre_space.detect.tracker import IncidentTracker, origins
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.telemetry.model import Span, SpanKind
 

@@ -25,7 +25,7 @@ from typing import Any
 from sre_space.alerts import Alert, AlertBox
 from sre_space.clock import Clock
 from sre_space.config import Settings
-from sre_space.detect.incidents import AMBIGUOUS, KEEP_S, IncidentTracker, Tracked
+from sre_space.detect.tracker import AMBIGUOUS, KEEP_S, IncidentTracker, Tracked
 from sre_space.detect.window import Signal, WindowDetector
 from sre_space.incidents import Incident, IncidentLog
 from sre_space.squad.halfopen import open_workarounds
