@@ -13,6 +13,12 @@ CONFIDENCE_CEILING = 0.95
 EVIDENCE_TRACES = 5
 
 
+def signature(service: str, operation: str, fault_class: str, exception: str) -> str:
+    """What memory matches incidents on: where, what kind, and the exception's type."""
+    exc_type = exception.split(":", 1)[0] if ":" in exception else ""
+    return "|".join((service, operation, fault_class, exc_type))
+
+
 @dataclass
 class Candidate:
     service: str
@@ -28,8 +34,7 @@ class Candidate:
 
     @property
     def signature(self) -> str:
-        exc_type = self.exception.split(":", 1)[0] if ":" in self.exception else ""
-        return "|".join((self.service, self.operation, self.fault_class, exc_type))
+        return signature(self.service, self.operation, self.fault_class, self.exception)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sre_space.rca.candidate import Candidate, confidence_words
+from sre_space.rca.candidate import Candidate, confidence_words, signature
 from sre_space.rca.localize import live_window, localize
 from sre_space.squad.context import RELOOK_S, SquadContext
 from sre_space.squad.state import SquadState
@@ -99,11 +99,13 @@ def reread_class(ctx: SquadContext, state: SquadState) -> SquadState:
     )  # fmt: skip
     if again is None or again.fault_class != "cpu":
         return {}
-    parts = str(diagnosis.get("signature") or "").split("|")
-    signature = "|".join([*parts[:2], "cpu", *parts[3:]]) if len(parts) == 4 else again.signature
-    diagnosis.update(fault_class="cpu", description=describe("cpu"), signature=signature)
+    # The first look's operation and exception stay: only the class was in doubt.
+    sig = signature(
+        service, str(diagnosis["operation"]), "cpu", str(diagnosis.get("exception", ""))
+    )
+    diagnosis.update(fault_class="cpu", description=describe("cpu"), signature=sig)
     incident.root_cause["fault_class"] = "cpu"
-    incident.signature = signature
+    incident.signature = sig
     incident.audit.append(
         {"ts": time.time(), "step": "reclassified", "from": "timeout", "to": "cpu"}
     )
